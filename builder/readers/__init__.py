@@ -1,0 +1,70 @@
+"""Readers: one interface, ``read(path) -> (array, meta)``, picked by a registry.
+
+=========  ============================  ==========================================
+format     array                         meta (plain, JSON-able values)
+=========  ============================  ==========================================
+dicom      frames: (F, H, W[, 3])        allowlisted header attributes, ``window``,
+           modality LUT applied           ``invert`` (MONOCHROME1), ``plane``
+nifti      volume (X, Y, Z), RAS+         ``affine``, ``zooms``
+image      (H, W) or (H, W, 3)           ``mode``, ``bits``
+=========  ============================  ==========================================
+
+A reader raises :class:`builder.errors.Reject` for input it cannot read.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+
+from .dicom import DicomReader
+from .nifti import NiftiReader
+from .raster import RasterReader
+
+
+class Reader(Protocol):
+    suffixes: tuple[str, ...]
+
+    def read(self, path: Path) -> tuple[np.ndarray, dict[str, Any]]: ...
+
+
+READERS: dict[str, Reader] = {
+    "dicom": DicomReader(),
+    "nifti": NiftiReader(),
+    "image": RasterReader(),
+}
+
+
+def reader_for(path: str | Path) -> Reader:
+    """The reader for a file, by its suffix (no suffix: DICOM)."""
+    name = str(path).lower()
+    for reader in READERS.values():
+        if name.endswith(reader.suffixes):
+            return reader
+    return READERS["dicom"]
+
+
+
+
+def read_labelmap_2d(path: Path, shape: tuple[int, int]) -> np.ndarray:
+    """A 2D label map (PNG/TIFF, one channel) that must match an image's (H, W)."""
+    from PIL import Image
+
+    from ..errors import Reject
+
+    try:
+        with Image.open(path) as img:
+            img.load()
+            arr = np.asarray(img)
+    except Exception as exc:
+        raise Reject("mask", f"mask {path.name} is not a readable image ({type(exc).__name__}: {exc})") from None
+    if arr.ndim == 3:
+        if arr.shape[2] not in (3, 4) or not (arr[..., :1] == arr[..., 1:3]).all():
+            raise Reject("mask", f"mask {path.name} is a colour image, not a single-channel label map")
+        arr = arr[..., 0]
+    if arr.shape != tuple(shape):
+        raise Reject("mask", f"mask {path.name} is {arr.shape[1]}x{arr.shape[0]}, image is {shape[1]}x{shape[0]}")
+    return arr
+__all__ = ["Reader", "READERS", "reader_for", "read_labelmap_2d", "DicomReader", "NiftiReader", "RasterReader"]

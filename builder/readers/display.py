@@ -1,0 +1,40 @@
+"""From stored values to the pixels a person (or a model) looks at."""
+
+from __future__ import annotations
+
+import numpy as np
+
+#: (center, width) when the header gives no VOI window; others use percentiles.
+DEFAULT_WINDOWS: dict[str, tuple[float, float]] = {"ct": (40.0, 400.0)}
+PERCENTILES = (0.5, 99.5)
+
+
+def auto_window(values: np.ndarray) -> tuple[float, float]:
+    """A (center, width) window spanning the 0.5-99.5 percentiles of finite values."""
+    finite = values[np.isfinite(values)]
+    if finite.size == 0:
+        return 0.0, 1.0
+    if finite.size > 4_000_000:  # a strided sample is plenty for two percentiles
+        finite = finite[:: finite.size // 2_000_000]
+    lo, hi = np.percentile(finite, PERCENTILES)
+    if hi <= lo:
+        lo, hi = float(finite.min()), float(finite.max())
+    return (float(lo) + float(hi)) / 2.0, max(float(hi) - float(lo), 1e-6)
+
+
+def window_for(values: np.ndarray, modality: str, header: tuple[float, float] | None) -> tuple[float, float]:
+    """The header's window, else the modality default, else percentiles."""
+    if header is not None and header[1] > 0:
+        return header
+    if modality in DEFAULT_WINDOWS:
+        return DEFAULT_WINDOWS[modality]
+    return auto_window(values)
+
+
+def to_uint8(values: np.ndarray, window: tuple[float, float], invert: bool = False) -> np.ndarray:
+    """Apply a linear VOI window (center, width) and map to 0..255."""
+    center, width = window
+    lo = center - width / 2.0
+    scaled = (values.astype(np.float32) - np.float32(lo)) * np.float32(255.0 / width)
+    out = np.clip(np.nan_to_num(scaled, nan=0.0), 0, 255).astype(np.uint8)
+    return 255 - out if invert else out

@@ -1,0 +1,181 @@
+"""Regions of interest: from label maps and box tables to geometry and words.
+
+- A label map gives one ROI per label value present: ``bbox`` is the smallest
+  box around its pixels, ``area_ratio`` its pixel count over the image's.
+- A box table's boxes pass through (``area_ratio`` is the box's area).
+- ``position`` is the cell of a 3x3 grid holding the ROI's centroid, in image
+  terms ("upper-left" ... "center" ... "lower-right"). Text about radiology
+  views turns image left/right into the patient's (see :func:`position_text`).
+
+Boxes are ``[x_min, y_min, x_max, y_max]`` in pixel-edge coordinates: a ROI
+covering columns 3..7 has ``x_min=3, x_max=8``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Iterable, Mapping
+
+import numpy as np
+
+from .errors import Reject
+
+ROWS = ("upper", "center", "lower")
+COLS = ("left", "center", "right")
+RADIOLOGY = frozenset({"ct", "mri", "xray", "pet"})
+
+
+@dataclass(frozen=True)
+class Box:
+    """A drawn box of a box table, in pixel-edge coordinates."""
+
+    x_min: float
+    y_min: float
+    x_max: float
+    y_max: float
+    label: str
+
+
+@dataclass(frozen=True)
+class Roi:
+    bbox: tuple[float, float, float, float]
+    label: str
+    area_ratio: float
+    position: str
+    origin: str = "annotation"
+    score: float | None = None
+    pixels: int = 0  # pixels in the label map (0 for a box)
+
+    def as_row(self) -> dict[str, object]:
+        return {
+            "bbox": [float(v) for v in self.bbox],
+            "label": self.label,
+            "area_ratio": float(self.area_ratio),
+            "position": self.position,
+            "origin": self.origin,
+            "score": self.score,
+        }
+
+
+def position_of(cx: float, cy: float, width: int, height: int) -> str:
+    """The 3x3 grid cell of a point, e.g. "upper-left", "center", "lower-center"."""
+    row = ROWS[min(2, int(3 * cy / height))]
+    col = COLS[min(2, int(3 * cx / width))]
+    if row == col == "center":
+        return "center"
+    return f"{row}-{col}"
+
+
+def convention(modality: str, plane: str | None) -> str:
+    """How image left/right read for this view: radiological, sagittal or image."""
+    if modality not in RADIOLOGY:
+        return "image"
+    return "sagittal" if plane == "sagittal" else "radiological"
+
+
+_SIDE = {
+    "radiological": {"left": "the patient's right", "right": "the patient's left"},
+    "sagittal": {"left": "anterior", "right": "posterior"},
+    "image": {"left": "left", "right": "right"},
+}
+_VERTICAL = {"upper": "upper", "center": "middle", "lower": "lower"}
+
+
+def position_text(position: str, view: str) -> str:
+    """Words for a grid cell under a display convention.
+
+    >>> position_text("upper-left", "radiological")
+    "upper part, on the patient's right"
+    """
+    if position == "center":
+        return "center of the image"
+    row, col = position.split("-")
+    vertical = _VERTICAL[row]
+    if col == "center":
+        return f"{vertical} center of the image"
+    side = _SIDE[view][col]
+    if view == "radiological":
+        return f"{vertical} part, on {side}"
+    if view == "sagittal":
+        return f"{vertical} {side} part"
+    return f"{vertical}-{side} of the image"
+
+
+def as_labels(labelmap: np.ndarray) -> np.ndarray:
+    """A label map as non-negative integers; a reject if it holds anything else."""
+    if labelmap.dtype.kind == "f":
+        if not np.isfinite(labelmap).all() or (labelmap != np.round(labelmap)).any():
+            raise Reject("roi", "label map holds non-integer values")
+        labelmap = labelmap.astype(np.int64)
+    elif labelmap.dtype.kind == "b":
+        labelmap = labelmap.astype(np.uint8)
+    elif labelmap.dtype.kind not in "iu":
+        raise Reject("roi", f"label map of type {labelmap.dtype}")
+    if labelmap.size and labelmap.min() < 0:
+        raise Reject("roi", "label map holds negative values")
+    return labelmap
+
+
+def rois_from_labelmap(
+    labelmap: np.ndarray, names: Mapping[int, str], default: str
+) -> tuple[list[Roi], np.ndarray | None]:
+    """ROIs of every label value present, and the stored mask (0, or ROI index + 1).
+
+    ``names`` maps label values to names; when it is not empty, a value missing
+    from it is a reject (the mask does not fit its labels). Without names a
+    binary mask's one label is called ``default`` and others ``region <value>``.
+    """
+    if labelmap.ndim != 2:
+        raise Reject("roi", f"label map must be 2D, got shape {labelmap.shape}")
+    labelmap = as_labels(labelmap)
+    height, width = labelmap.shape
+    ys, xs = np.nonzero(labelmap)
+    if ys.size == 0:
+        return [], None
+    values = labelmap[ys, xs]
+    order = np.argsort(values, kind="stable")
+    values, ys, xs = values[order], ys[order], xs[order]
+    uniq, starts, counts = np.unique(values, return_index=True, return_counts=True)
+    missing = [int(v) for v in uniq if names and int(v) not in names]
+    if missing:
+        raise Reject("roi", f"mask value(s) {missing[:5]} not in the source's labels")
+    x0, x1 = np.minimum.reduceat(xs, starts), np.maximum.reduceat(xs, starts) + 1
+    y0, y1 = np.minimum.reduceat(ys, starts), np.maximum.reduceat(ys, starts) + 1
+    cx = np.add.reduceat(xs.astype(np.float64), starts) / counts + 0.5
+    cy = np.add.reduceat(ys.astype(np.float64), starts) / counts + 0.5
+    total = float(height * width)
+    rois = []
+    for i, value in enumerate(uniq.tolist()):
+        name = names.get(value) or (default if len(uniq) == 1 else f"region {value}")
+        rois.append(
+            Roi(
+                bbox=(float(x0[i]), float(y0[i]), float(x1[i]), float(y1[i])),
+                label=name,
+                area_ratio=float(counts[i]) / total,
+                position=position_of(cx[i], cy[i], width, height),
+                pixels=int(counts[i]),
+            )
+        )
+    lut = np.zeros(int(uniq[-1]) + 1, dtype=np.uint8 if len(uniq) < 256 else np.uint16)
+    lut[uniq] = np.arange(1, len(uniq) + 1)
+    return rois, lut[labelmap]
+
+
+def rois_from_boxes(boxes: Iterable[Box], width: int, height: int) -> list[Roi]:
+    """Boxes of a box table, checked against the image's size."""
+    rois = []
+    for box in boxes:
+        if box.x_min < 0 or box.y_min < 0 or box.x_max > width + 0.5 or box.y_max > height + 0.5:
+            raise Reject("roi", f"box {box.label!r} {[box.x_min, box.y_min, box.x_max, box.y_max]} "
+                                f"lies outside the {width}x{height} image")
+        area = (box.x_max - box.x_min) * (box.y_max - box.y_min)
+        cx, cy = (box.x_min + box.x_max) / 2, (box.y_min + box.y_max) / 2
+        rois.append(
+            Roi(
+                bbox=(box.x_min, box.y_min, box.x_max, box.y_max),
+                label=box.label,
+                area_ratio=area / float(width * height),
+                position=position_of(cx, cy, width, height),
+            )
+        )
+    return rois

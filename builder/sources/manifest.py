@@ -1,0 +1,238 @@
+"""The sources manifest: YAML, loaded safely, checked whole before any work.
+
+::
+
+    sources:
+      - name: colin27-aal
+        format: nifti                 # dicom | nifti | image (see builder.sources.ADAPTERS)
+        images: ch2.nii.gz            # glob, relative to this file
+        masks: aal.nii.gz             # glob or one file (see builder.sources.pairing)
+        labels_file: aal.nii.txt      # "<value> <name> [ignored...]" per line; or labels: {1: liver}
+        modality: mri                 # optional for DICOM (then from the header)
+        organ: brain                  # constant or "{column}" of the metadata table
+        disease: "{diagnosis}"
+        metadata: labels.csv          # CSV/JSON rows joined on the image's file stem
+        boxes: boxes.csv              # rows: image, x_min, y_min, x_max, y_max, label
+        caption: "{modality_name}[ of the {organ}][, {view}][; regions: {regions}]"
+        license: BSD-3-Clause
+        split: train
+        slicing: {plane: axial, step: 5, only_with_roi: true}
+
+Every error names the key that is wrong (:class:`builder.errors.ManifestError`).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping
+
+import yaml
+
+from medtrinity_25m import MODALITIES
+
+from ..errors import ManifestError
+from ..text.template import Template, TemplateError
+from . import tables
+
+PLANES = ("axial", "coronal", "sagittal")
+FORMATS = ("dicom", "nifti", "image")
+DEFAULT_CAPTION = "{modality_name}[ of the {organ}][, {view}][, {disease}][; regions: {regions}]"
+#: Fields every template may use, besides the metadata table's columns.
+TEMPLATE_FIELDS = frozenset(
+    {"modality", "modality_name", "organ", "disease", "plane", "slice_index", "view",
+     "regions", "n_rois", "source", "stem", "width", "height"}
+)
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+_SPLIT = re.compile(r"^[A-Za-z][A-Za-z0-9_]*$")
+
+
+@dataclass(frozen=True)
+class Slicing:
+    """How a volume becomes 2D samples."""
+
+    plane: str = "axial"
+    step: int = 1
+    only_with_roi: bool = False
+
+
+@dataclass(frozen=True)
+class SourceSpec:
+    """One source collection of the manifest, paths resolved."""
+
+    name: str
+    format: str
+    root: Path
+    images: str
+    masks: str | None = None
+    mask_suffixes: tuple[str, ...] = ("_mask", "_seg", "_label", "_labels", "-mask", "-seg", "-label")
+    labels: Mapping[int, str] = field(default_factory=dict)
+    boxes: Path | None = None
+    metadata: Path | None = None
+    modality: str | None = None
+    organ: str = "unspecified"
+    disease: str = ""
+    caption: str = DEFAULT_CAPTION
+    license: str = "unknown"
+    split: str = "train"
+    slicing: Slicing = Slicing()
+
+
+@dataclass(frozen=True)
+class Manifest:
+    path: Path
+    sources: tuple[SourceSpec, ...]
+    sha256: str
+
+    @property
+    def root(self) -> Path:
+        return self.path.parent
+
+
+_KEYS = {
+    "name", "format", "images", "masks", "mask_suffixes", "labels", "labels_file", "boxes",
+    "metadata", "modality", "organ", "disease", "caption", "license", "split", "slicing",
+}
+
+
+def load_manifest(path: str | os.PathLike[str]) -> Manifest:
+    """Read and check a manifest; raise :class:`ManifestError` naming the bad key."""
+    path = Path(path).resolve()
+    try:
+        raw_bytes = path.read_bytes()
+        doc = yaml.safe_load(raw_bytes)
+    except OSError as exc:
+        raise ManifestError("<file>", f"cannot read: {exc.strerror}", str(path)) from exc
+    except yaml.YAMLError as exc:
+        raise ManifestError("<file>", f"not valid YAML: {exc}", str(path)) from exc
+    if not isinstance(doc, dict) or not isinstance(doc.get("sources"), list) or not doc["sources"]:
+        raise ManifestError("sources", "must be a non-empty list of source entries", str(path))
+    extra = sorted(set(doc) - {"sources", "version"})
+    if extra:
+        raise ManifestError(extra[0], "unknown top-level key", str(path))
+    specs = []
+    for i, entry in enumerate(doc["sources"]):
+        try:
+            specs.append(_source(entry, path.parent, i))
+        except ManifestError as exc:
+            raise ManifestError(f"sources[{i}].{exc.key}", exc.reason, str(path)) from None
+    names = [s.name for s in specs]
+    dupes = sorted({n for n in names if names.count(n) > 1})
+    if dupes:
+        raise ManifestError("name", f"source name {dupes[0]!r} is used twice", str(path))
+    return Manifest(path=path, sources=tuple(specs), sha256=hashlib.sha256(raw_bytes).hexdigest())
+
+
+def _source(entry: Any, root: Path, index: int) -> SourceSpec:
+    if not isinstance(entry, dict):
+        raise ManifestError("<entry>", "each source must be a mapping")
+    unknown = sorted(set(entry) - _KEYS)
+    if unknown:
+        raise ManifestError(unknown[0], f"unknown key (known: {', '.join(sorted(_KEYS))})")
+    for key in ("name", "format", "images"):
+        if not isinstance(entry.get(key), str) or not entry[key].strip():
+            raise ManifestError(key, "is required and must be a string")
+    if not _NAME.match(entry["name"]):
+        raise ManifestError("name", "use letters, digits, '.', '_' and '-' only")
+    fmt = entry["format"]
+    from . import ADAPTERS  # the registry decides which formats exist
+
+    if fmt not in ADAPTERS:
+        raise ManifestError("format", f"{fmt!r} is not one of {', '.join(sorted(ADAPTERS))}")
+    modality = entry.get("modality")
+    if modality is None and fmt != "dicom":
+        raise ManifestError("modality", f"is required for format {fmt!r} (one of {', '.join(MODALITIES)})")
+    if modality is not None and modality not in MODALITIES:
+        raise ManifestError("modality", f"{modality!r} is not one of {', '.join(MODALITIES)}")
+    labels = _labels(entry, root)
+    metadata = _file(entry, "metadata", root)
+    boxes = _file(entry, "boxes", root)
+    columns = tables.columns(metadata) if metadata else set()
+    known = set(TEMPLATE_FIELDS) | columns
+    for key in ("organ", "disease", "caption"):
+        if key in entry and not isinstance(entry[key], str):
+            raise ManifestError(key, "must be a string (a constant or a template)")
+        try:
+            Template(entry.get(key, "")).check(known)
+        except TemplateError as exc:
+            raise ManifestError(key, str(exc)) from None
+    split = entry.get("split", "train")
+    if not isinstance(split, str) or not _SPLIT.match(split):
+        raise ManifestError("split", "must start with a letter and hold letters, digits and '_' only")
+    images = _glob(entry, "images", root)
+    masks = _glob(entry, "masks", root) if entry.get("masks") is not None else None
+    suffixes = entry.get("mask_suffixes", SourceSpec.mask_suffixes)
+    if not isinstance(suffixes, (list, tuple)) or not all(isinstance(s, str) for s in suffixes):
+        raise ManifestError("mask_suffixes", "must be a list of strings")
+    return SourceSpec(
+        name=entry["name"], format=fmt, root=root, images=images, masks=masks,
+        mask_suffixes=tuple(suffixes), labels=labels, boxes=boxes, metadata=metadata,
+        modality=modality, organ=entry.get("organ", "unspecified"), disease=entry.get("disease", ""),
+        caption=entry.get("caption", DEFAULT_CAPTION), license=str(entry.get("license", "unknown")),
+        split=split, slicing=_slicing(entry.get("slicing")),
+    )
+
+
+def _glob(entry: Mapping[str, Any], key: str, root: Path) -> str:
+    pattern = entry[key]
+    if not isinstance(pattern, str) or not pattern.strip():
+        raise ManifestError(key, "must be a glob pattern (a string)")
+    if os.path.isabs(pattern):
+        return pattern
+    fixed = pattern.split("*")[0].split("?")[0].split("[")[0]
+    resolved = os.path.normpath(os.path.join(root, fixed))
+    if os.path.commonpath([resolved, str(root)]) != str(root) or ".." in Path(pattern).parts:
+        raise ManifestError(key, f"{pattern!r} climbs out of the manifest's folder; give an absolute path")
+    return pattern
+
+
+def _file(entry: Mapping[str, Any], key: str, root: Path) -> Path | None:
+    value = entry.get(key)
+    if value is None:
+        return None
+    path = Path(_glob(entry, key, root))
+    path = path if path.is_absolute() else root / path
+    if not path.is_file():
+        raise ManifestError(key, f"file not found: {path}")
+    return path
+
+
+def _labels(entry: Mapping[str, Any], root: Path) -> dict[int, str]:
+    if "labels" in entry and "labels_file" in entry:
+        raise ManifestError("labels", "give labels or labels_file, not both")
+    if "labels_file" in entry:
+        path = _file(entry, "labels_file", root)
+        try:
+            return tables.read_labels_file(path)
+        except ValueError as exc:
+            raise ManifestError("labels_file", str(exc)) from None
+    labels = entry.get("labels") or {}
+    if not isinstance(labels, dict):
+        raise ManifestError("labels", "must be a mapping {value: name}")
+    try:
+        return {int(k): str(v) for k, v in labels.items()}
+    except (TypeError, ValueError):
+        raise ManifestError("labels", "keys must be integer label values") from None
+
+
+def _slicing(raw: Any) -> Slicing:
+    if raw is None:
+        return Slicing()
+    if not isinstance(raw, dict):
+        raise ManifestError("slicing", "must be a mapping with plane, step, only_with_roi")
+    unknown = sorted(set(raw) - {"plane", "step", "only_with_roi"})
+    if unknown:
+        raise ManifestError(f"slicing.{unknown[0]}", "unknown key")
+    plane = raw.get("plane", "axial")
+    if plane not in PLANES:
+        raise ManifestError("slicing.plane", f"{plane!r} is not one of {', '.join(PLANES)}")
+    step = raw.get("step", 1)
+    if not isinstance(step, int) or isinstance(step, bool) or step < 1:
+        raise ManifestError("slicing.step", "must be a positive integer")
+    only = raw.get("only_with_roi", False)
+    if not isinstance(only, bool):
+        raise ManifestError("slicing.only_with_roi", "must be true or false")
+    return Slicing(plane=plane, step=step, only_with_roi=only)

@@ -1,0 +1,1 @@
+"""Text: coarse captions from manifest rules, describers of five attributes."""

@@ -1,0 +1,73 @@
+"""Caption templates: ``str.format`` fields with optional ``[...]`` clauses.
+
+A clause in square brackets is dropped when any field inside it renders empty,
+so one rule reads well whether or not a slice, a disease or a region is known::
+
+    "{modality_name} of the {organ}[, {view}][, {disease}][; regions: {regions}]"
+
+renders "MRI of the brain, axial slice 90; regions: Precentral_L" or just
+"CT of the chest". Literal brackets are written ``[[`` and ``]]``.
+"""
+
+from __future__ import annotations
+
+import re
+import string
+from dataclasses import dataclass
+from typing import Mapping
+
+_CLAUSE = re.compile(r"(?<!\[)\[(?!\[)([^\[\]]*)(?<!\])\](?!\])")
+_FORMATTER = string.Formatter()
+
+
+class TemplateError(ValueError):
+    """A template that does not parse or names an unknown field."""
+
+
+def _fields(text: str) -> set[str]:
+    try:
+        return {name.split(".")[0].split("[")[0] for _, name, _, _ in _FORMATTER.parse(text) if name}
+    except ValueError as exc:
+        raise TemplateError(f"cannot parse template {text!r}: {exc}") from exc
+
+
+@dataclass(frozen=True)
+class Template:
+    """A parsed caption template."""
+
+    text: str
+
+    @property
+    def fields(self) -> set[str]:
+        return _fields(self.text.replace("[[", "").replace("]]", ""))
+
+    def check(self, known: set[str]) -> None:
+        """Raise :class:`TemplateError` naming the fields not in ``known``."""
+        unknown = sorted(self.fields - known)
+        if unknown:
+            raise TemplateError(f"unknown field(s) {', '.join(unknown)} in {self.text!r}")
+
+    def render(self, values: Mapping[str, object]) -> str:
+        def clause(match: re.Match[str]) -> str:
+            body = match.group(1)
+            names = _fields(body)
+            if any(_blank(values.get(name)) for name in names):
+                return ""
+            return body
+
+        with_clauses = _CLAUSE.sub(clause, self.text)
+        text = with_clauses.replace("[[", "\0L").replace("]]", "\0R")
+        rendered = _FORMATTER.vformat(text, (), _Values(values))
+        return rendered.replace("\0L", "[").replace("\0R", "]").strip()
+
+
+def _blank(value: object) -> bool:
+    return value is None or (isinstance(value, str) and not value.strip())
+
+
+class _Values(dict):
+    def __init__(self, values: Mapping[str, object]) -> None:
+        super().__init__({k: ("" if v is None else v) for k, v in values.items()})
+
+    def __missing__(self, key: str) -> str:
+        raise TemplateError(f"template field {{{key}}} has no value")

@@ -1,0 +1,59 @@
+"""Writers: rows to shards, one interface for every format.
+
+``WRITERS`` maps a format name to its :class:`ShardWriter` class and the folder
+it writes under; :class:`DatasetWriter` routes each row to the writer of its
+(format, modality, split).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from .base import Shard, ShardHook, ShardLimits, ShardWriter
+from .parquet import ParquetShardWriter
+from .webdataset import TarShardWriter
+
+WRITERS: dict[str, tuple[type, str]] = {
+    "parquet": (ParquetShardWriter, "data"),
+    "webdataset": (TarShardWriter, "webdataset"),
+}
+FORMAT_CHOICES = {"parquet": ("parquet",), "webdataset": ("webdataset",), "both": ("parquet", "webdataset")}
+
+
+class DatasetWriter:
+    """Routes rows to per-(format, modality, split) shard writers; a context manager."""
+
+    def __init__(self, out: Path, formats: tuple[str, ...], limits: ShardLimits,
+                 on_shard: ShardHook | None = None) -> None:
+        self.out, self.formats, self.limits, self.on_shard = out, formats, limits, on_shard
+        self.writers: dict[tuple[str, str, str], ShardWriter] = {}
+
+    def write(self, row: dict[str, Any], split: str) -> None:
+        for fmt in self.formats:
+            key = (fmt, row["modality"], split)
+            if key not in self.writers:
+                cls, folder = WRITERS[fmt]
+                self.writers[key] = cls(self.out / folder / row["modality"], row["modality"], split,
+                                        self.limits, self.on_shard)
+            self.writers[key].write(row)
+
+    def close(self) -> list[Shard]:
+        shards: list[Shard] = []
+        for key in sorted(self.writers):
+            shards += self.writers[key].close()
+        self.writers = {}
+        return shards
+
+    def __enter__(self) -> "DatasetWriter":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if exc[0] is None:
+            return
+        for writer in self.writers.values():  # leave no temp file behind a failed build
+            for temp in Path(getattr(writer, "folder", self.out)).glob(".*.tmp"):
+                temp.unlink(missing_ok=True)
+
+
+__all__ = ["DatasetWriter", "Shard", "ShardHook", "ShardLimits", "ShardWriter", "WRITERS", "FORMAT_CHOICES"]

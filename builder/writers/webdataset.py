@@ -1,0 +1,71 @@
+"""WebDataset shards: ``webdataset/<modality>/<split>-NNNNNN.tar``.
+
+Each sample is ``<id>.png`` (the image), ``<id>.mask.png`` (when the row has a
+mask) and ``<id>.json`` (every other field). Member names are the row ids,
+which hold no dot or slash, so every member stays inside the archive's folder.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any, BinaryIO
+
+from .base import RollingShards, Shard, ShardHook, ShardLimits, publish, temp_path
+
+IMAGE_FIELDS = ("image", "mask")
+
+
+def sample_of(row: dict[str, Any]) -> dict[str, Any]:
+    sample: dict[str, Any] = {"__key__": row["id"], "png": row["image"]["bytes"]}
+    if row.get("mask"):
+        sample["mask.png"] = row["mask"]["bytes"]
+    meta = {k: v for k, v in row.items() if k not in IMAGE_FIELDS}
+    sample["json"] = json.dumps(meta, ensure_ascii=False, sort_keys=True).encode()
+    return sample
+
+
+class TarShardWriter:
+    format = "webdataset"
+
+    def __init__(self, folder: Path, modality: str, split: str, limits: ShardLimits,
+                 on_shard: ShardHook | None = None) -> None:
+        self.folder, self.modality, self.split = folder, modality, split
+        self.rolling = RollingShards(limits)
+        self.on_shard = on_shard
+        self.index = 0
+        self.stream: BinaryIO | None = None
+        self.tar: Any = None
+        self.shards: list[Shard] = []
+
+    def _final(self) -> Path:
+        return self.folder / f"{self.split}-{self.index:06d}.tar"
+
+    def write(self, row: dict[str, Any]) -> None:
+        import webdataset as wds
+
+        if self.tar is None:
+            self.folder.mkdir(parents=True, exist_ok=True)
+            self.stream = open(temp_path(self._final()), "wb")
+            self.tar = wds.TarWriter(self.stream, mtime=0, encoder=False)
+        self.tar.write(sample_of(row))
+        if self.rolling.full_after(row):
+            self._finish()
+
+    def _finish(self) -> None:
+        if self.tar is None:
+            return
+        self.tar.close()  # closes the stream too
+        final = self._final()
+        publish(temp_path(final), final)
+        shard = Shard(final, self.rolling.rows, self.modality, self.split, self.format)
+        self.shards.append(shard)
+        if self.on_shard:
+            self.on_shard(shard)
+        self.tar = self.stream = None
+        self.index += 1
+        self.rolling.reset()
+
+    def close(self) -> list[Shard]:
+        self._finish()
+        return self.shards

@@ -1,0 +1,102 @@
+"""A built folder opens with `datasets` as a user would: configs, memory, streaming, tars."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import webdataset as wds
+from datasets import Image, get_dataset_config_names, load_dataset
+
+from medtrinity_25m import ATTRIBUTE_KEYS, FEATURES, MODALITIES, WEBDATASET_FEATURES, MedTrinity25M
+
+
+def test_config_names_list_the_modalities_present_and_all(demo_out: Path) -> None:
+    summary = json.loads((demo_out / "build.json").read_text())
+    present = set(summary["rows"]["by_modality"])
+    assert {"ct", "dermoscopy", "fundus"} <= present
+    names = get_dataset_config_names(str(demo_out))
+    assert names[0] == "all" and set(names[1:]) == present
+    with pytest.raises(ValueError, match="pet"):
+        load_dataset(str(demo_out), "pet")
+
+
+@pytest.mark.parametrize("streaming", [False, True])
+def test_every_row_loads_with_decoded_images_and_the_full_schema(demo_out: Path, streaming: bool) -> None:
+    summary = json.loads((demo_out / "build.json").read_text())
+    for config, count in summary["rows"]["by_modality"].items():
+        ds = load_dataset(str(demo_out), config, split="train", streaming=streaming)
+        rows = list(ds)
+        assert len(rows) == count
+        for row in rows:
+            assert set(row) == set(FEATURES)
+            assert row["modality"] == config and row["modality"] in MODALITIES
+            assert row["image"].size == (row["width"], row["height"])
+            assert set(row["attributes"]) == set(ATTRIBUTE_KEYS) and all(row["attributes"].values())
+            assert row["caption"] and row["coarse_caption"]
+            if row["mask"] is not None:
+                assert row["mask"].size == row["image"].size
+                assert int(np.asarray(row["mask"]).max()) == len(row["rois"])
+    every = load_dataset(str(demo_out), "all", split="train", streaming=streaming)
+    assert sum(1 for _ in every) == summary["rows"]["total"]
+
+
+def test_ids_are_unique_and_stable_across_rebuilds(demo_out: Path, tmp_path: Path) -> None:
+    from conftest import run_cli
+
+    again = tmp_path / "again"
+    run_cli("demo", "--out", again, "--workers", "1", "--quiet")
+    first = load_dataset(str(demo_out), "all", split="train")
+    second = load_dataset(str(again), "all", split="train")
+    assert len(set(first["id"])) == len(first)
+    assert first["id"] == second["id"]
+    assert first["caption"] == second["caption"]
+
+
+def test_tars_read_back_with_webdataset_and_datasets(demo_out: Path) -> None:
+    summary = json.loads((demo_out / "build.json").read_text())
+    tars = sorted(str(p) for p in (demo_out / "webdataset").rglob("*.tar"))
+    samples = list(wds.WebDataset(tars, shardshuffle=False).decode("pil"))
+    assert len(samples) == summary["rows"]["total"]
+    for sample in samples:
+        meta = sample["json"]
+        assert meta["id"] == sample["__key__"]
+        assert sample["png"].size == (meta["width"], meta["height"])
+        assert ("mask.png" in sample) == (meta["source"] in ("synthetic-ct-phantom", "synthetic-dermoscopy"))
+    ct = sorted(str(p) for p in (demo_out / "webdataset" / "ct").glob("*.tar"))
+    ds = load_dataset("webdataset", data_files={"train": ct}, split="train", features=WEBDATASET_FEATURES)
+    assert len(ds) == summary["rows"]["by_modality"]["ct"]
+    assert isinstance(ds.features["png"], Image)
+    assert {row["json"]["modality"] for row in ds} == {"ct"}
+    assert sum(row["mask.png"] is not None for row in ds) == sum(
+        r["mask"] is not None for r in load_dataset(str(demo_out), "ct", split="train"))
+
+
+def test_a_webdataset_only_build_loads_through_its_card(tmp_path: Path) -> None:
+    from conftest import run_cli
+
+    out = tmp_path / "wds-only"
+    run_cli("demo", "--out", out, "--workers", "1", "--quiet", "--format", "webdataset")
+    assert not (out / "data").exists()
+    for streaming in (False, True):
+        rows = list(load_dataset(str(out), "dermoscopy", split="train", streaming=streaming))
+        assert len(rows) == 6
+        assert all(r["png"].size == (r["json"]["width"], r["json"]["height"]) for r in rows)
+
+
+def test_folder_holds_no_loading_script_and_hidden_temp_files(demo_out: Path) -> None:
+    assert not list(demo_out.rglob("*.py"))
+    assert not list(demo_out.rglob(".*.tmp"))
+
+
+def test_builder_class_reads_the_same_rows(demo_out: Path, tmp_path: Path) -> None:
+    builder = MedTrinity25M(config_name="ct", data_dir=str(demo_out), cache_dir=str(tmp_path / "cache"))
+    builder.download_and_prepare()
+    ds = builder.as_dataset(split="train")
+    direct = load_dataset(str(demo_out), "ct", split="train")
+    assert sorted(ds["id"]) == sorted(direct["id"])
+    assert ds.features == FEATURES
+    row = ds[0]
+    assert row["image"].size == (row["width"], row["height"])
