@@ -80,13 +80,13 @@ def build_options(fn: Any) -> Any:
 
 
 def run_build(manifest_path: Path, out: Path, fmt: str, workers: int, overwrite: bool,
-              shard_rows: int, shard_mb: int, quiet: bool, repo: str = "medtrinity-25m") -> dict[str, Any]:
+              shard_rows: int, shard_mb: int, quiet: bool, repo: str | None = None) -> dict[str, Any]:
     try:
         manifest = load_manifest(manifest_path)
         options = BuildOptions(
             out=out, formats=FORMAT_CHOICES[fmt], workers=max(1, workers), overwrite=overwrite,
             triplets=TripletOptions(), limits=ShardLimits(max_rows=shard_rows, max_bytes=shard_mb * 2**20),
-            repo=repo,
+            repo=repo or out.resolve().name,
         )
         summary = build(manifest, options, ProgressPrinter(quiet))
     except (ManifestError, BuildError) as exc:
@@ -118,7 +118,7 @@ def demo_cmd(out: Path, **kwargs: Any) -> None:
 
     with tempfile.TemporaryDirectory(prefix="medtri-demo-") as tmp:
         manifest = assemble(Path(tmp))
-        run_build(manifest, out, repo=str(out), **kwargs)
+        run_build(manifest, out, **kwargs)
     click.echo(f'\nopen it:  python -c "from datasets import load_dataset; '
                f"print(load_dataset('{out}', 'ct')['train'][0]['caption'])\"")
 
