@@ -112,3 +112,16 @@ def test_multiframe_gives_one_row_per_frame(tmp_path: Path) -> None:
     ds = load_dataset(str(out), "mri", split="train")
     assert sorted(ds["slice_index"]) == list(range(frames))
     assert len(set(ds["id"])) == frames
+
+
+def test_lossless_compressed_dicom_decodes_to_the_same_pixels(tmp_path: Path) -> None:
+    pytest.importorskip("pylibjpeg", reason="compressed DICOM needs the codecs extra (pylibjpeg)")
+    (tmp_path / "in").mkdir()
+    for name in ("693_UNCR.dcm", "693_J2KR.dcm", "MR_small.dcm", "MR_small_RLE.dcm"):
+        shutil.copy(dicom_file(name), tmp_path / "in" / name)
+    out = tmp_path / "out"
+    summary = build(write_manifest(tmp_path, {"name": "codecs", "format": "dicom", "images": "in/*.dcm"}), out)
+    assert summary["files"]["rejected"] == 0
+    rows = {r["source_file"]: np.asarray(r["image"]) for r in load_dataset(str(out), "all", split="train")}
+    assert np.array_equal(rows["in/693_UNCR.dcm"], rows["in/693_J2KR.dcm"])
+    assert np.array_equal(rows["in/MR_small.dcm"], rows["in/MR_small_RLE.dcm"])
