@@ -37,6 +37,8 @@ __all__ = [
     "MODALITIES",
     "MODALITY_NAMES",
     "ATTRIBUTE_KEYS",
+    "REFERENCE_KEYS",
+    "DETAIL_KEYS",
     "FEATURES",
     "WEBDATASET_FEATURES",
     "ARROW_SCHEMA",
@@ -83,6 +85,11 @@ ATTRIBUTE_KEYS: tuple[str, ...] = (
     "region_relationship",
 )
 
+#: Human-written reference text of a sample (MedPix: image caption and case report).
+REFERENCE_KEYS: tuple[str, ...] = ("caption", "history", "findings", "diagnosis", "discussion")
+#: Descriptive metadata kept as given by the source.
+DETAIL_KEYS: tuple[str, ...] = ("modality_detail", "plane", "age", "sex")
+
 ROI_FEATURE = {
     # [x_min, y_min, x_max, y_max] in pixel-edge coordinates of the stored image:
     # the ROI covers columns x_min .. x_max-1 and rows y_min .. y_max-1.
@@ -108,7 +115,11 @@ FEATURES = Features(
         "caption": Value("string"),
         "attributes": {key: Value("string") for key in ATTRIBUTE_KEYS},
         "knowledge": List(Value("string")),
-        "reference": Value("string"),
+        # Human-written text of the source, the reference that validation scores against.
+        "reference": {key: Value("string") for key in REFERENCE_KEYS},
+        "case_id": Value("string"),
+        "location": Value("string"),
+        "details": {key: Value("string") for key in DETAIL_KEYS},
         "source": Value("string"),
         "source_file": Value("string"),
         "plane": Value("string"),

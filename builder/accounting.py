@@ -16,6 +16,12 @@ from typing import Any, TextIO
 REJECTS = "rejects.jsonl"
 
 
+def _line(file: str, source: str, stage: str, reason: str, extra: dict[str, Any]) -> dict[str, Any]:
+    line = {"file": file, "source": source, "stage": stage, "reason": reason}
+    line.update({k: v for k, v in extra.items() if v is not None})
+    return line
+
+
 @dataclass
 class SourceCount:
     files: int = 0
@@ -59,18 +65,18 @@ class Ledger:
     def _source(self, name: str) -> SourceCount:
         return self.sources.setdefault(name, SourceCount())
 
-    def reject_file(self, source: str, file: str, stage: str, reason: str) -> None:
-        """An input file that gives no sample."""
+    def reject_file(self, source: str, file: str, stage: str, reason: str, **extra: Any) -> None:
+        """An input file that gives no sample (``extra``: ``id``, ``rule`` when known)."""
         self.files_seen += 1
         self.files_rejected += 1
         self._source(source).files += 1
         self._source(source).rejected += 1
-        self._line({"file": file, "source": source, "stage": stage, "reason": reason})
+        self._line(_line(file, source, stage, reason, extra))
 
-    def reject_other(self, source: str, file: str, stage: str, reason: str) -> None:
-        """A side-table row or mask that could not be used (not an image input)."""
+    def reject_other(self, source: str, file: str, stage: str, reason: str, **extra: Any) -> None:
+        """A side-table row, a mask, or one row of an accepted file that could not be used."""
         self.other_rejects += 1
-        self._line({"file": file, "source": source, "stage": stage, "reason": reason})
+        self._line(_line(file, source, stage, reason, extra))
 
     def accept_file(self, source: str, rows: list[dict[str, Any]], split: str) -> None:
         self.files_seen += 1

@@ -28,7 +28,9 @@ from typing import Any, Callable, Iterable, Iterator
 
 from . import card
 from .accounting import REJECTS, Ledger
-from .sources.base import Unit, enumerate_units
+from .errors import Reject
+from .sources import ADAPTERS
+from .sources.base import Unit
 from .sources.manifest import Manifest
 from .triplets import TripletOptions, UnitResult, process_unit
 from .writers import DatasetWriter, Shard, ShardLimits
@@ -48,6 +50,7 @@ class BuildOptions:
     formats: tuple[str, ...] = ("parquet",)
     workers: int = 1
     overwrite: bool = False
+    dedup: bool = False  # drop exact pixel duplicates in every source (medpix sources always do)
     triplets: TripletOptions = field(default_factory=TripletOptions)
     limits: ShardLimits = field(default_factory=ShardLimits)
     repo: str = "medtrinity-25m"  # the name the card's examples load
@@ -120,7 +123,7 @@ def _sha256(path: Path) -> str:
 def _collect(manifest: Manifest, ledger: Ledger) -> list[Unit]:
     units: list[Unit] = []
     for spec in manifest.sources:
-        found, problems = enumerate_units(spec)
+        found, problems = ADAPTERS[spec.format].units(spec)
         for problem in problems:
             ledger.reject_other(spec.name, problem.file, "pairing", problem.reason)
         units += found
@@ -144,7 +147,7 @@ def build(manifest: Manifest, options: BuildOptions, progress: ProgressHook | No
         units = _collect(manifest, ledger)
         state = Progress(units_total=len(units))
         with DatasetWriter(out, options.formats, options.limits, record_shard) as writer:
-            _consume(_results(units, options), writer, ledger, state, progress)
+            _consume(_results(units, options), writer, ledger, Deduplicator(options.dedup), state, progress)
             writer.close()
     finally:
         ledger.close()
@@ -154,21 +157,57 @@ def build(manifest: Manifest, options: BuildOptions, progress: ProgressHook | No
     return summary
 
 
-def _consume(results: Iterable[UnitResult], writer: DatasetWriter, ledger: Ledger,
+class Deduplicator:
+    """Exact duplicates by decoded pixels: the first row seen is kept."""
+
+    def __init__(self, everywhere: bool) -> None:
+        self.everywhere = everywhere
+        self.seen: dict[str, str] = {}
+
+    def twin(self, result: UnitResult, index: int) -> str | None:
+        """The id of an earlier row with the same pixels, if this row is to be dropped."""
+        spec = result.unit.spec
+        if not (self.everywhere or spec.dedup):
+            return None
+        row_id = result.rows[index]["id"]
+        first = self.seen.setdefault(result.hashes[index], row_id)
+        if first == row_id or result.unit_id in spec.curation:  # a person's keep overrides the rule
+            return None
+        return first
+
+
+def _consume(results: Iterable[UnitResult], writer: DatasetWriter, ledger: Ledger, dedup: Deduplicator,
              state: Progress, progress: ProgressHook | None) -> None:
     for result in results:
         unit = result.unit
-        if result.reject is not None:
-            ledger.reject_file(unit.spec.name, unit.rel, result.reject.stage, result.reject.reason)
+        kept, dropped = _dedup(result, dedup)
+        if result.reject is not None or (dropped and not kept):
+            reject = result.reject or dropped[0][1]
+            ledger.reject_file(unit.spec.name, unit.rel, reject.stage, reject.reason, rule=reject.rule,
+                               id=dropped[0][0]["id"] if dropped else result.unit_id)
             state.rejects += 1
         else:
-            for row in result.rows:
-                writer.write(row, unit.spec.split)
-            ledger.accept_file(unit.spec.name, result.rows, unit.spec.split)
-            state.rows += len(result.rows)
+            for row, reject in dropped:
+                ledger.reject_other(unit.spec.name, unit.rel, reject.stage, reject.reason, rule=reject.rule,
+                                    id=row["id"])
+            for row in kept:
+                writer.write(row, unit.split)
+            ledger.accept_file(unit.spec.name, kept, unit.split)
+            state.rows += len(kept)
         state.units_done += 1
         if progress:
             progress(state)
+
+
+def _dedup(result: UnitResult, dedup: Deduplicator) -> tuple[list[dict], list[tuple[dict, Reject]]]:
+    kept, dropped = [], []
+    for index, row in enumerate(result.rows):
+        twin = dedup.twin(result, index)
+        if twin is None:
+            kept.append(row)
+        else:
+            dropped.append((row, Reject("curation", f"same pixels as {twin}", rule="duplicate_pixels")))
+    return kept, dropped
 
 
 def _sources(manifest: Manifest, ledger: Ledger) -> list[dict[str, Any]]:

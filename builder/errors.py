@@ -16,12 +16,20 @@ class ManifestError(ValueError):
         super().__init__(f"{where}manifest key '{key}': {reason}")
         self.key = key
         self.reason = reason
+        self.path = path
+
+    def __reduce__(self) -> tuple:
+        return (ManifestError, (self.key, self.reason, self.path))
 
 
 class Reject(Exception):
     """An input that cannot become a sample: which stage refused it and why."""
 
-    def __init__(self, stage: str, reason: str) -> None:
+    def __init__(self, stage: str, reason: str, rule: str | None = None) -> None:
         super().__init__(f"{stage}: {reason}")
         self.stage = stage
         self.reason = reason
+        self.rule = rule  # the named curation rule that flagged the input, if any
+
+    def __reduce__(self) -> tuple:  # crosses process boundaries with its fields
+        return (Reject, (self.stage, self.reason, self.rule))

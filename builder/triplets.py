@@ -14,13 +14,13 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from medtrinity_25m import ATTRIBUTE_KEYS
+from medtrinity_25m import ATTRIBUTE_KEYS, REFERENCE_KEYS
 
 from .errors import Reject
 from .roi import convention, rois_from_boxes, rois_from_labelmap
 from .sources import ADAPTERS
 from .sources.base import Record, Unit, check_inside
-from .text.caption import coarse_caption, subject, template_values
+from .text.caption import coarse_caption, render, subject, template_values
 from .text.describers import DESCRIBERS, DescribeRequest, Describer, join_caption
 from .text.measure import measure
 
@@ -35,15 +35,22 @@ class TripletOptions:
 class UnitResult:
     unit: Unit
     rows: list[dict[str, Any]] = field(default_factory=list)
+    hashes: list[str] = field(default_factory=list)  # of each row's decoded pixels, for dedup
     reject: Reject | None = None
+
+    @property
+    def unit_id(self) -> str:
+        return row_id(self.unit.spec.name, self.unit.rel, None, None)
 
 
 def row_id(source: str, rel: str, plane: str | None, index: int | None) -> str:
     """Stable id from source, file and slice: ``<source>-<20 hex digits>``.
 
-    Dots are replaced so the id is a valid WebDataset key.
+    The plane counts only for slices of a volume (a 2D image's id is that of
+    its file). Dots are replaced so the id is a valid WebDataset key.
     """
-    digest = hashlib.sha1(f"{source}\0{rel}\0{plane or ''}\0{'' if index is None else index}".encode())
+    where = "" if index is None else f"{plane or ''}\0{index}"
+    digest = hashlib.sha1(f"{source}\0{rel}\0{where}".encode())
     return f"{source.replace('.', '_')}-{digest.hexdigest()[:20]}"
 
 
@@ -52,6 +59,31 @@ def encode_png(pixels: np.ndarray, level: int) -> bytes:
     buf = io.BytesIO()
     Image.fromarray(pixels).save(buf, format="PNG", compress_level=level)
     return buf.getvalue()
+
+
+def pixel_hash(pixels: np.ndarray) -> str:
+    """Identity of decoded pixels, whatever file format or compression held them."""
+    digest = hashlib.blake2b(digest_size=16)
+    digest.update(f"{pixels.shape}{pixels.dtype}".encode())
+    digest.update(np.ascontiguousarray(pixels).data)
+    return digest.hexdigest()
+
+
+def curate(unit: Unit) -> None:
+    """Apply the curation file, then the format's rules; raise a reject naming the rule."""
+    decision = unit.spec.curation.get(row_id(unit.spec.name, unit.rel, None, None))
+    if decision is not None:
+        if decision.action == "drop":
+            raise Reject("curation", f"dropped by the curation file: {decision.note or 'no note'}", rule="curation")
+        return  # kept by a person: the rules do not apply
+    for rule in ADAPTERS[unit.spec.format].rules:
+        reason = rule.check(unit)
+        if reason:
+            raise Reject("curation", reason, rule=rule.name)
+
+
+def _texts(templates: dict[str, str], values: dict[str, Any]) -> dict[str, str | None]:
+    return {key: (render(template, values, key) or None) for key, template in templates.items()}
 
 
 def make_row(record: Record, describer: Describer, options: TripletOptions) -> dict[str, Any]:
@@ -72,6 +104,9 @@ def make_row(record: Record, describer: Describer, options: TripletOptions) -> d
         stats=measure(record.pixels, mask, rois), view=convention(record.modality, record.plane),
         image=record.pixels,
     )
+    texts = dict(values, organ=subj.organ, disease=subj.disease)
+    spec_texts = _texts({"case_id": spec.case_id, "location": spec.location}, texts)
+    reference = _texts(dict(spec.reference), texts)
     attributes = describer.describe(request)
     missing = [key for key in ATTRIBUTE_KEYS if not attributes.get(key)]
     if missing:
@@ -88,7 +123,15 @@ def make_row(record: Record, describer: Describer, options: TripletOptions) -> d
         "caption": join_caption(attributes),
         "attributes": {key: attributes[key] for key in ATTRIBUTE_KEYS},
         "knowledge": [],
-        "reference": None,
+        "reference": {key: reference.get(key) for key in REFERENCE_KEYS},
+        "case_id": spec_texts["case_id"],
+        "location": spec_texts["location"],
+        "details": {
+            "modality_detail": _text(unit.meta.get("modality_detail")),
+            "plane": _text(unit.meta.get("plane_given") or unit.meta.get("plane") or record.plane),
+            "age": _text(unit.meta.get("age")),
+            "sex": _text(unit.meta.get("sex")),
+        },
         "source": spec.name,
         "source_file": unit.rel,
         "plane": record.plane,
@@ -99,16 +142,24 @@ def make_row(record: Record, describer: Describer, options: TripletOptions) -> d
     }
 
 
+def _text(value: Any) -> str | None:
+    return None if value is None or str(value).strip() == "" else str(value)
+
+
 def process_unit(unit: Unit, options: TripletOptions) -> UnitResult:
     """All rows of one unit, or a reject naming the stage and the reason."""
     describer = DESCRIBERS[options.describer]()
+    rows, hashes = [], []
     try:
+        curate(unit)
         check_inside(unit)
-        rows = [make_row(record, describer, options) for record in ADAPTERS[unit.spec.format].records(unit)]
+        for record in ADAPTERS[unit.spec.format].records(unit):
+            rows.append(make_row(record, describer, options))
+            hashes.append(pixel_hash(record.pixels))
     except Reject as exc:
         return UnitResult(unit, reject=exc)
     except MemoryError:
         return UnitResult(unit, reject=Reject("read", "out of memory while reading"))
     except Exception as exc:  # an unforeseen failure still ends as a reject line, never a crash
         return UnitResult(unit, reject=Reject("internal", f"{type(exc).__name__}: {exc}"))
-    return UnitResult(unit, rows=rows)
+    return UnitResult(unit, rows=rows, hashes=hashes)

@@ -8,11 +8,13 @@ from __future__ import annotations
 
 from .base import Record, SourceAdapter, Unit, enumerate_units
 from .adapters import DicomSource, ImageSource, NiftiSource
+from .medpix import MedpixSource
 
 ADAPTERS: dict[str, SourceAdapter] = {
     "dicom": DicomSource(),
     "nifti": NiftiSource(),
     "image": ImageSource(),
+    "medpix": MedpixSource(),
 }
 
 __all__ = ["ADAPTERS", "Record", "SourceAdapter", "Unit", "enumerate_units"]

@@ -16,7 +16,7 @@ from ..readers import READERS, DicomReader, read_labelmap_2d
 from ..readers.display import to_uint8, window_for
 from ..readers.nifti import n_slices, slice_display
 from ..roi import as_labels
-from .base import Record, Unit
+from .base import FileSource, Record, Unit
 
 #: DICOM Modality (0008,0060) -> config, when the manifest gives none.
 DICOM_MODALITIES: dict[str, str] = {
@@ -37,7 +37,7 @@ DICOM_MODALITIES: dict[str, str] = {
 
 
 @dataclass(frozen=True)
-class ImageSource:
+class ImageSource(FileSource):
     """PNG/JPEG/TIFF images, each one sample; masks are label-map images."""
 
     def records(self, unit: Unit) -> Iterator[Record]:
@@ -47,10 +47,11 @@ class ImageSource:
 
 
 @dataclass(frozen=True)
-class DicomSource:
+class DicomSource(FileSource):
     """DICOM files; each frame of a multi-frame file is one sample."""
 
     reader: DicomReader = field(default_factory=DicomReader)
+    modality_from_data = True
 
     def records(self, unit: Unit) -> Iterator[Record]:
         frames, meta = self.reader.read(unit.image)
@@ -84,7 +85,7 @@ def _window(meta: dict) -> tuple[float, float] | None:
 
 
 @dataclass(frozen=True)
-class NiftiSource:
+class NiftiSource(FileSource):
     """NIfTI volumes, sliced along the manifest's plane; masks are label volumes."""
 
     def records(self, unit: Unit) -> Iterator[Record]:

@@ -12,7 +12,7 @@ import glob
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator, Mapping, Protocol
+from typing import Any, Callable, Iterator, Mapping, Protocol
 
 import numpy as np
 
@@ -30,6 +30,7 @@ class Unit:
     spec: SourceSpec
     image: Path
     rel: str  # path relative to the manifest's folder (``source_file``)
+    split: str = "train"
     mask: Path | None = None
     meta: Mapping[str, Any] = field(default_factory=dict)
     boxes: tuple[Box, ...] = ()
@@ -48,10 +49,39 @@ class Record:
     hints: dict[str, Any] = field(default_factory=dict)  # e.g. organ from a DICOM header
 
 
+@dataclass(frozen=True)
+class Rule:
+    """A named curation rule: ``check(unit)`` gives the reason to flag it, or None."""
+
+    name: str
+    check: Callable[[Unit], str | None]
+
+
 class SourceAdapter(Protocol):
-    """Turns one unit of a source into records."""
+    """A manifest ``format``: which keys it needs, its units, its records."""
+
+    required: tuple[str, ...]  # manifest keys the format needs
+    modality_from_data: bool  # True if ``modality`` may be left out
+    defaults: Mapping[str, Any]  # manifest defaults of the format (data, not branches)
+    fields: frozenset[str]  # template fields its units provide
+    rules: tuple[Rule, ...]  # curation rules run before a unit is read
+
+    def units(self, spec: SourceSpec) -> tuple[list[Unit], list[Problem]]: ...
 
     def records(self, unit: Unit) -> Iterator[Record]: ...
+
+
+class FileSource:
+    """Base of the formats whose inputs are the files an ``images`` glob matches."""
+
+    required: tuple[str, ...] = ("images",)
+    modality_from_data = False
+    defaults: Mapping[str, Any] = {}
+    fields: frozenset[str] = frozenset()
+    rules: tuple[Rule, ...] = ()
+
+    def units(self, spec: SourceSpec) -> tuple[list[Unit], list[Problem]]:
+        return enumerate_units(spec)
 
 
 def _expand(spec: SourceSpec, pattern: str) -> list[Path]:
@@ -59,11 +89,12 @@ def _expand(spec: SourceSpec, pattern: str) -> list[Path]:
     return sorted(Path(p) for p in glob.glob(full, recursive=True) if os.path.isfile(p))
 
 
-def _relative(spec: SourceSpec, path: Path) -> str:
-    try:
-        return path.relative_to(spec.root).as_posix()
-    except ValueError:
-        return path.as_posix()
+def relative(spec: SourceSpec, path: Path) -> str:
+    """``source_file``: relative to the manifest's folder, else to the source's root."""
+    for base in (spec.root, spec.data_root):
+        if base is not None and path.is_relative_to(base):
+            return path.relative_to(base).as_posix()
+    return path.as_posix()
 
 
 def mask_key(path: Path, suffixes: tuple[str, ...]) -> str:
@@ -102,9 +133,9 @@ def pair_masks(spec: SourceSpec, images: list[Path]) -> tuple[dict[Path, Path], 
             continue
         image = by_stem.get(mask_key(mask, spec.mask_suffixes)) or by_stem.get(tables.file_stem(mask))
         if image is None:
-            problems.append(Problem(_relative(spec, mask), "mask pairs with no image"))
+            problems.append(Problem(relative(spec, mask), "mask pairs with no image"))
         elif image in pairs:
-            problems.append(Problem(_relative(spec, mask), f"second mask for {_relative(spec, image)}"))
+            problems.append(Problem(relative(spec, mask), f"second mask for {relative(spec, image)}"))
         else:
             pairs[image] = mask
     return pairs, problems
@@ -130,7 +161,8 @@ def enumerate_units(spec: SourceSpec) -> tuple[list[Unit], list[Problem]]:
         Unit(
             spec=spec,
             image=image,
-            rel=_relative(spec, image),
+            rel=relative(spec, image),
+            split=spec.split,
             mask=pairs.get(image),
             meta=meta.get(tables.file_stem(image), {}),
             boxes=tuple(boxes.get(tables.file_stem(image), ())),
@@ -141,13 +173,15 @@ def enumerate_units(spec: SourceSpec) -> tuple[list[Unit], list[Problem]]:
 
 
 def check_inside(unit: Unit) -> None:
-    """Refuse a file that resolves outside the manifest's folder (a symlink out)."""
-    if os.path.isabs(unit.spec.images):
+    """Refuse a file that resolves outside its source's folder (a symlink out).
+
+    The folder is the source's ``root`` if it has one, else the manifest's
+    folder; a source whose ``images`` glob is an absolute path is not checked.
+    """
+    spec = unit.spec
+    if spec.data_root is None and os.path.isabs(spec.images):
         return
+    base = os.path.realpath(spec.data_root or spec.root)
     for path in (unit.image, unit.mask):
-        if path is None:
-            continue
-        real = os.path.realpath(path)
-        root = os.path.realpath(unit.spec.root)
-        if os.path.commonpath([real, root]) != root:
-            raise Reject("path", f"{path} resolves outside the manifest's folder")
+        if path is not None and os.path.commonpath([os.path.realpath(path), base]) != base:
+            raise Reject("path", f"{path} resolves outside the source's folder {base}")

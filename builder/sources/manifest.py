@@ -32,14 +32,14 @@ from typing import Any, Mapping
 
 import yaml
 
-from medtrinity_25m import MODALITIES
+from medtrinity_25m import MODALITIES, REFERENCE_KEYS
 
 from ..errors import ManifestError
 from ..text.template import Template, TemplateError
 from . import tables
+from .tables import Curation
 
 PLANES = ("axial", "coronal", "sagittal")
-FORMATS = ("dicom", "nifti", "image")
 DEFAULT_CAPTION = "{modality_name}[ of the {organ}][, {view}][, {disease}][; regions: {regions}]"
 #: Fields every template may use, besides the metadata table's columns.
 TEMPLATE_FIELDS = frozenset(
@@ -65,8 +65,9 @@ class SourceSpec:
 
     name: str
     format: str
-    root: Path
-    images: str
+    root: Path  # the manifest's folder: relative paths start here
+    images: str = ""
+    data_root: Path | None = None  # ``root:`` of formats that read a whole folder (medpix)
     masks: str | None = None
     mask_suffixes: tuple[str, ...] = ("_mask", "_seg", "_label", "_labels", "-mask", "-seg", "-label")
     labels: Mapping[int, str] = field(default_factory=dict)
@@ -76,9 +77,14 @@ class SourceSpec:
     organ: str = "unspecified"
     disease: str = ""
     caption: str = DEFAULT_CAPTION
+    case_id: str = ""
+    location: str = ""
+    reference: Mapping[str, str] = field(default_factory=dict)
     license: str = "unknown"
     split: str = "train"
     slicing: Slicing = Slicing()
+    curation: Mapping[str, Curation] = field(default_factory=dict)
+    dedup: bool = False
 
 
 @dataclass(frozen=True)
@@ -93,9 +99,11 @@ class Manifest:
 
 
 _KEYS = {
-    "name", "format", "images", "masks", "mask_suffixes", "labels", "labels_file", "boxes",
-    "metadata", "modality", "organ", "disease", "caption", "license", "split", "slicing",
+    "name", "format", "images", "root", "masks", "mask_suffixes", "labels", "labels_file", "boxes",
+    "metadata", "modality", "organ", "disease", "caption", "case_id", "location", "reference", "license",
+    "split", "slicing", "curation", "dedup",
 }
+TEMPLATE_KEYS = ("organ", "disease", "caption", "case_id", "location")
 
 
 def load_manifest(path: str | os.PathLike[str]) -> Manifest:
@@ -116,7 +124,7 @@ def load_manifest(path: str | os.PathLike[str]) -> Manifest:
     specs = []
     for i, entry in enumerate(doc["sources"]):
         try:
-            specs.append(_source(entry, path.parent, i))
+            specs.append(_source(entry, path.parent))
         except ManifestError as exc:
             raise ManifestError(f"sources[{i}].{exc.key}", exc.reason, str(path)) from None
     names = [s.name for s in specs]
@@ -126,54 +134,95 @@ def load_manifest(path: str | os.PathLike[str]) -> Manifest:
     return Manifest(path=path, sources=tuple(specs), sha256=hashlib.sha256(raw_bytes).hexdigest())
 
 
-def _source(entry: Any, root: Path, index: int) -> SourceSpec:
-    if not isinstance(entry, dict):
+def _string(entry: Mapping[str, Any], key: str) -> str:
+    if not isinstance(entry.get(key), str) or not entry[key].strip():
+        raise ManifestError(key, "is required and must be a string")
+    return entry[key]
+
+
+def _source(raw: Any, root: Path) -> SourceSpec:
+    if not isinstance(raw, dict):
         raise ManifestError("<entry>", "each source must be a mapping")
-    unknown = sorted(set(entry) - _KEYS)
+    unknown = sorted(set(raw) - _KEYS)
     if unknown:
         raise ManifestError(unknown[0], f"unknown key (known: {', '.join(sorted(_KEYS))})")
-    for key in ("name", "format", "images"):
-        if not isinstance(entry.get(key), str) or not entry[key].strip():
-            raise ManifestError(key, "is required and must be a string")
-    if not _NAME.match(entry["name"]):
+    if not _NAME.match(_string(raw, "name")):
         raise ManifestError("name", "use letters, digits, '.', '_' and '-' only")
-    fmt = entry["format"]
     from . import ADAPTERS  # the registry decides which formats exist
 
+    fmt = _string(raw, "format")
     if fmt not in ADAPTERS:
         raise ManifestError("format", f"{fmt!r} is not one of {', '.join(sorted(ADAPTERS))}")
+    adapter = ADAPTERS[fmt]
+    entry = {**adapter.defaults, **raw}  # a format's defaults are data, overridden by the entry
+    for key in adapter.required:
+        _string(entry, key)
     modality = entry.get("modality")
-    if modality is None and fmt != "dicom":
+    if modality is None and not adapter.modality_from_data:
         raise ManifestError("modality", f"is required for format {fmt!r} (one of {', '.join(MODALITIES)})")
     if modality is not None and modality not in MODALITIES:
         raise ManifestError("modality", f"{modality!r} is not one of {', '.join(MODALITIES)}")
-    labels = _labels(entry, root)
     metadata = _file(entry, "metadata", root)
-    boxes = _file(entry, "boxes", root)
-    columns = tables.columns(metadata) if metadata else set()
-    known = set(TEMPLATE_FIELDS) | columns
-    for key in ("organ", "disease", "caption"):
-        if key in entry and not isinstance(entry[key], str):
-            raise ManifestError(key, "must be a string (a constant or a template)")
-        try:
-            Template(entry.get(key, "")).check(known)
-        except TemplateError as exc:
-            raise ManifestError(key, str(exc)) from None
+    _check_templates(entry, set(TEMPLATE_FIELDS) | set(adapter.fields) | (tables.columns(metadata) if metadata else set()))
     split = entry.get("split", "train")
     if not isinstance(split, str) or not _SPLIT.match(split):
         raise ManifestError("split", "must start with a letter and hold letters, digits and '_' only")
-    images = _glob(entry, "images", root)
-    masks = _glob(entry, "masks", root) if entry.get("masks") is not None else None
     suffixes = entry.get("mask_suffixes", SourceSpec.mask_suffixes)
     if not isinstance(suffixes, (list, tuple)) or not all(isinstance(s, str) for s in suffixes):
         raise ManifestError("mask_suffixes", "must be a list of strings")
     return SourceSpec(
-        name=entry["name"], format=fmt, root=root, images=images, masks=masks,
-        mask_suffixes=tuple(suffixes), labels=labels, boxes=boxes, metadata=metadata,
-        modality=modality, organ=entry.get("organ", "unspecified"), disease=entry.get("disease", ""),
-        caption=entry.get("caption", DEFAULT_CAPTION), license=str(entry.get("license", "unknown")),
-        split=split, slicing=_slicing(entry.get("slicing")),
+        name=entry["name"], format=fmt, root=root,
+        images=_glob(entry, "images", root) if "images" in entry else "",
+        data_root=_folder(entry, "root", root) if "root" in entry else None,
+        masks=_glob(entry, "masks", root) if entry.get("masks") is not None else None,
+        mask_suffixes=tuple(suffixes), labels=_labels(entry, root), boxes=_file(entry, "boxes", root),
+        metadata=metadata, modality=modality, organ=entry.get("organ", "unspecified"),
+        disease=entry.get("disease", ""), caption=entry.get("caption", DEFAULT_CAPTION),
+        case_id=entry.get("case_id", ""), location=entry.get("location", ""),
+        reference=dict(entry.get("reference") or {}), license=str(entry.get("license", "unknown")),
+        split=split, slicing=_slicing(entry.get("slicing")), curation=_curation(entry, root),
+        dedup=_flag(entry, "dedup"),
     )
+
+
+def _check_templates(entry: Mapping[str, Any], known: set[str]) -> None:
+    reference = entry.get("reference") or {}
+    if not isinstance(reference, dict) or set(reference) - set(REFERENCE_KEYS):
+        raise ManifestError("reference", f"must map some of {', '.join(REFERENCE_KEYS)} to templates")
+    rules = [(key, entry.get(key, "")) for key in TEMPLATE_KEYS]
+    rules += [(f"reference.{key}", value) for key, value in reference.items()]
+    for key, value in rules:
+        if not isinstance(value, str):
+            raise ManifestError(key, "must be a string (a constant or a template)")
+        try:
+            Template(value).check(known)
+        except TemplateError as exc:
+            raise ManifestError(key, str(exc)) from None
+
+
+def _flag(entry: Mapping[str, Any], key: str) -> bool:
+    value = entry.get(key, False)
+    if not isinstance(value, bool):
+        raise ManifestError(key, "must be true or false")
+    return value
+
+
+def _folder(entry: Mapping[str, Any], key: str, root: Path) -> Path:
+    path = Path(_glob(entry, key, root))
+    path = path if path.is_absolute() else root / path
+    if not path.is_dir():
+        raise ManifestError(key, f"folder not found: {path}")
+    return path
+
+
+def _curation(entry: Mapping[str, Any], root: Path) -> dict[str, Curation]:
+    path = _file(entry, "curation", root)
+    if path is None:
+        return {}
+    try:
+        return tables.read_curation(path)
+    except ValueError as exc:
+        raise ManifestError("curation", str(exc)) from None
 
 
 def _glob(entry: Mapping[str, Any], key: str, root: Path) -> str:

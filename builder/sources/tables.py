@@ -30,6 +30,14 @@ def file_stem(path: str | Path) -> str:
 
 
 @dataclass(frozen=True)
+class Curation:
+    """A person's decision on one row id: keep (despite the rules) or drop."""
+
+    action: str  # "keep" | "drop"
+    note: str = ""
+
+
+@dataclass(frozen=True)
 class Problem:
     file: str
     reason: str
@@ -116,3 +124,21 @@ def read_boxes(path: Path) -> tuple[dict[str, list[Box]], list[Problem]]:
         label = str(row.get("label") or "region")
         by_stem.setdefault(stem, []).append(Box(*coords, label=label))
     return by_stem, problems
+
+
+def read_curation(path: Path) -> dict[str, Curation]:
+    """A curation file: CSV (``id,action,note``) or YAML (a list of such mappings)."""
+    import yaml
+
+    if path.suffix.lower() == ".csv":
+        rows = list(_rows(path))
+    else:
+        rows = yaml.safe_load(path.read_text(encoding="utf-8")) or []
+    if not isinstance(rows, list):
+        raise ValueError(f"{path}: expected a list of {{id, action, note}}")
+    decisions: dict[str, Curation] = {}
+    for number, row in enumerate(rows, 1):
+        if not isinstance(row, dict) or not row.get("id") or row.get("action") not in ("keep", "drop"):
+            raise ValueError(f"{path}: entry {number} needs an id and action keep or drop, got {row!r}")
+        decisions[str(row["id"])] = Curation(str(row["action"]), str(row.get("note") or ""))
+    return decisions

@@ -64,7 +64,7 @@ def template_values(record: Record, rois: Sequence[Roi]) -> dict[str, Any]:
     return values
 
 
-def _render(template: str, values: dict[str, Any], key: str) -> str:
+def render(template: str, values: dict[str, Any], key: str) -> str:
     try:
         return Template(template).render(values)
     except TemplateError as exc:
@@ -73,13 +73,13 @@ def _render(template: str, values: dict[str, Any], key: str) -> str:
 
 def subject(record: Record, values: dict[str, Any]) -> Subject:
     """The organ and disease of a sample from the manifest's rules and header hints."""
-    organ = _render(record.unit.spec.organ, values, "organ")
+    organ = render(record.unit.spec.organ, values, "organ")
     if organ in ("", UNSPECIFIED) and record.hints.get("organ"):
         organ = record.hints["organ"]
-    return Subject(organ=organ or UNSPECIFIED, disease=_render(record.unit.spec.disease, values, "disease"))
+    return Subject(organ=organ or UNSPECIFIED, disease=render(record.unit.spec.disease, values, "disease"))
 
 
 def coarse_caption(record: Record, rois: Sequence[Roi], values: dict[str, Any], subj: Subject) -> str:
     organ = "" if subj.organ == UNSPECIFIED else subj.organ  # an unknown organ drops its clause
     values = dict(values, organ=organ, disease=subj.disease)
-    return _render(record.unit.spec.caption, values, "caption")
+    return render(record.unit.spec.caption, values, "caption")

@@ -104,7 +104,7 @@ class TemplateDescriber:
         return f"{article} {name} image{where}{index}."
 
     def _organs(self, r: DescribeRequest) -> str:
-        text = f"The image shows the {r.organ}." if r.organ != "unspecified" else "The imaged organ is not specified."
+        text = f"Organ or region: {r.organ}." if r.organ != "unspecified" else "The imaged organ is not specified."
         if r.rois:
             names = list(dict.fromkeys(roi.label for roi in r.rois))
             shown = ", ".join(names[:8]) + (f" and {len(names) - 8} more" if len(names) > 8 else "")
