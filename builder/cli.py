@@ -125,3 +125,74 @@ def demo_cmd(out: Path, **kwargs: Any) -> None:
 
 if __name__ == "__main__":
     main()
+
+
+def _emit(result: Any, output: str) -> None:
+    import csv
+    import json
+
+    if output == "json":
+        click.echo(json.dumps(result.records(), indent=2, default=str, ensure_ascii=False))
+    elif output == "csv":
+        writer = csv.writer(sys.stdout)
+        writer.writerow(result.columns)
+        writer.writerows(result.rows)
+    else:
+        cells = [[("" if v is None else str(v)).replace("\n", " ")[:60] for v in row] for row in result.rows]
+        widths = [max([len(c)] + [len(r[i]) for r in cells]) for i, c in enumerate(result.columns)]
+        click.echo("  ".join(c.ljust(w) for c, w in zip(result.columns, widths)))
+        for row in cells:
+            click.echo("  ".join(v.ljust(w) for v, w in zip(row, widths)))
+
+
+@main.command("query")
+@click.argument("out", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.argument("sql", required=False)
+@click.option("--where", help="SQL condition on the samples table, e.g. \"modality = 'ct'\".")
+@click.option("--field", "fields", multiple=True, metavar="NAME=PATTERN",
+              help="Case-insensitive regex filter on one field (repeatable), e.g. organ=brain.")
+@click.option("--text", help="Free text searched in captions, disease, organ and references.")
+@click.option("--output", type=click.Choice(["table", "json", "csv"]), default="table", show_default=True)
+@click.option("--limit", type=int, default=50, show_default=True, help="Rows shown without SQL.")
+def query_cmd(out: Path, sql: str | None, where: str | None, fields: tuple[str, ...], text: str | None,
+              output: str, limit: int) -> None:
+    """Run SQL over OUT's shards (table `samples`), or filter it like MedPix's GUI."""
+    from .catalog import Catalog, CatalogError
+
+    try:
+        catalog = Catalog(out)
+        if sql:
+            result = catalog.sql(sql)
+        else:
+            patterns = dict(f.split("=", 1) for f in fields if "=" in f)
+            if len(patterns) != len(fields):
+                raise CatalogError("--field takes NAME=PATTERN")
+            total, result = catalog.search(
+                patterns, where, text, limit=limit,
+                columns="id, split, modality, organ, disease, location, source_file, coarse_caption")
+            click.echo(f"{total} matching rows" + (f", first {limit}" if total > limit else ""), err=True)
+    except CatalogError as exc:
+        raise click.ClickException(str(exc)) from None
+    _emit(result, output)
+
+
+@main.command("serve")
+@click.argument("out", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to bind (localhost by default).")
+@click.option("--port", type=int, default=8765, show_default=True, help="Port (0: any free port).")
+def serve_cmd(out: Path, host: str, port: int) -> None:
+    """Explore OUT in a web browser: filters, thumbnails, samples with ROI overlays."""
+    from .catalog import CatalogError
+    from .serve import make_server
+
+    try:
+        server = make_server(out, host, port)
+    except CatalogError as exc:
+        raise click.ClickException(str(exc)) from None
+    click.echo(f"serving {out} at http://{host}:{server.server_address[1]}/  (Ctrl-C to stop)")
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.server_close()
