@@ -1,8 +1,9 @@
 """SQL over a built dataset's Parquet shards, with DuckDB (embedded, no server).
 
 The table ``samples`` holds every column but the image and mask bytes, plus
-``split`` (from the shard's name), ``has_mask``, ``n_rois``, ``file`` and
-``file_row`` (where the row's bytes live, for :meth:`Catalog.image`)::
+``split`` (from the shard's name), ``has_mask``, ``n_rois``, ``search_text``
+(what free text searches), ``file`` and ``file_row`` (where the row's bytes
+live, for :meth:`Catalog.image`)::
 
     medtri-build query OUT "SELECT modality, count(*) FROM samples GROUP BY modality"
     medtri-build query OUT --field organ=brain --field disease='glio|astro' --where "age > '60'"
@@ -27,8 +28,9 @@ FILTER_FIELDS: dict[str, str] = {
     "coarse_caption": "coarse_caption", "caption": "caption",
     "reference": "concat_ws(' ', reference.caption, reference.findings, reference.diagnosis)",
 }
-FREE_TEXT = ("coarse_caption", "caption", "disease", "organ",
-             "concat_ws(' ', reference.caption, reference.findings, reference.diagnosis)")
+#: What free text searches: lower-cased once, when the catalog opens.
+FREE_TEXT = ("lower(concat_ws(' ', coarse_caption, caption, disease, organ, location, "
+             "reference.caption, reference.findings, reference.diagnosis))")
 
 
 class CatalogError(ValueError):
@@ -65,7 +67,7 @@ class Catalog:
         source = (
             "SELECT * EXCLUDE (image, mask, filename, file_row_number), "
             f"regexp_extract(filename, '{SPLIT}', 1) AS split, mask IS NOT NULL AS has_mask, "
-            "len(rois) AS n_rois, filename AS file, file_row_number AS file_row "
+            f"len(rois) AS n_rois, {FREE_TEXT} AS search_text, filename AS file, file_row_number AS file_row "
             "FROM read_parquet(?, filename=true, file_row_number=true)"
         )
         kind = "TABLE" if materialize else "VIEW"
@@ -96,8 +98,8 @@ class Catalog:
             clauses.append(f"regexp_matches(coalesce({FILTER_FIELDS[name]}, ''), ?, 'i')")
             params.append(pattern)
         if text:
-            clauses.append("(" + " OR ".join(f"contains(lower(coalesce({c}, '')), ?)" for c in FREE_TEXT) + ")")
-            params += [text.lower()] * len(FREE_TEXT)
+            clauses.append("contains(search_text, ?)")
+            params.append(text.lower())
         if where:
             clauses.append(f"({where})")
         return (" WHERE " + " AND ".join(clauses)) if clauses else "", params

@@ -109,3 +109,17 @@ def test_curation_rules_flag_noise_and_a_curation_file_overrides_them(tmp_path: 
     assert ids == (first_ids | {keep}) - {drop}
     assert {line["rule"] for line in rejects(second)} == {"caption_missing", "type_mismatch", "duplicate_pixels",
                                                           "image_unreadable", "curation"}
+
+
+def test_the_consolidated_json_files_read_like_the_split_files(tmp_path: Path) -> None:
+    if not TEST.exists():
+        pytest.skip(f"reference data {TEST} is absent")
+    root = tmp_path / "MedPix-2-0"
+    shutil.copytree(TEST / "images", root / "images")
+    (root / "Case_topic.json").write_text(json.dumps(_jsonl(TEST / "data_test.jsonl")))
+    (root / "Descriptions.json").write_text(json.dumps(_jsonl(TEST / "descriptions_test.jsonl")))
+    out = tmp_path / "consolidated"
+    summary = build(write_manifest(tmp_path, {"name": "medpix", "format": "medpix", "root": "MedPix-2-0"}), out)
+    assert summary["rows"]["by_split"] == {"train": 200}  # one split: the manifest's
+    row = load_dataset(str(out), "all", split="train")[0]
+    assert row["reference"]["findings"] and row["disease"]
