@@ -13,6 +13,8 @@ import click
 from .engine import BuildError, BuildOptions, Progress, build
 from .errors import ManifestError
 from .sources.manifest import load_manifest
+from .text.llm import LLMConfig
+from .text.models import TextOptions
 from .triplets import TripletOptions
 from .writers import FORMAT_CHOICES, ShardLimits
 
@@ -73,20 +75,45 @@ def build_options(fn: Any) -> Any:
         click.option("--shard-mb", type=int, default=ShardLimits.max_bytes // 2**20, show_default=True,
                      help="Roll over to a new shard after about this many MiB."),
         click.option("--quiet", is_flag=True, help="No progress output."),
+        click.option("--dedup", is_flag=True, help="Drop exact pixel duplicates in every source."),
+        click.option("--describer", type=click.Choice(["template", "openai", "transformers"]), default="template",
+                     show_default=True, help="Who writes the descriptions."),
+        click.option("--llm-base-url", help="OpenAI-compatible server, e.g. http://localhost:8000/v1 (vLLM)."),
+        click.option("--llm-model", help="Model name the server serves."),
+        click.option("--llm-concurrency", type=int, default=8, show_default=True, help="Requests in flight."),
+        click.option("--llm-timeout", type=float, default=120.0, show_default=True, help="Seconds per request."),
+        click.option("--llm-retries", type=int, default=3, show_default=True,
+                     help="Further tries after a failed request or an answer that does not parse."),
+        click.option("--vlm-model", help="Local vision-language checkpoint folder (--describer transformers)."),
+        click.option("--kb", type=click.Path(exists=True, file_okay=False), help="Knowledge base folder."),
+        click.option("--kb-k", type=int, default=8, show_default=True, help="Snippets per coarse caption."),
     ]
     for option in reversed(options):
         fn = option(fn)
     return fn
 
 
-def run_build(manifest_path: Path, out: Path, fmt: str, workers: int, overwrite: bool,
-              shard_rows: int, shard_mb: int, quiet: bool, repo: str | None = None) -> dict[str, Any]:
+def _text_options(describer: str, llm_base_url: str | None, llm_model: str | None, llm_concurrency: int,
+                  llm_timeout: float, llm_retries: int, vlm_model: str | None, kb: str | None,
+                  kb_k: int) -> TextOptions:
+    llm = None
+    if llm_base_url or llm_model:
+        if not (llm_base_url and llm_model):
+            raise click.UsageError("--llm-base-url and --llm-model go together")
+        llm = LLMConfig(base_url=llm_base_url, model=llm_model, concurrency=llm_concurrency, timeout=llm_timeout,
+                        retries=llm_retries)
+    return TextOptions(describer=describer, llm=llm, model=vlm_model, kb=kb, k=kb_k)
+
+
+def run_build(manifest_path: Path, out: Path, fmt: str, workers: int, overwrite: bool, shard_rows: int,
+              shard_mb: int, quiet: bool, dedup: bool, repo: str | None = None, **text: Any) -> dict[str, Any]:
     try:
         manifest = load_manifest(manifest_path)
+        text_options = _text_options(**text)
         options = BuildOptions(
-            out=out, formats=FORMAT_CHOICES[fmt], workers=max(1, workers), overwrite=overwrite,
-            triplets=TripletOptions(), limits=ShardLimits(max_rows=shard_rows, max_bytes=shard_mb * 2**20),
-            repo=repo or out.resolve().name,
+            out=out, formats=FORMAT_CHOICES[fmt], workers=max(1, workers), overwrite=overwrite, dedup=dedup,
+            triplets=TripletOptions(describer=text_options.describer), text=text_options,
+            limits=ShardLimits(max_rows=shard_rows, max_bytes=shard_mb * 2**20), repo=repo or out.resolve().name,
         )
         summary = build(manifest, options, ProgressPrinter(quiet))
     except (ManifestError, BuildError) as exc:
@@ -196,3 +223,56 @@ def serve_cmd(out: Path, host: str, port: int) -> None:
         pass
     finally:
         server.server_close()
+
+
+@main.group("kb")
+def kb_group() -> None:
+    """Knowledge bases: build one from a corpus, search it."""
+
+
+@kb_group.command("build")
+@click.argument("corpus", nargs=-1, required=True, type=click.Path(exists=True, path_type=Path))
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path), required=True, help="Folder to write.")
+@click.option("--encoder", default="minilm", show_default=True,
+              help="minilm, medcpt:QUERY_DIR,ARTICLE_DIR, or a local transformers model folder.")
+@click.option("--max-chars", type=int, default=800, show_default=True, help="Snippet size, whole sentences.")
+@click.option("--overlap", type=int, default=1, show_default=True, help="Sentences shared by neighbours.")
+def kb_build_cmd(corpus: tuple[Path, ...], out: Path, encoder: str, max_chars: int, overlap: int) -> None:
+    """Chunk, embed and index CORPUS files or folders (.txt, .md, .jsonl, MedPix cases)."""
+    from .knowledge import KnowledgeBase, load_encoder, read_corpus
+    from .knowledge.corpus import CorpusError
+    from .knowledge.encoders import EncoderError
+    from .knowledge.index import KnowledgeError
+
+    try:
+        kb = KnowledgeBase.build(read_corpus(corpus), load_encoder(encoder), max_chars, overlap)
+    except (CorpusError, EncoderError, KnowledgeError) as exc:
+        raise click.ClickException(str(exc)) from None
+    kb.save(out)
+    info = kb.info
+    click.echo(f"{info['documents']} documents, {info['snippets']} snippets, {info['index']['type']} index "
+               f"of dimension {info['dim']} in {out}")
+
+
+@kb_group.command("search")
+@click.argument("kb", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.argument("query")
+@click.option("-k", type=int, default=8, show_default=True)
+@click.option("--json", "as_json", is_flag=True, help="Print hits as JSON (doc_id, score, text, id).")
+def kb_search_cmd(kb: Path, query: str, k: int, as_json: bool) -> None:
+    """The top K snippets of KB for QUERY."""
+    import json
+
+    from .knowledge import KnowledgeBase
+    from .knowledge.index import KnowledgeError
+
+    try:
+        hits = KnowledgeBase.load(kb).search([query], k)[0]
+    except KnowledgeError as exc:
+        raise click.ClickException(str(exc)) from None
+    if as_json:
+        click.echo(json.dumps([{"doc_id": h.doc_id, "score": round(h.score, 4), "text": h.text, "id": h.id}
+                               for h in hits], indent=2, ensure_ascii=False))
+        return
+    for rank, hit in enumerate(hits, 1):
+        click.echo(f"{rank}. [{hit.doc_id}] {hit.score:.3f}  {hit.text[:160]}")

@@ -32,6 +32,9 @@ from .errors import Reject
 from .sources import ADAPTERS
 from .sources.base import Unit
 from .sources.manifest import Manifest
+from .text.describers import WORKER_DESCRIBERS
+from .text.models import MODEL_DESCRIBERS, TextOptions
+from .text.stage import TextStage
 from .triplets import TripletOptions, UnitResult, process_unit
 from .writers import DatasetWriter, Shard, ShardLimits
 
@@ -52,6 +55,7 @@ class BuildOptions:
     overwrite: bool = False
     dedup: bool = False  # drop exact pixel duplicates in every source (medpix sources always do)
     triplets: TripletOptions = field(default_factory=TripletOptions)
+    text: TextOptions = field(default_factory=TextOptions)
     limits: ShardLimits = field(default_factory=ShardLimits)
     repo: str = "medtrinity-25m"  # the name the card's examples load
 
@@ -144,14 +148,16 @@ def build(manifest: Manifest, options: BuildOptions, progress: ProgressHook | No
                        "bytes": shard.path.stat().st_size, "sha256": _sha256(shard.path)})
 
     try:
+        stage, text_info = _text_stage(options)
         units = _collect(manifest, ledger)
         state = Progress(units_total=len(units))
         with DatasetWriter(out, options.formats, options.limits, record_shard) as writer:
-            _consume(_results(units, options), writer, ledger, Deduplicator(options.dedup), state, progress)
+            _consume(stage(_results(units, options)), writer, ledger, Deduplicator(options.dedup), state, progress)
             writer.close()
     finally:
         ledger.close()
     summary = _summary(manifest, options, ledger, shards, started)
+    summary.update(text_info)
     _write_card(manifest, options, ledger, shards)
     (out / BUILD_JSON).write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
     return summary
@@ -199,8 +205,29 @@ def _consume(results: Iterable[UnitResult], writer: DatasetWriter, ledger: Ledge
             progress(state)
 
 
+def _text_stage(options: BuildOptions) -> tuple[TextStage, dict[str, Any]]:
+    """The main process's text stage, and what build.json records of it."""
+    text = options.text
+    name = options.triplets.describer
+    try:
+        describer = None if name in WORKER_DESCRIBERS else MODEL_DESCRIBERS[name](text)
+        retriever = None
+        if text.kb:
+            from .knowledge import KnowledgeBase, Retriever
+
+            retriever = Retriever(KnowledgeBase.load(Path(text.kb)), k=text.k)
+    except (KeyError, ValueError, Reject) as exc:
+        raise BuildError(f"describer {name!r}: {exc}") from None
+    info = {"describer": describer.info() if describer else WORKER_DESCRIBERS[name]().info()}
+    if retriever is not None:
+        info["knowledge"] = {"kb": Path(text.kb).name, "k": text.k, "encoder": retriever.kb.info["encoder"],
+                             "snippets": retriever.kb.info["snippets"], "index": retriever.kb.info["index"]}
+    concurrency = text.llm.concurrency if text.llm else 1
+    return TextStage(describer, retriever, concurrency), info
+
+
 def _dedup(result: UnitResult, dedup: Deduplicator) -> tuple[list[dict], list[tuple[dict, Reject]]]:
-    kept, dropped = [], []
+    kept, dropped = [], list(result.dropped)
     for index, row in enumerate(result.rows):
         twin = dedup.twin(result, index)
         if twin is None:
@@ -227,7 +254,6 @@ def _summary(manifest: Manifest, options: BuildOptions, ledger: Ledger, shards: 
     summary.update(
         manifest={"name": manifest.path.name, "sha256": manifest.sha256},
         sources=_sources(manifest, ledger),
-        describer={"name": options.triplets.describer},
         options={"formats": list(options.formats), "workers": options.workers,
                  "limits": asdict(options.limits), "png_level": options.triplets.png_level},
         shards=sorted(shards, key=lambda s: s["path"]),

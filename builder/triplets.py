@@ -21,7 +21,7 @@ from .roi import convention, rois_from_boxes, rois_from_labelmap
 from .sources import ADAPTERS
 from .sources.base import Record, Unit, check_inside
 from .text.caption import coarse_caption, render, subject, template_values
-from .text.describers import DESCRIBERS, DescribeRequest, Describer, join_caption
+from .text.describers import WORKER_DESCRIBERS, DescribeRequest, Describer, join_caption
 from .text.measure import measure
 
 
@@ -36,6 +36,8 @@ class UnitResult:
     unit: Unit
     rows: list[dict[str, Any]] = field(default_factory=list)
     hashes: list[str] = field(default_factory=list)  # of each row's decoded pixels, for dedup
+    requests: list[DescribeRequest] = field(default_factory=list)  # rows still to describe (main process)
+    dropped: list[tuple[dict[str, Any], Reject]] = field(default_factory=list)  # rows refused after the worker
     reject: Reject | None = None
 
     @property
@@ -86,8 +88,12 @@ def _texts(templates: dict[str, str], values: dict[str, Any]) -> dict[str, str |
     return {key: (render(template, values, key) or None) for key, template in templates.items()}
 
 
-def make_row(record: Record, describer: Describer, options: TripletOptions) -> dict[str, Any]:
-    """One finished row (see ``medtrinity_25m.FEATURES``)."""
+def make_row(record: Record, describer: Describer | None,
+             options: TripletOptions) -> tuple[dict[str, Any], DescribeRequest]:
+    """One row (see ``medtrinity_25m.FEATURES``) and what its describer is given.
+
+    With ``describer`` None the row's text is left to the main process.
+    """
     unit, spec = record.unit, record.unit.spec
     height, width = record.pixels.shape[:2]
     rois, mask = ([], None)
@@ -97,31 +103,28 @@ def make_row(record: Record, describer: Describer, options: TripletOptions) -> d
     values = template_values(record, rois)
     subj = subject(record, values)
     caption = coarse_caption(record, rois, values, subj)
+    image = encode_png(record.pixels, options.png_level)
     request = DescribeRequest(
         id=row_id(spec.name, unit.rel, record.plane, record.slice_index),
         modality=record.modality, organ=subj.organ, disease=subj.disease, plane=record.plane,
         slice_index=record.slice_index, coarse_caption=caption, rois=rois,
         stats=measure(record.pixels, mask, rois), view=convention(record.modality, record.plane),
-        image=record.pixels,
+        image_png=None if describer else image,
     )
     texts = dict(values, organ=subj.organ, disease=subj.disease)
     spec_texts = _texts({"case_id": spec.case_id, "location": spec.location}, texts)
     reference = _texts(dict(spec.reference), texts)
-    attributes = describer.describe(request)
-    missing = [key for key in ATTRIBUTE_KEYS if not attributes.get(key)]
-    if missing:
-        raise Reject("describe", f"describer {describer.name!r} gave no {', '.join(missing)}")
-    return {
+    row = {
         "id": request.id,
-        "image": {"bytes": encode_png(record.pixels, options.png_level), "path": None},
+        "image": {"bytes": image, "path": None},
         "mask": None if mask is None else {"bytes": encode_png(mask, options.png_level), "path": None},
         "modality": record.modality,
         "organ": subj.organ,
         "disease": subj.disease or None,
         "rois": [roi.as_row() for roi in rois],
         "coarse_caption": caption,
-        "caption": join_caption(attributes),
-        "attributes": {key: attributes[key] for key in ATTRIBUTE_KEYS},
+        "caption": None,
+        "attributes": None,
         "knowledge": [],
         "reference": {key: reference.get(key) for key in REFERENCE_KEYS},
         "case_id": spec_texts["case_id"],
@@ -140,6 +143,18 @@ def make_row(record: Record, describer: Describer, options: TripletOptions) -> d
         "height": height,
         "license": spec.license,
     }
+    if describer is not None:
+        set_text(row, describer.describe(request), describer.name)
+    return row, request
+
+
+def set_text(row: dict[str, Any], attributes: dict[str, str], describer: str) -> None:
+    """Put a describer's five attributes, and their join, into a row."""
+    missing = [key for key in ATTRIBUTE_KEYS if not attributes.get(key)]
+    if missing:
+        raise Reject("describe", f"describer {describer!r} gave no {', '.join(missing)}")
+    row["attributes"] = {key: attributes[key] for key in ATTRIBUTE_KEYS}
+    row["caption"] = join_caption(attributes)
 
 
 def _text(value: Any) -> str | None:
@@ -148,18 +163,21 @@ def _text(value: Any) -> str | None:
 
 def process_unit(unit: Unit, options: TripletOptions) -> UnitResult:
     """All rows of one unit, or a reject naming the stage and the reason."""
-    describer = DESCRIBERS[options.describer]()
-    rows, hashes = [], []
+    worker_side = WORKER_DESCRIBERS.get(options.describer)
+    describer = worker_side() if worker_side else None
+    rows, hashes, requests = [], [], []
     try:
         curate(unit)
         check_inside(unit)
         for record in ADAPTERS[unit.spec.format].records(unit):
-            rows.append(make_row(record, describer, options))
+            row, request = make_row(record, describer, options)
+            rows.append(row)
             hashes.append(pixel_hash(record.pixels))
+            requests.append(request)
     except Reject as exc:
         return UnitResult(unit, reject=exc)
     except MemoryError:
         return UnitResult(unit, reject=Reject("read", "out of memory while reading"))
     except Exception as exc:  # an unforeseen failure still ends as a reject line, never a crash
         return UnitResult(unit, reject=Reject("internal", f"{type(exc).__name__}: {exc}"))
-    return UnitResult(unit, rows=rows, hashes=hashes)
+    return UnitResult(unit, rows=rows, hashes=hashes, requests=requests if describer is None else [])

@@ -12,8 +12,6 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Protocol, Sequence
 
-import numpy as np
-
 from medtrinity_25m import ATTRIBUTE_KEYS, MODALITY_NAMES
 
 from ..roi import Roi, position_text
@@ -44,12 +42,16 @@ class DescribeRequest:
     rois: Sequence[Roi]
     stats: Sequence[RoiStats]
     view: str  # display convention: radiological, sagittal or image
-    image: np.ndarray | None = None
-    knowledge: Sequence[str] = field(default_factory=tuple)
+    image_png: bytes | None = None  # the stored image, for model-backed describers
+    knowledge: Sequence[str] = field(default_factory=tuple)  # retrieved snippet texts
 
 
 class Describer(Protocol):
     name: str
+
+    def info(self) -> dict[str, object]:
+        """What ``build.json`` records of it: backend, model, prompt version."""
+        ...
 
     def describe(self, request: DescribeRequest) -> dict[str, str]:
         """The five attributes, keyed by :data:`medtrinity_25m.ATTRIBUTE_KEYS`."""
@@ -86,6 +88,9 @@ class TemplateDescriber:
     """Deterministic offline describer: metadata and measurements into sentences."""
 
     name: str = "template"
+
+    def info(self) -> dict[str, object]:
+        return {"name": self.name, "version": 1}
 
     def describe(self, request: DescribeRequest) -> dict[str, str]:
         return {
@@ -171,4 +176,6 @@ def _relation(a: Roi, b: Roi, view: str) -> str:
     return f"{b.label} lies {'above' if by1 <= ay0 else 'below'} {a.label}."
 
 
-DESCRIBERS: dict[str, type] = {"template": TemplateDescriber}
+#: Describers cheap enough to run in every worker process, by name. The others
+#: (``builder.text.models``) run in the main process after knowledge retrieval.
+WORKER_DESCRIBERS: dict[str, type] = {"template": TemplateDescriber}

@@ -1,0 +1,81 @@
+"""A local OpenAI-compatible chat-completions server for the tests (127.0.0.1).
+
+It speaks the real protocol (``POST /v1/chat/completions``) so the real
+``openai`` client is exercised; ``answer(request_json)`` decides each reply:
+a string (the assistant's content) or an int (an HTTP error status).
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any, Callable
+
+Answer = Callable[[dict[str, Any]], "str | int"]
+
+
+class ChatServer:
+    def __init__(self, answer: Answer) -> None:
+        self.answer = answer
+        self.requests: list[dict[str, Any]] = []
+        self.headers: list[dict[str, str]] = []
+        self.lock = threading.Lock()
+        server = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args: Any) -> None:
+                pass
+
+            def do_POST(self) -> None:  # noqa: N802
+                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+                with server.lock:
+                    server.requests.append(body)
+                    server.headers.append({k.lower(): v for k, v in self.headers.items()})
+                if self.path != "/v1/chat/completions":
+                    return self._reply(404, {"error": {"message": "not found"}})
+                result = server.answer(body)
+                if isinstance(result, int):
+                    return self._reply(result, {"error": {"message": "server error", "type": "server_error"}})
+                self._reply(200, {
+                    "id": f"chatcmpl-{len(server.requests)}", "object": "chat.completion",
+                    "created": int(time.time()), "model": body["model"],
+                    "choices": [{"index": 0, "finish_reason": "stop",
+                                 "message": {"role": "assistant", "content": result}}],
+                    "usage": {"prompt_tokens": 1, "completion_tokens": 1, "total_tokens": 2},
+                })
+
+            def _reply(self, status: int, payload: dict[str, Any]) -> None:
+                data = json.dumps(payload).encode()
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.httpd.server_address[1]}/v1"
+
+    def __enter__(self) -> "ChatServer":
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+def prompt_text(request: dict[str, Any]) -> str:
+    """The text parts of the user message."""
+    content = request["messages"][-1]["content"]
+    return "\n".join(part["text"] for part in content if part.get("type") == "text")
+
+
+def image_url(request: dict[str, Any]) -> str:
+    content = request["messages"][-1]["content"]
+    return next(part["image_url"]["url"] for part in content if part.get("type") == "image_url")
