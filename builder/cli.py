@@ -276,3 +276,31 @@ def kb_search_cmd(kb: Path, query: str, k: int, as_json: bool) -> None:
         return
     for rank, hit in enumerate(hits, 1):
         click.echo(f"{rank}. [{hit.doc_id}] {hit.score:.3f}  {hit.text[:160]}")
+
+
+@main.command("validate")
+@click.argument("out", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.option("--judge", type=click.Choice(["rules", "openai"]), default="rules", show_default=True)
+@click.option("--llm-base-url", help="OpenAI-compatible server of the openai judge.")
+@click.option("--llm-model", help="Model name of the openai judge.")
+@click.option("--worst", type=int, default=5, show_default=True, help="Lowest-scored examples to list.")
+@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
+def validate_cmd(out: Path, judge: str, llm_base_url: str | None, llm_model: str | None, worst: int,
+                 as_json: bool) -> None:
+    """Score OUT's descriptions against their human references (0-2 per attribute, 10 at most)."""
+    import json
+
+    from .errors import Reject
+    from .validate import OpenAIJudge, RulesJudge, markdown, validate
+
+    try:
+        if judge == "openai":
+            if not (llm_base_url and llm_model):
+                raise click.UsageError("--judge openai needs --llm-base-url and --llm-model")
+            chosen: Any = OpenAIJudge(LLMConfig(base_url=llm_base_url, model=llm_model, temperature=0.0))
+        else:
+            chosen = RulesJudge()
+        report = validate(out, chosen, worst)
+    except Reject as exc:
+        raise click.ClickException(exc.reason) from None
+    click.echo(json.dumps(report, indent=2, ensure_ascii=False) if as_json else markdown(report))
