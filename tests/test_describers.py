@@ -136,3 +136,56 @@ def test_same_captions_are_retrieved_once(kb: Path) -> None:
     assert retriever.searched == 2
     assert [h.id for h in hits[0]] == [h.id for h in hits[2]]
     assert any("MPX" in h.doc_id for h in hits[0])
+
+
+def test_transformers_describer_runs_a_local_checkpoint(tmp_path: Path) -> None:
+    """A random tiny VLM answers gibberish: the rows become reject lines, never empty captions."""
+    pytest.importorskip("torch", reason="the transformers describer needs torch")
+    from tiny_models import tiny_vlm
+
+    model = tiny_vlm(tmp_path / "tiny-vlm")
+    _lesions(tmp_path / "img", n=2)
+    manifest = write_manifest(tmp_path, {"name": "lesions", "format": "image", "images": "img/lesion_?.png",
+                                         "masks": "img/*_mask.png", "modality": "dermoscopy"})
+    out = tmp_path / "out"
+    summary = build(manifest, out, "--describer", "transformers", "--vlm-model", model)
+    assert summary["describer"] == {"name": "transformers", "model": str(model), "prompt_version": "medtrinity-v1",
+                                    "max_new_tokens": 768}
+    lines = rejects(out)
+    assert [line["stage"] for line in lines] == ["describe", "describe"]
+    assert all("unusable answer after 3 tries" in line["reason"] for line in lines)
+    assert summary["files"] == {"seen": 2, "accepted": 0, "rejected": 2}
+
+
+def test_large_corpora_get_an_hnsw_index_saved_with_its_parameters(tmp_path: Path,
+                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    from builder.knowledge import KnowledgeBase, chunk
+    from builder.knowledge import index as index_module
+    from builder.knowledge.corpus import Document, read_corpus
+
+    (tmp_path / "notes.md").write_text("# Liver\n\nThe liver is the largest gland. " * 3)
+    (tmp_path / "docs.jsonl").write_text(json.dumps({"id": "k1", "text": "Kidney stones are hyperdense on CT."}) + "\n")
+    docs = list(read_corpus([tmp_path]))
+    assert [d.id for d in docs] == ["k1", "notes"]
+    snippets = chunk(Document("d", "One sentence here. Two sentences here. Three sentences here."), max_chars=40)
+    assert [s.offset for s in snippets] == [0, 19, 39] and snippets[1].text.startswith("Two")
+
+    class Tiny:  # a deterministic stand-in encoder: hashed character trigrams
+        spec, dim = "trigram", 64
+
+        def encode_queries(self, texts):
+            out = np.zeros((len(texts), self.dim), np.float32)
+            for row, text in enumerate(texts):
+                for i in range(len(text) - 2):
+                    out[row, hash(text[i:i + 3].lower()) % self.dim] += 1
+            return out / np.maximum(np.linalg.norm(out, axis=1, keepdims=True), 1e-9)
+
+        encode_documents = encode_queries
+
+    monkeypatch.setattr(index_module, "FLAT_LIMIT", 1)
+    kb = KnowledgeBase.build(docs, Tiny())
+    assert kb.info["index"] == {"type": "hnsw", "metric": "inner_product", "M": 32, "efConstruction": 80,
+                                "efSearch": 128}
+    kb.save(tmp_path / "kb")
+    loaded = KnowledgeBase.load(tmp_path / "kb", encoder=Tiny())
+    assert loaded.search(["kidney stones hyperdense"], 1)[0][0].doc_id == "k1"
