@@ -150,10 +150,6 @@ def demo_cmd(out: Path, **kwargs: Any) -> None:
                f"print(load_dataset('{out}', 'ct')['train'][0]['caption'])\"")
 
 
-if __name__ == "__main__":
-    main()
-
-
 def _emit(result: Any, output: str) -> None:
     import csv
     import json
@@ -304,3 +300,73 @@ def validate_cmd(out: Path, judge: str, llm_base_url: str | None, llm_model: str
     except Reject as exc:
         raise click.ClickException(exc.reason) from None
     click.echo(json.dumps(report, indent=2, ensure_ascii=False) if as_json else markdown(report))
+
+
+def _report(problems: list[Any], out: Path) -> None:
+    if problems:
+        for problem in problems:
+            click.echo(f"FAIL {problem}", err=True)
+        raise click.ClickException(f"{out}: {len(problems)} problem(s)")
+
+
+@main.command("verify")
+@click.argument("out", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.option("--config", help="Check only this config's shards (a partial download).")
+@click.option("--no-decode", is_flag=True, help="Skip decoding every image (checksums still cover the bytes).")
+def verify_cmd(out: Path, config: str | None, no_decode: bool) -> None:
+    """Check that OUT is whole: shards, checksums, row counts, images, ids, card configs."""
+    from .verify import verify
+
+    _report(verify(out, config=config, decode=not no_decode), out)
+    click.echo(f"{out}: OK")
+
+
+@main.command("push")
+@click.argument("out", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.argument("repo_id")
+@click.option("--private", is_flag=True, help="Create the repo private.")
+@click.option("--revision", help="Branch to push to (default: main).")
+@click.option("--create-pr", is_flag=True, help="Open a pull request instead of committing to the branch.")
+@click.option("--message", help="Commit message.")
+@click.option("--dry-run", is_flag=True, help="Print the plan: files, size, commits, configs; upload nothing.")
+@click.option("--gated", type=click.Choice(["auto", "manual"]), help="Ask users to request access.")
+@click.option("--gate-prompt", help="Text users agree to when requesting access.")
+@click.option("--gate-field", "gate_fields", multiple=True, metavar="NAME:TYPE",
+              help="A field of the access form (TYPE: text, checkbox, country, date_picker); repeatable.")
+def push_cmd(out: Path, repo_id: str, private: bool, revision: str | None, create_pr: bool, message: str | None,
+             dry_run: bool, gated: str | None, gate_prompt: str | None, gate_fields: tuple[str, ...]) -> None:
+    """Verify OUT, then upload it to the Hub as dataset REPO_ID (HF_TOKEN, HF_ENDPOINT honoured)."""
+    from .hub import Gate, HubError, PushOptions, push
+
+    gate = None
+    if gated:
+        fields = dict(f.rsplit(":", 1) if ":" in f else (f, "text") for f in gate_fields)
+        gate = Gate(mode=gated, prompt=gate_prompt or "", fields=fields)
+    options = PushOptions(private=private, revision=revision, create_pr=create_pr, message=message,
+                          dry_run=dry_run, gate=gate)
+    try:
+        plan = push(out, repo_id, options)
+    except HubError as exc:
+        raise click.ClickException(str(exc)) from None
+    size = plan["bytes"] / 2**20
+    verb = "would upload" if dry_run else "uploaded"
+    click.echo(f"{verb} {plan['files']} files ({size:.1f} MiB) to {repo_id} in about {plan['commits']} commit(s); "
+               f"configs: {', '.join(plan['configs'])}")
+    if dry_run:
+        for path in plan["paths"]:
+            click.echo(f"  {path}")
+    elif plan.get("pr_url"):
+        click.echo(f"pull request: {plan['pr_url']}")
+
+
+@main.command("pull")
+@click.argument("repo_id")
+@click.argument("out", type=click.Path(file_okay=False, path_type=Path))
+@click.option("--config", help="Download only this config.")
+@click.option("--revision", help="Branch, tag or commit.")
+def pull_cmd(repo_id: str, out: Path, config: str | None, revision: str | None) -> None:
+    """Download dataset REPO_ID (or one config of it) into OUT, then verify it."""
+    from .hub import pull
+
+    _report(pull(repo_id, out, config, revision), out)
+    click.echo(f"{repo_id} -> {out}: OK")

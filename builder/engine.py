@@ -116,7 +116,7 @@ def _results(units: list[Unit], options: BuildOptions) -> Iterator[UnitResult]:
             yield result
 
 
-def _sha256(path: Path) -> str:
+def sha256_file(path: Path) -> str:
     digest = hashlib.sha256()
     with open(path, "rb") as fh:
         for block in iter(lambda: fh.read(1 << 20), b""):
@@ -145,7 +145,7 @@ def build(manifest: Manifest, options: BuildOptions, progress: ProgressHook | No
     def record_shard(shard: Shard) -> None:
         shards.append({"path": shard.path.relative_to(out).as_posix(), "format": shard.format,
                        "modality": shard.modality, "split": shard.split, "rows": shard.rows,
-                       "bytes": shard.path.stat().st_size, "sha256": _sha256(shard.path)})
+                       "bytes": shard.path.stat().st_size, "sha256": sha256_file(shard.path)})
 
     try:
         stage, text_info = _text_stage(options)
