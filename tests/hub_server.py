@@ -41,6 +41,13 @@ class Repo:
         self.files.mkdir(parents=True, exist_ok=True)
         self.commits: list[dict[str, Any]] = []
         self.settings: dict[str, Any] = {}
+        self.discussions: list[dict[str, Any]] = []
+
+    def tree(self, revision: str) -> Path:
+        """The files of a branch: ``main`` in ``files/``, a pull request's ref beside it."""
+        if revision in ("main", ""):
+            return self.files
+        return self.root / "refs" / re.sub(r"[^A-Za-z0-9]+", "-", revision)
 
     @property
     def sha(self) -> str:
@@ -173,7 +180,18 @@ class HubServer:
             return h._json({"files": [{"path": f["path"], "uploadMode": "regular", "shouldIgnore": False,
                                        "oid": existing.get(f["path"])} for f in files]})
         if rest.startswith("commit/"):
-            return self._commit(h, repo)
+            return self._commit(h, repo, unquote(rest.split("/", 1)[1]))
+        if rest == "discussions" and h.command == "POST":
+            body = json.loads(h._body())
+            repo.discussions.append(body)
+            return h._json({"num": len(repo.discussions)})
+        if rest.startswith("discussions/"):
+            num = int(rest.split("/")[1])
+            body = repo.discussions[num - 1]
+            return h._json({"num": num, "title": body["title"], "status": "draft", "isPullRequest": True,
+                            "createdAt": "2026-01-01T00:00:00.000Z", "author": {"name": "tester"},
+                            "repo": {"name": repo.repo_id, "type": "dataset"}, "events": [],
+                            "changes": {"base": "refs/heads/main"}, "filesWithConflicts": []})
         if rest == "settings":
             repo.settings.update(json.loads(h._body() or b"{}"))
             return h._json({})
@@ -207,7 +225,7 @@ class HubServer:
         children = base.rglob("*") if recursive else base.iterdir()
         return [self._info(repo, c.relative_to(repo.files).as_posix()) for c in sorted(children)]
 
-    def _commit(self, h: Any, repo: Repo) -> None:
+    def _commit(self, h: Any, repo: Repo, revision: str) -> None:
         lines = [json.loads(line) for line in h._body().splitlines() if line.strip()]
         with self.lock:
             if self.fail_commits_after is not None and len(self.committed_paths) >= self.fail_commits_after:
@@ -216,14 +234,14 @@ class HubServer:
             for line in lines:
                 if line["key"] == "file":
                     value = line["value"]
-                    target = repo.files / value["path"]
+                    target = repo.tree(revision) / value["path"]
                     target.parent.mkdir(parents=True, exist_ok=True)
                     target.write_bytes(base64.b64decode(value["content"]))
                     paths.append(value["path"])
                 elif line["key"] == "deletedFile":
-                    (repo.files / line["value"]["path"]).unlink(missing_ok=True)
+                    (repo.tree(revision) / line["value"]["path"]).unlink(missing_ok=True)
                 elif line["key"] == "deletedFolder":
-                    shutil.rmtree(repo.files / line["value"]["path"], ignore_errors=True)
+                    shutil.rmtree(repo.tree(revision) / line["value"]["path"], ignore_errors=True)
             oid = hashlib.sha1(f"{repo.sha}{time.time()}{paths}".encode()).hexdigest()
             repo.commits.append({"oid": oid, "message": lines[0]["value"].get("summary", ""), "paths": paths})
             self.committed_paths.append(paths)

@@ -159,3 +159,14 @@ def test_verify_names_each_bad_file(demo_out: Path, tmp_path: Path, hub: HubServ
     refused = _run(CLI + ["push", str(flipped), "org/bad"], _env(hub, tmp_path / "home"), ok=False)
     assert refused.returncode != 0 and "fails verify" in refused.stderr
     assert hub.repo("datasets", "org/bad") is None
+
+
+def test_create_pr_commits_to_a_pull_request_ref(demo_out: Path, tmp_path: Path, hub: HubServer) -> None:
+    demo_out = _copy(demo_out, tmp_path / "medtrinity-25m")
+    env = _env(hub, tmp_path / "home")
+    done = _run(CLI + ["push", str(demo_out), "org/reviewed", "--create-pr", "--message", "Add CT"], env)
+    repo = hub.repo("datasets", "org/reviewed")
+    assert repo.discussions[0]["pullRequest"] is True and repo.discussions[0]["title"] == "Add CT"
+    assert not list(repo.files.rglob("*.parquet")), "main must stay untouched"
+    assert list(repo.tree("refs/pr/1").rglob("*.parquet"))
+    assert "pull request:" in done.stdout
