@@ -1,19 +1,20 @@
-"""Accounting: every input ends as rows or as a line of ``rejects.jsonl``.
+"""Accounting: every input ends as rows or as a reject line.
 
-:class:`Ledger` counts files and rows as they stream past (a few counters, never
-the rows themselves) and writes the reject lines. Its invariant,
-``files.seen == files.accepted + files.rejected``, is what ``build.json`` reports.
+A :class:`Ledger` counts files and rows as they stream past (a few counters,
+never the rows) and keeps the reject lines of its work group. Ledgers of
+finished groups are saved in the build's journal and merged at the end, where
+``rejects.jsonl`` is written; the invariant
+``files.seen == files.accepted + files.rejected`` holds for each and for the sum.
 """
 
 from __future__ import annotations
 
-import json
 from collections import Counter
 from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any, TextIO
+from typing import Any
 
 REJECTS = "rejects.jsonl"
+COUNTERS = ("by_modality", "by_split", "by_organ", "by_disease", "by_stage", "roi_origins")
 
 
 def _line(file: str, source: str, stage: str, reason: str, extra: dict[str, Any]) -> dict[str, Any]:
@@ -23,71 +24,46 @@ def _line(file: str, source: str, stage: str, reason: str, extra: dict[str, Any]
 
 
 @dataclass
-class SourceCount:
-    files: int = 0
-    rejected: int = 0
-    rows: int = 0
-
-
-@dataclass
 class Ledger:
-    out: Path
     files_seen: int = 0
     files_accepted: int = 0
     files_rejected: int = 0
+    other_rejects: int = 0
     by_modality: Counter = field(default_factory=Counter)
     by_split: Counter = field(default_factory=Counter)
-    by_config_split: Counter = field(default_factory=Counter)
     by_organ: Counter = field(default_factory=Counter)
     by_disease: Counter = field(default_factory=Counter)
     by_stage: Counter = field(default_factory=Counter)
     roi_origins: Counter = field(default_factory=Counter)
-    sources: dict[str, SourceCount] = field(default_factory=dict)
-    other_rejects: int = 0
-    _log: TextIO | None = None
+    sources: dict[str, Counter] = field(default_factory=dict)  # name -> files, rejected, rows
+    lines: list[dict[str, Any]] = field(default_factory=list)  # this ledger's reject lines
 
-    def open(self) -> "Ledger":
-        self._log = open(self.out / REJECTS, "a", encoding="utf-8")
-        return self
+    def _reject(self, line: dict[str, Any]) -> None:
+        self.lines.append(line)
+        self.by_stage[line["stage"]] += 1
 
-    def close(self) -> None:
-        if self._log:
-            self._log.close()
-            self._log = None
-
-    def _line(self, record: dict[str, Any]) -> None:
-        if self._log is None:
-            raise RuntimeError("Ledger.open() must be called before writing reject lines")
-        self._log.write(json.dumps(record, ensure_ascii=False) + "\n")
-        self._log.flush()
-        self.by_stage[record["stage"]] += 1
-
-    def _source(self, name: str) -> SourceCount:
-        return self.sources.setdefault(name, SourceCount())
+    def _source(self, name: str) -> Counter:
+        return self.sources.setdefault(name, Counter())
 
     def reject_file(self, source: str, file: str, stage: str, reason: str, **extra: Any) -> None:
         """An input file that gives no sample (``extra``: ``id``, ``rule`` when known)."""
         self.files_seen += 1
         self.files_rejected += 1
-        self._source(source).files += 1
-        self._source(source).rejected += 1
-        self._line(_line(file, source, stage, reason, extra))
+        self._source(source).update(files=1, rejected=1)
+        self._reject(_line(file, source, stage, reason, extra))
 
     def reject_other(self, source: str, file: str, stage: str, reason: str, **extra: Any) -> None:
         """A side-table row, a mask, or one row of an accepted file that could not be used."""
         self.other_rejects += 1
-        self._line(_line(file, source, stage, reason, extra))
+        self._reject(_line(file, source, stage, reason, extra))
 
     def accept_file(self, source: str, rows: list[dict[str, Any]], split: str) -> None:
         self.files_seen += 1
         self.files_accepted += 1
-        count = self._source(source)
-        count.files += 1
-        count.rows += len(rows)
+        self._source(source).update(files=1, rows=len(rows))
         for row in rows:
             self.by_modality[row["modality"]] += 1
             self.by_split[split] += 1
-            self.by_config_split[(row["modality"], split)] += 1
             self.by_organ[row["organ"]] += 1
             self.by_disease[row["disease"] or "(none)"] += 1
             self.roi_origins.update(roi["origin"] for roi in row["rois"])
@@ -95,6 +71,32 @@ class Ledger:
     @property
     def rows_total(self) -> int:
         return sum(self.by_modality.values())
+
+    def merge(self, other: "Ledger") -> None:
+        """Add another ledger's counts (its reject lines are not kept)."""
+        self.files_seen += other.files_seen
+        self.files_accepted += other.files_accepted
+        self.files_rejected += other.files_rejected
+        self.other_rejects += other.other_rejects
+        for name in COUNTERS:
+            getattr(self, name).update(getattr(other, name))
+        for source, counts in other.sources.items():
+            self._source(source).update(counts)
+
+    def to_dict(self) -> dict[str, Any]:
+        data = {name: dict(getattr(self, name)) for name in COUNTERS}
+        data.update(files=[self.files_seen, self.files_accepted, self.files_rejected], other=self.other_rejects,
+                    sources={k: dict(v) for k, v in self.sources.items()})
+        return data
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "Ledger":
+        seen, accepted, rejected = data["files"]
+        ledger = cls(seen, accepted, rejected, data["other"])
+        for name in COUNTERS:
+            getattr(ledger, name).update(data[name])
+        ledger.sources = {k: Counter(v) for k, v in data["sources"].items()}
+        return ledger
 
     def summary(self) -> dict[str, Any]:
         return {

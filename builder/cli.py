@@ -36,8 +36,10 @@ class ProgressPrinter:
         self.last = now
         elapsed = max(now - p.started, 1e-9)
         rate = p.rows / elapsed
-        eta = (p.units_total - p.units_done) * elapsed / max(p.units_done, 1)
-        line = (f"{p.units_done}/{p.units_total} files  {p.rows} rows  {p.rejects} rejected  "
+        fresh = p.units_done - p.resumed
+        eta = (p.units_total - p.units_done) * elapsed / max(fresh, 1)
+        resumed = f" ({p.resumed} done before)" if p.resumed else ""
+        line = (f"{p.units_done}/{p.units_total} files{resumed}  {p.rows} rows  {p.rejects} rejected  "
                 f"{rate:.1f} rows/s  ETA {eta:.0f}s")
         if self.tty:
             width = 30
@@ -68,7 +70,13 @@ def build_options(fn: Any) -> Any:
         click.option("--format", "fmt", type=click.Choice(sorted(FORMAT_CHOICES)), default="parquet",
                      show_default=True, help="Shard format(s) to write."),
         click.option("--workers", type=int, default=os.cpu_count() or 1, show_default="all cores",
-                     help="Worker processes."),
+                     help="Worker processes (with --engine ray: CPUs of a local Ray)."),
+        click.option("--engine", type=click.Choice(["local", "ray"]), default="local", show_default=True,
+                     help="Run units on this machine's processes or on Ray."),
+        click.option("--ray-address", help="Ray cluster to join (default: start a local Ray)."),
+        click.option("--shard-units", type=int, default=1000, show_default=True,
+                     help="Input files per work group: each group writes its own shards and is the unit "
+                          "of resuming."),
         click.option("--overwrite", is_flag=True, help="Replace a build already in OUT."),
         click.option("--shard-rows", type=int, default=ShardLimits.max_rows, show_default=True,
                      help="Roll over to a new shard after this many rows."),
@@ -105,13 +113,15 @@ def _text_options(describer: str, llm_base_url: str | None, llm_model: str | Non
     return TextOptions(describer=describer, llm=llm, model=vlm_model, kb=kb, k=kb_k)
 
 
-def run_build(manifest_path: Path, out: Path, fmt: str, workers: int, overwrite: bool, shard_rows: int,
-              shard_mb: int, quiet: bool, dedup: bool, repo: str | None = None, **text: Any) -> dict[str, Any]:
+def run_build(manifest_path: Path, out: Path, fmt: str, workers: int, engine: str, ray_address: str | None,
+              shard_units: int, overwrite: bool, shard_rows: int, shard_mb: int, quiet: bool, dedup: bool,
+              repo: str | None = None, **text: Any) -> dict[str, Any]:
     try:
         manifest = load_manifest(manifest_path)
         text_options = _text_options(**text)
         options = BuildOptions(
-            out=out, formats=FORMAT_CHOICES[fmt], workers=max(1, workers), overwrite=overwrite, dedup=dedup,
+            out=out, formats=FORMAT_CHOICES[fmt], workers=max(1, workers), engine=engine, ray_address=ray_address,
+            shard_units=shard_units, overwrite=overwrite, dedup=dedup,
             triplets=TripletOptions(describer=text_options.describer), text=text_options,
             limits=ShardLimits(max_rows=shard_rows, max_bytes=shard_mb * 2**20), repo=repo or out.resolve().name,
         )

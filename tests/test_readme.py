@@ -28,7 +28,8 @@ def test_ci_runs_the_readme_test_command() -> None:
 @pytest.mark.slow
 def test_install_and_demo_in_a_fresh_venv(tmp_path: Path) -> None:
     """Copy the tracked files, run the first command, load the result as the README shows."""
-    tracked = subprocess.run(["git", "ls-files"], cwd=ROOT, capture_output=True, text=True)
+    tracked = subprocess.run(["git", "ls-files", "--cached", "--others", "--exclude-standard"], cwd=ROOT,
+                             capture_output=True, text=True)
     if tracked.returncode != 0:
         pytest.skip("not a git checkout")
     repo = tmp_path / "repo"

@@ -22,11 +22,14 @@ FORMAT_CHOICES = {"parquet": ("parquet",), "webdataset": ("webdataset",), "both"
 
 
 class DatasetWriter:
-    """Routes rows to per-(format, modality, split) shard writers; a context manager."""
+    """Routes rows to per-(format, modality, split) shard writers; a context manager.
 
-    def __init__(self, out: Path, formats: tuple[str, ...], limits: ShardLimits,
+    Shards land in ``<out>/<format folder>/<modality>/<split>-<tag>-pNNN.<ext>``.
+    """
+
+    def __init__(self, out: Path, formats: tuple[str, ...], limits: ShardLimits, tag: str = "g00000",
                  on_shard: ShardHook | None = None) -> None:
-        self.out, self.formats, self.limits, self.on_shard = out, formats, limits, on_shard
+        self.out, self.formats, self.limits, self.tag, self.on_shard = out, formats, limits, tag, on_shard
         self.writers: dict[tuple[str, str, str], ShardWriter] = {}
 
     def write(self, row: dict[str, Any], split: str) -> None:
@@ -35,7 +38,7 @@ class DatasetWriter:
             if key not in self.writers:
                 cls, folder = WRITERS[fmt]
                 self.writers[key] = cls(self.out / folder / row["modality"], row["modality"], split,
-                                        self.limits, self.on_shard)
+                                        f"{split}-{self.tag}", self.limits, self.on_shard)
             self.writers[key].write(row)
 
     def close(self) -> list[Shard]:

@@ -1,9 +1,8 @@
-"""Parquet shards: ``data/<modality>/<split>-NNNNN-of-MMMMM.parquet``.
+"""Parquet shards: ``<stem>-pNNN.parquet`` parts, renamed by the engine at the end.
 
 Images are stored as ``{bytes, path}`` structs (the ``datasets`` ``Image``
 layout); row groups hold 100 rows, as ``datasets`` writes image data, which
-keeps them small enough for the Hub's viewer. Shards are numbered when the
-writer closes, since the total is known only then.
+keeps them small enough for the Hub's viewer.
 """
 
 from __future__ import annotations
@@ -24,17 +23,17 @@ ROW_GROUP_ROWS = 100
 class ParquetShardWriter:
     format = "parquet"
 
-    def __init__(self, folder: Path, modality: str, split: str, limits: ShardLimits,
+    def __init__(self, folder: Path, modality: str, split: str, stem: str, limits: ShardLimits,
                  on_shard: ShardHook | None = None) -> None:
-        self.folder, self.modality, self.split = folder, modality, split
+        self.folder, self.modality, self.split, self.stem = folder, modality, split, stem
         self.rolling = RollingShards(limits)
         self.on_shard = on_shard
         self.buffer: list[dict[str, Any]] = []
         self.writer: pq.ParquetWriter | None = None
-        self.done: list[tuple[Path, int]] = []  # finished temp files and their rows
+        self.shards: list[Shard] = []
 
-    def _temp(self, index: int) -> Path:
-        return temp_path(self.folder / f"{self.split}-{index:05d}.parquet")
+    def _final(self) -> Path:
+        return self.folder / f"{self.stem}-p{len(self.shards):03d}.parquet"
 
     def write(self, row: dict[str, Any]) -> None:
         self.buffer.append(row)
@@ -49,7 +48,7 @@ class ParquetShardWriter:
             return
         if self.writer is None:
             self.folder.mkdir(parents=True, exist_ok=True)
-            self.writer = pq.ParquetWriter(self._temp(len(self.done)), ARROW_SCHEMA, compression="zstd")
+            self.writer = pq.ParquetWriter(temp_path(self._final()), ARROW_SCHEMA, compression="zstd")
         self.writer.write_table(pa.Table.from_pylist(self.buffer, schema=ARROW_SCHEMA),
                                 row_group_size=ROW_GROUP_ROWS)
         self.buffer = []
@@ -59,19 +58,15 @@ class ParquetShardWriter:
             return
         self.writer.close()
         self.writer = None
-        self.done.append((self._temp(len(self.done)), self.rolling.rows))
+        final = self._final()
+        publish(temp_path(final), final)
+        shard = Shard(final, self.rolling.rows, self.modality, self.split, self.format)
+        self.shards.append(shard)
+        if self.on_shard:
+            self.on_shard(shard)
         self.rolling.reset()
 
     def close(self) -> list[Shard]:
         self._flush()
         self._finish()
-        shards = []
-        total = len(self.done)
-        for index, (temp, rows) in enumerate(self.done):
-            final = self.folder / f"{self.split}-{index:05d}-of-{total:05d}.parquet"
-            publish(temp, final)
-            shard = Shard(final, rows, self.modality, self.split, self.format)
-            if self.on_shard:
-                self.on_shard(shard)
-            shards.append(shard)
-        return shards
+        return self.shards

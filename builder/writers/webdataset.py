@@ -1,4 +1,4 @@
-"""WebDataset shards: ``webdataset/<modality>/<split>-NNNNNN.tar``.
+"""WebDataset shards: ``<stem>-pNNN.tar`` parts, renamed by the engine at the end.
 
 Each sample is ``<id>.png`` (the image), ``<id>.mask.png`` (when the row has a
 mask) and ``<id>.json`` (every other field). Member names are the row ids,
@@ -28,18 +28,17 @@ def sample_of(row: dict[str, Any]) -> dict[str, Any]:
 class TarShardWriter:
     format = "webdataset"
 
-    def __init__(self, folder: Path, modality: str, split: str, limits: ShardLimits,
+    def __init__(self, folder: Path, modality: str, split: str, stem: str, limits: ShardLimits,
                  on_shard: ShardHook | None = None) -> None:
-        self.folder, self.modality, self.split = folder, modality, split
+        self.folder, self.modality, self.split, self.stem = folder, modality, split, stem
         self.rolling = RollingShards(limits)
         self.on_shard = on_shard
-        self.index = 0
         self.stream: BinaryIO | None = None
         self.tar: Any = None
         self.shards: list[Shard] = []
 
     def _final(self) -> Path:
-        return self.folder / f"{self.split}-{self.index:06d}.tar"
+        return self.folder / f"{self.stem}-p{len(self.shards):03d}.tar"
 
     def write(self, row: dict[str, Any]) -> None:
         import webdataset as wds
@@ -63,7 +62,6 @@ class TarShardWriter:
         if self.on_shard:
             self.on_shard(shard)
         self.tar = self.stream = None
-        self.index += 1
         self.rolling.reset()
 
     def close(self) -> list[Shard]:
