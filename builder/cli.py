@@ -74,6 +74,10 @@ def build_options(fn: Any) -> Any:
         click.option("--engine", type=click.Choice(["local", "ray"]), default="local", show_default=True,
                      help="Run units on this machine's processes or on Ray."),
         click.option("--ray-address", help="Ray cluster to join (default: start a local Ray)."),
+        click.option("--describer-actors", type=int, default=0, show_default=True,
+                     help="With --engine ray: serve the openai/transformers describer from this many actors."),
+        click.option("--describer-gpus", type=float, default=0.0, show_default=True,
+                     help="GPUs each describer actor asks Ray for."),
         click.option("--shard-units", type=int, default=1000, show_default=True,
                      help="Input files per work group: each group writes its own shards and is the unit "
                           "of resuming."),
@@ -114,14 +118,15 @@ def _text_options(describer: str, llm_base_url: str | None, llm_model: str | Non
 
 
 def run_build(manifest_path: Path, out: Path, fmt: str, workers: int, engine: str, ray_address: str | None,
-              shard_units: int, overwrite: bool, shard_rows: int, shard_mb: int, quiet: bool, dedup: bool,
+              describer_actors: int, describer_gpus: float, shard_units: int, overwrite: bool, shard_rows: int, shard_mb: int, quiet: bool, dedup: bool,
               repo: str | None = None, **text: Any) -> dict[str, Any]:
     try:
         manifest = load_manifest(manifest_path)
         text_options = _text_options(**text)
         options = BuildOptions(
             out=out, formats=FORMAT_CHOICES[fmt], workers=max(1, workers), engine=engine, ray_address=ray_address,
-            shard_units=shard_units, overwrite=overwrite, dedup=dedup,
+            shard_units=shard_units, overwrite=overwrite, dedup=dedup, describer_actors=describer_actors,
+            describer_gpus=describer_gpus,
             triplets=TripletOptions(describer=text_options.describer), text=text_options,
             limits=ShardLimits(max_rows=shard_rows, max_bytes=shard_mb * 2**20), repo=repo or out.resolve().name,
         )

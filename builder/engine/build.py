@@ -53,6 +53,8 @@ class BuildOptions:
     overwrite: bool = False
     dedup: bool = False  # drop exact pixel duplicates in every source (medpix sources always do)
     shard_units: int = 1000  # input files per work group: the unit of resuming
+    describer_actors: int = 0  # with engine ray: serve a model-backed describer from this many actors
+    describer_gpus: float = 0.0  # GPUs each describer actor asks Ray for
     triplets: TripletOptions = field(default_factory=TripletOptions)
     text: TextOptions = field(default_factory=TextOptions)
     limits: ShardLimits = field(default_factory=ShardLimits)
@@ -173,12 +175,24 @@ def _consume(results: Iterable[UnitResult], writer: DatasetWriter, ledger: Ledge
             progress(state)
 
 
+def _describer(options: BuildOptions) -> Any:
+    """The model-backed describer of the main process (None: the workers describe)."""
+    name = options.text.describer
+    if name in WORKER_DESCRIBERS:
+        return None
+    if options.engine == "ray" and options.describer_actors > 0:
+        from .pools import RayDescribers
+
+        return RayDescribers(options.text, options.describer_actors, options.describer_gpus)
+    return MODEL_DESCRIBERS[name](options.text)
+
+
 def _text_stage(options: BuildOptions) -> tuple[TextStage, dict[str, Any]]:
     """The main process's text stage, and what build.json records of it."""
     text = options.text
     name = options.triplets.describer
     try:
-        describer = None if name in WORKER_DESCRIBERS else MODEL_DESCRIBERS[name](text)
+        describer = _describer(options)
         retriever = None
         if text.kb:
             from ..knowledge import KnowledgeBase, Retriever
@@ -190,7 +204,7 @@ def _text_stage(options: BuildOptions) -> tuple[TextStage, dict[str, Any]]:
     if retriever is not None:
         info["knowledge"] = {"kb": Path(text.kb).name, "k": text.k, "encoder": retriever.kb.info["encoder"],
                              "snippets": retriever.kb.info["snippets"], "index": retriever.kb.info["index"]}
-    concurrency = text.llm.concurrency if text.llm else 1
+    concurrency = options.describer_actors or (text.llm.concurrency if text.llm else 1)
     return TextStage(describer, retriever, concurrency), info
 
 
@@ -223,6 +237,10 @@ def build(manifest: Manifest, options: BuildOptions, progress: ProgressHook | No
         records = journal.start(options.fingerprint(manifest))
     except JournalError as exc:
         raise BuildError(str(exc)) from None
+    try:
+        pool = make_pool(options.engine, options.triplets, options.workers, options.ray_address)
+    except PoolError as exc:
+        raise BuildError(str(exc)) from None
     stage, text_info = _text_stage(options)
     units, setup = _collect(manifest)
     if not any(r["group"] == -1 for r in records):
@@ -236,10 +254,6 @@ def build(manifest: Manifest, options: BuildOptions, progress: ProgressHook | No
     groups = [(g, units[start:start + size]) for g, start in enumerate(range(0, len(units), size))]
     state = Progress(units_total=len(units), resumed=sum(len(u) for g, u in groups if g in done))
     state.units_done = state.resumed
-    try:
-        pool = make_pool(options.engine, options.triplets, options.workers, options.ray_address)
-    except PoolError as exc:
-        raise BuildError(str(exc)) from None
     try:
         for group, members in groups:
             if group in done:

@@ -103,3 +103,53 @@ def make_pool(engine: str, options: TripletOptions, workers: int, address: str |
     if engine == "local" and workers <= 1:
         return SerialPool(options)
     return ENGINES[engine](options, workers=workers, address=address)
+
+
+class _DescriberActor:
+    """One model-backed describer inside a Ray actor (which may hold a GPU)."""
+
+    def __init__(self, text: Any) -> None:
+        from ..text.models import MODEL_DESCRIBERS
+
+        self.describer = MODEL_DESCRIBERS[text.describer](text)
+
+    def info(self) -> dict[str, Any]:
+        return self.describer.info()
+
+    def describe(self, request: Any) -> Any:
+        from ..errors import Reject
+
+        try:
+            return self.describer.describe(request)
+        except Reject as exc:
+            return exc
+
+
+class RayDescribers:
+    """A model-backed describer served by ``actors`` Ray actors, ``num_gpus`` each.
+
+    The text stage calls :meth:`describe` from as many threads as there are
+    actors; each call goes to the next actor in turn.
+    """
+
+    def __init__(self, text: Any, actors: int, num_gpus: float) -> None:
+        import ray
+
+        remote = ray.remote(num_gpus=num_gpus)(_DescriberActor) if num_gpus else ray.remote(_DescriberActor)
+        self.ray = ray
+        self.actors = [remote.remote(text) for _ in range(actors)]
+        self.name = text.describer
+        self._info = {**ray.get(self.actors[0].info.remote()), "ray_actors": actors, "num_gpus": num_gpus}
+        self._turn = 0
+
+    def info(self) -> dict[str, Any]:
+        return self._info
+
+    def describe(self, request: Any) -> dict[str, str]:
+        from ..errors import Reject
+
+        self._turn = (self._turn + 1) % len(self.actors)
+        answer = self.ray.get(self.actors[self._turn].describe.remote(request))
+        if isinstance(answer, Reject):
+            raise answer
+        return answer

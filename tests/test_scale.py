@@ -1,0 +1,148 @@
+"""Parallel, resumable, distributed builds: same rows whatever runs them or stops them."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pyarrow.parquet as pq
+import pytest
+from PIL import Image
+
+from conftest import build, write_manifest
+
+N_IMAGES = 240
+
+
+@pytest.fixture(scope="module")
+def sources(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """240 images with masks in three modalities, and two broken files."""
+    root = tmp_path_factory.mktemp("scale-src")
+    rng = np.random.default_rng(7)
+    entries = []
+    for modality in ("xray", "dermoscopy", "fundus"):
+        folder = root / modality
+        folder.mkdir()
+        for i in range(N_IMAGES // 3):
+            size = int(rng.integers(48, 96))
+            pixels = rng.integers(0, 255, (size, size), dtype=np.uint8)
+            Image.fromarray(pixels).save(folder / f"img{i:03d}.png")
+            mask = np.zeros((size, size), np.uint8)
+            mask[5:5 + i % 20 + 3, 8:20] = 1
+            Image.fromarray(mask).save(folder / f"img{i:03d}_mask.png")
+        (folder / "broken.png").write_bytes(b"\x89PNG broken")
+        entries.append({"name": f"synthetic-{modality}", "format": "image", "images": f"{modality}/img???.png",
+                        "masks": f"{modality}/*_mask.png", "modality": modality, "labels": {1: "region"}})
+        entries[-1]["images"] = f"{modality}/*[0-9n].png"  # img000.png ... and broken.png, not masks
+    return write_manifest(root, *entries)
+
+
+def _rows(out: Path) -> dict[str, list[tuple]]:
+    """Per config: (id, caption, image bytes, mask bytes) sorted by id."""
+    rows: dict[str, list[tuple]] = {}
+    for path in sorted((out / "data").glob("*/*.parquet")):
+        for row in pq.read_table(path).to_pylist():
+            mask = row["mask"]["bytes"] if row["mask"] else None
+            rows.setdefault(row["modality"], []).append((row["id"], row["caption"], row["image"]["bytes"], mask))
+    return {k: sorted(v) for k, v in rows.items()}
+
+
+@pytest.fixture(scope="module")
+def reference(sources: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict]:
+    out = tmp_path_factory.mktemp("scale") / "one-worker"
+    build(sources, out, "--workers", "1", "--shard-units", "16")
+    return out, _rows(out)
+
+
+def test_one_and_two_workers_give_identical_rows(sources: Path, reference: tuple[Path, dict],
+                                                 tmp_path: Path) -> None:
+    out = tmp_path / "two-workers"
+    summary = build(sources, out, "--workers", "2", "--shard-units", "16")
+    assert _rows(out) == reference[1]
+    assert summary["files"] == {"seen": N_IMAGES + 3, "accepted": N_IMAGES, "rejected": 3}
+    first = json.loads((reference[0] / "build.json").read_text())
+    assert [(s["path"], s["sha256"]) for s in summary["shards"]] == [(s["path"], s["sha256"]) for s in first["shards"]]
+    assert not (out / ".build").exists()
+
+
+def _build_cmd(manifest: Path, out: Path) -> list[str]:
+    return [sys.executable, "-m", "builder", "build", str(manifest), "--out", str(out), "--workers", "2",
+            "--shard-units", "16", "--quiet"]
+
+
+def _journal_groups(out: Path) -> int:
+    path = out / ".build" / "journal.jsonl"
+    return len(path.read_text().splitlines()) if path.exists() else 0
+
+
+@pytest.mark.parametrize("kill_after_groups", [0, 3, 9])
+def test_kill_9_then_resume_gives_the_rows_of_an_uninterrupted_build(
+        sources: Path, reference: tuple[Path, dict], tmp_path: Path, kill_after_groups: int) -> None:
+    out = tmp_path / "killed"
+    process = subprocess.Popen(_build_cmd(sources, out), start_new_session=True)
+    deadline = time.monotonic() + 120
+    while _journal_groups(out) < kill_after_groups + 1 and process.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.02)
+    os.killpg(process.pid, signal.SIGKILL)  # the build and its workers, mid-flight
+    process.wait()
+    assert process.returncode == -signal.SIGKILL and not (out / "build.json").exists(), "killed too late"
+    assert _journal_groups(out) >= kill_after_groups
+    # nothing partial is visible: data/ is written only when every group is done
+    for path in out.rglob("*.parquet"):
+        assert ".build" in path.parts or pq.read_metadata(path).num_rows > 0
+    assert not list((out / "data").glob("*/*.parquet")) or (out / "build.json").exists()
+    resumed = subprocess.run(_build_cmd(sources, out), capture_output=True, text=True, timeout=600)
+    assert resumed.returncode == 0, resumed.stderr
+    assert _rows(out) == reference[1]
+    summary = json.loads((out / "build.json").read_text())
+    assert summary["files"] == {"seen": N_IMAGES + 3, "accepted": N_IMAGES, "rejected": 3}
+    lines = (out / "rejects.jsonl").read_text().splitlines()
+    assert len(lines) == 3 and len(set(lines)) == 3
+
+
+def test_a_finished_build_is_not_redone_and_settings_must_match(sources: Path, reference: tuple[Path, dict],
+                                                                tmp_path: Path) -> None:
+    from conftest import run_cli
+
+    again = run_cli("build", sources, "--out", reference[0], "--workers", "1", "--shard-units", "16", ok=False)
+    assert again.exit_code != 0 and "--overwrite" in again.output
+    out = tmp_path / "changed"
+    (out / ".build").mkdir(parents=True)
+    (out / ".build" / "state.json").write_text(json.dumps({"manifest": "another"}))
+    changed = run_cli("build", sources, "--out", out, "--workers", "1", ok=False)
+    assert changed.exit_code != 0 and "other settings" in changed.output
+
+
+def test_ray_engine_gives_the_same_rows(sources: Path, reference: tuple[Path, dict], tmp_path: Path) -> None:
+    pytest.importorskip("ray", reason="--engine ray needs the ray extra")
+    out = tmp_path / "ray"
+    done = subprocess.run([sys.executable, "-m", "builder", "build", str(sources), "--out", str(out),
+                           "--engine", "ray", "--workers", "2", "--shard-units", "16", "--quiet"],
+                          capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert _rows(out) == reference[1]
+    assert json.loads((out / "build.json").read_text())["options"]["engine"] == "ray"
+
+
+def test_ray_serves_a_model_describer_from_actors(sources: Path, tmp_path: Path) -> None:
+    pytest.importorskip("ray", reason="--engine ray needs the ray extra")
+    pytest.importorskip("openai", reason="the openai describer needs the llm extra")
+    from llm_server import ChatServer
+
+    keys = ("modality", "organ_detection", "roi_analysis", "texture", "region_relationship")
+    with ChatServer(lambda request: json.dumps({k: f"{k} text" for k in keys})) as server:
+        out = tmp_path / "ray-llm"
+        done = subprocess.run([sys.executable, "-m", "builder", "build", str(sources), "--out", str(out),
+                               "--engine", "ray", "--workers", "2", "--describer", "openai",
+                               "--describer-actors", "2", "--llm-base-url", server.url, "--llm-model", "m",
+                               "--quiet"], capture_output=True, text=True, timeout=600)
+        assert done.returncode == 0, done.stderr[-3000:]
+    summary = json.loads((out / "build.json").read_text())
+    assert summary["describer"]["ray_actors"] == 2 and summary["rows"]["total"] == N_IMAGES
+    assert len(server.requests) == N_IMAGES
