@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import sys
 import time
@@ -88,6 +89,10 @@ def build_options(fn: Any) -> Any:
                      help="Roll over to a new shard after about this many MiB."),
         click.option("--quiet", is_flag=True, help="No progress output."),
         click.option("--dedup", is_flag=True, help="Drop exact pixel duplicates in every source."),
+        click.option("--allow-burned-in", is_flag=True,
+                     help="Admit DICOM images marked BurnedInAnnotation=YES (text may be in the pixels)."),
+        click.option("--unit-timeout", type=float, default=300.0, show_default=True,
+                     help="Seconds one input file may take before it becomes a reject."),
         click.option("--describer", type=click.Choice(["template", "openai", "transformers"]), default="template",
                      show_default=True, help="Who writes the descriptions."),
         click.option("--llm-base-url", help="OpenAI-compatible server, e.g. http://localhost:8000/v1 (vLLM)."),
@@ -118,16 +123,20 @@ def _text_options(describer: str, llm_base_url: str | None, llm_model: str | Non
 
 
 def run_build(manifest_path: Path, out: Path, fmt: str, workers: int, engine: str, ray_address: str | None,
-              describer_actors: int, describer_gpus: float, shard_units: int, overwrite: bool, shard_rows: int, shard_mb: int, quiet: bool, dedup: bool,
+              describer_actors: int, describer_gpus: float, shard_units: int, overwrite: bool, shard_rows: int,
+              shard_mb: int, quiet: bool, dedup: bool, allow_burned_in: bool, unit_timeout: float,
               repo: str | None = None, **text: Any) -> dict[str, Any]:
     try:
         manifest = load_manifest(manifest_path)
+        if allow_burned_in:
+            manifest = dataclasses.replace(manifest, sources=tuple(
+                dataclasses.replace(s, allow_burned_in=True) for s in manifest.sources))
         text_options = _text_options(**text)
         options = BuildOptions(
             out=out, formats=FORMAT_CHOICES[fmt], workers=max(1, workers), engine=engine, ray_address=ray_address,
             shard_units=shard_units, overwrite=overwrite, dedup=dedup, describer_actors=describer_actors,
             describer_gpus=describer_gpus,
-            triplets=TripletOptions(describer=text_options.describer), text=text_options,
+            triplets=TripletOptions(describer=text_options.describer, unit_timeout=unit_timeout), text=text_options,
             limits=ShardLimits(max_rows=shard_rows, max_bytes=shard_mb * 2**20), repo=repo or out.resolve().name,
         )
         summary = build(manifest, options, ProgressPrinter(quiet))
@@ -385,3 +394,20 @@ def pull_cmd(repo_id: str, out: Path, config: str | None, revision: str | None) 
 
     _report(pull(repo_id, out, config, revision), out)
     click.echo(f"{repo_id} -> {out}: OK")
+
+
+@main.command("audit")
+@click.argument("out", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.option("--against", type=click.Path(exists=True, file_okay=False, path_type=Path),
+              help="Another dataset folder, or a folder of images (an evaluation benchmark).")
+@click.option("--threshold", type=int, default=6, show_default=True,
+              help="Near-duplicates: at most this many of 64 dHash bits differ.")
+@click.option("--json", "as_json", is_flag=True, help="JSON: {exact: [[ids...]], near: [[ids...]]}.")
+def audit_cmd(out: Path, against: Path | None, threshold: int, as_json: bool) -> None:
+    """Find exact and near-duplicate images in OUT, across its splits, or against another set."""
+    import json
+
+    from .audit import audit, ids_only, markdown
+
+    report = audit(out, against, threshold)
+    click.echo(json.dumps(ids_only(report), indent=2) if as_json else markdown(report))

@@ -8,8 +8,11 @@ from __future__ import annotations
 
 import hashlib
 import io
+import signal
+import threading
+from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Iterator
 
 import numpy as np
 from PIL import Image
@@ -29,6 +32,39 @@ from .text.measure import measure
 class TripletOptions:
     describer: str = "template"
     png_level: int = 1  # zlib level: 1 is ~as small as 6 on medical images, and faster
+    unit_timeout: float = 300.0  # seconds one input file may take; then it is a reject
+
+
+MIN_SIDE = 4  # pixels: smaller images (empty, 1-pixel) are rejects, not samples
+
+
+class _Timeout(BaseException):  # not an Exception: no reader's broad except may swallow it
+    pass
+
+
+@contextmanager
+def time_limit(seconds: float) -> Iterator[None]:
+    """Raise a reject if the block outlives ``seconds`` (main thread only; else no limit).
+
+    Python code is interrupted; a decoder stuck inside C code is caught by the
+    pool's own watchdog, which replaces the worker.
+    """
+    if seconds <= 0 or threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def expire(signum: int, frame: Any) -> None:
+        raise _Timeout()
+
+    previous = signal.signal(signal.SIGALRM, expire)
+    signal.setitimer(signal.ITIMER_REAL, seconds)
+    try:
+        yield
+    except _Timeout:
+        raise Reject("timeout", f"reading took longer than the {seconds:.0f} s limit") from None
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
 
 
 @dataclass
@@ -96,6 +132,8 @@ def make_row(record: Record, describer: Describer | None,
     """
     unit, spec = record.unit, record.unit.spec
     height, width = record.pixels.shape[:2]
+    if min(height, width) < MIN_SIDE:
+        raise Reject("read", f"image is {width}x{height} pixels, smaller than {MIN_SIDE}x{MIN_SIDE}")
     rois, mask = ([], None)
     if record.labelmap is not None:
         rois, mask = rois_from_labelmap(record.labelmap, spec.labels, default=spec.disease or "region")
@@ -167,13 +205,14 @@ def process_unit(unit: Unit, options: TripletOptions) -> UnitResult:
     describer = worker_side() if worker_side else None
     rows, hashes, requests = [], [], []
     try:
-        curate(unit)
-        check_inside(unit)
-        for record in ADAPTERS[unit.spec.format].records(unit):
-            row, request = make_row(record, describer, options)
-            rows.append(row)
-            hashes.append(pixel_hash(record.pixels))
-            requests.append(request)
+        with time_limit(options.unit_timeout):
+            curate(unit)
+            check_inside(unit)
+            for record in ADAPTERS[unit.spec.format].records(unit):
+                row, request = make_row(record, describer, options)
+                rows.append(row)
+                hashes.append(pixel_hash(record.pixels))
+                requests.append(request)
     except Reject as exc:
         return UnitResult(unit, reject=exc)
     except MemoryError:

@@ -238,7 +238,8 @@ def build(manifest: Manifest, options: BuildOptions, progress: ProgressHook | No
     except JournalError as exc:
         raise BuildError(str(exc)) from None
     try:
-        pool = make_pool(options.engine, options.triplets, options.workers, options.ray_address)
+        pool = make_pool(options.engine, options.triplets, options.workers, options.ray_address,
+                         timeout=options.triplets.unit_timeout + 60)
     except PoolError as exc:
         raise BuildError(str(exc)) from None
     stage, text_info = _text_stage(options)

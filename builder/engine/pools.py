@@ -15,6 +15,7 @@ from functools import partial
 from itertools import islice
 from typing import Any, Iterable, Iterator, Protocol
 
+from ..errors import Reject
 from ..sources.base import Unit
 from ..triplets import TripletOptions, UnitResult, process_unit
 
@@ -43,24 +44,50 @@ class SerialPool:
 
 
 class LocalPool:
-    """``workers`` processes of this machine (forkserver: no fork of Arrow's threads)."""
+    """``workers`` processes of this machine (forkserver: no fork of Arrow's threads).
 
-    def __init__(self, options: TripletOptions, workers: int, **_: Any) -> None:
+    A unit that outlives ``timeout`` seconds, or whose worker dies (a decoder
+    crash, the kernel's OOM killer), costs the pool its processes: they are
+    replaced, the unit is tried once more alone, and if it fails again it
+    becomes a reject; the other units in flight are submitted again.
+    """
+
+    def __init__(self, options: TripletOptions, workers: int, timeout: float = 600.0, **_: Any) -> None:
         self.work = partial(process_unit, options=options)
-        self.window = 4 * workers
-        ctx = multiprocessing.get_context("forkserver")
-        self.executor = ProcessPoolExecutor(workers, mp_context=ctx)
+        self.workers, self.window, self.timeout = workers, 4 * workers, timeout
+        self.executor = self._executor()
+
+    def _executor(self) -> ProcessPoolExecutor:
+        return ProcessPoolExecutor(self.workers, mp_context=multiprocessing.get_context("forkserver"))
+
+    def _restart(self) -> None:
+        for process in list(getattr(self.executor, "_processes", {}).values()):
+            process.kill()
+        self.executor.shutdown(wait=True, cancel_futures=True)
+        self.executor = self._executor()
+
+    def _alone(self, unit: Unit, why: str) -> UnitResult:
+        self._restart()
+        try:
+            return self.executor.submit(self.work, unit).result(timeout=self.timeout)
+        except (BrokenProcessPool, TimeoutError):
+            self._restart()
+            return UnitResult(unit, reject=Reject("read", f"{why} twice while reading this file"))
 
     def map(self, units: Iterable[Unit]) -> Iterator[UnitResult]:
         todo = iter(units)
-        pending = deque(self.executor.submit(self.work, unit) for unit in islice(todo, self.window))
+        pending = deque((unit, self.executor.submit(self.work, unit)) for unit in islice(todo, self.window))
         while pending:
+            unit, future = pending.popleft()
             try:
-                result = pending.popleft().result()
-            except BrokenProcessPool as exc:
-                raise PoolError(f"a worker process died ({exc})") from None
+                result = future.result(timeout=self.timeout)
+            except (BrokenProcessPool, TimeoutError) as exc:
+                why = "took longer than the unit time limit" if isinstance(exc, TimeoutError) else \
+                    "a worker process died"
+                result = self._alone(unit, why)
+                pending = deque((u, self.executor.submit(self.work, u)) for u, _ in pending)
             for unit in islice(todo, 1):
-                pending.append(self.executor.submit(self.work, unit))
+                pending.append((unit, self.executor.submit(self.work, unit)))
             yield result
 
     def close(self) -> None:
@@ -99,10 +126,11 @@ class RayPool:
 ENGINES: dict[str, type] = {"local": LocalPool, "ray": RayPool}
 
 
-def make_pool(engine: str, options: TripletOptions, workers: int, address: str | None = None) -> Pool:
+def make_pool(engine: str, options: TripletOptions, workers: int, address: str | None = None,
+              timeout: float = 600.0) -> Pool:
     if engine == "local" and workers <= 1:
         return SerialPool(options)
-    return ENGINES[engine](options, workers=workers, address=address)
+    return ENGINES[engine](options, workers=workers, address=address, timeout=timeout)
 
 
 class _DescriberActor:

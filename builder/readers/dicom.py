@@ -34,6 +34,7 @@ ALLOWED_ATTRIBUTES: tuple[str, ...] = (
     "BurnedInAnnotation",
 )
 PLANE_BY_AXIS = ("sagittal", "coronal", "axial")
+MAX_PIXELS = 2**28  # pixel values a file may declare (rows x columns x frames x samples)
 
 
 def _plain(value: Any) -> Any:
@@ -86,6 +87,11 @@ class DicomReader:
             raise Reject("privacy", "BurnedInAnnotation is YES (text may be burned into pixels)")
         if "PixelData" not in ds and "FloatPixelData" not in ds:
             raise Reject("read", "DICOM file holds no pixel data")
+        declared = 1
+        for key in ("Rows", "Columns", "NumberOfFrames", "SamplesPerPixel"):
+            declared *= max(1, int(_first(meta.get(key)) or 1))
+        if declared > MAX_PIXELS:
+            raise Reject("read", f"declared size of {declared} pixel values exceeds the limit of {MAX_PIXELS}")
         try:
             pixels = ds.pixel_array
         except Exception as exc:

@@ -18,6 +18,8 @@ _MODES = {"L": np.uint8, "I;16": np.uint16, "I;16B": np.uint16, "I;16L": np.uint
 def _normalise(img: Image.Image) -> Image.Image:
     if img.mode in _MODES:
         return img
+    if img.mode == "F":
+        raise Reject("read", "floating-point image: store it as 8- or 16-bit, or as NIfTI")
     if img.mode in ("1", "LA"):
         return img.convert("L")
     if img.mode == "I":

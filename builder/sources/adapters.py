@@ -6,7 +6,7 @@ pairing and side tables are shared (:mod:`builder.sources.base`).
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Iterator
 
 import numpy as np
@@ -54,7 +54,7 @@ class DicomSource(FileSource):
     modality_from_data = True
 
     def records(self, unit: Unit) -> Iterator[Record]:
-        frames, meta = self.reader.read(unit.image)
+        frames, meta = replace(self.reader, allow_burned_in=unit.spec.allow_burned_in).read(unit.image)
         modality = unit.spec.modality or self._modality(meta.get("Modality"))
         labelmap = None
         if unit.mask is not None:

@@ -147,12 +147,15 @@ def enumerate_units(spec: SourceSpec) -> tuple[list[Unit], list[Problem]]:
     pairs, problems = pair_masks(spec, images)
     meta: dict[str, dict[str, Any]] = {}
     boxes: dict[str, list[Box]] = {}
-    if spec.metadata:
-        meta, bad = tables.read_metadata(spec.metadata)
-        problems += bad
-    if spec.boxes:
-        boxes, bad = tables.read_boxes(spec.boxes)
-        problems += bad
+    try:
+        if spec.metadata:
+            meta, bad = tables.read_metadata(spec.metadata)
+            problems += bad
+        if spec.boxes:
+            boxes, bad = tables.read_boxes(spec.boxes)
+            problems += bad
+    except tables.TableError as exc:
+        problems.append(Problem(str(exc).split(":")[0], str(exc)))
     stems = {tables.file_stem(image) for image in images}
     for name, table in (("metadata", meta), ("boxes", boxes)):
         for stem in sorted(set(table) - stems):

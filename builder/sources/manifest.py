@@ -85,6 +85,7 @@ class SourceSpec:
     slicing: Slicing = Slicing()
     curation: Mapping[str, Curation] = field(default_factory=dict)
     dedup: bool = False
+    allow_burned_in: bool = False  # DICOM: admit images whose BurnedInAnnotation is YES
 
 
 @dataclass(frozen=True)
@@ -101,7 +102,7 @@ class Manifest:
 _KEYS = {
     "name", "format", "images", "root", "masks", "mask_suffixes", "labels", "labels_file", "boxes",
     "metadata", "modality", "organ", "disease", "caption", "case_id", "location", "reference", "license",
-    "split", "slicing", "curation", "dedup",
+    "split", "slicing", "curation", "dedup", "allow_burned_in",
 }
 TEMPLATE_KEYS = ("organ", "disease", "caption", "case_id", "location")
 
@@ -163,7 +164,12 @@ def _source(raw: Any, root: Path) -> SourceSpec:
     if modality is not None and modality not in MODALITIES:
         raise ManifestError("modality", f"{modality!r} is not one of {', '.join(MODALITIES)}")
     metadata = _file(entry, "metadata", root)
-    _check_templates(entry, set(TEMPLATE_FIELDS) | set(adapter.fields) | (tables.columns(metadata) if metadata else set()))
+    try:
+        columns = tables.columns(metadata) if metadata else set()
+    except tables.TableError as exc:
+        raise ManifestError("metadata", str(exc)) from None
+    _check_templates(entry, set(TEMPLATE_FIELDS) | set(adapter.fields) | columns)
+    _check_boxes(_file(entry, "boxes", root))
     split = entry.get("split", "train")
     if not isinstance(split, str) or not _SPLIT.match(split):
         raise ManifestError("split", "must start with a letter and hold letters, digits and '_' only")
@@ -181,7 +187,7 @@ def _source(raw: Any, root: Path) -> SourceSpec:
         case_id=entry.get("case_id", ""), location=entry.get("location", ""),
         reference=dict(entry.get("reference") or {}), license=str(entry.get("license", "unknown")),
         split=split, slicing=_slicing(entry.get("slicing")), curation=_curation(entry, root),
-        dedup=_flag(entry, "dedup"),
+        dedup=_flag(entry, "dedup"), allow_burned_in=_flag(entry, "allow_burned_in"),
     )
 
 
@@ -198,6 +204,18 @@ def _check_templates(entry: Mapping[str, Any], known: set[str]) -> None:
             Template(value).check(known)
         except TemplateError as exc:
             raise ManifestError(key, str(exc)) from None
+
+
+def _check_boxes(path: Path | None) -> None:
+    if path is None:
+        return
+    try:
+        found = tables.columns(path)
+    except tables.TableError as exc:
+        raise ManifestError("boxes", str(exc)) from None
+    missing = [c for c in tables.BOX_COLUMNS if c not in found]
+    if found and missing:
+        raise ManifestError("boxes", f"{path.name} lacks the column(s) {', '.join(missing)}")
 
 
 def _flag(entry: Mapping[str, Any], key: str) -> bool:

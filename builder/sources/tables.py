@@ -46,7 +46,11 @@ class Problem:
 def read_labels_file(path: Path) -> dict[int, str]:
     """Lines ``<value> <name> [more columns ignored]``; blank and ``#`` lines skipped."""
     labels: dict[int, str] = {}
-    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ValueError(f"{path}: not a readable text file ({exc})") from None
+    for number, line in enumerate(text.splitlines(), 1):
         parts = line.split()
         if not parts or parts[0].startswith("#"):
             continue
@@ -58,25 +62,37 @@ def read_labels_file(path: Path) -> dict[int, str]:
     return labels
 
 
-def _rows(path: Path) -> Iterator[dict[str, Any]]:
-    if path.suffix.lower() == ".csv":
-        with path.open(newline="", encoding="utf-8") as fh:
-            yield from csv.DictReader(fh)
-        return
-    text = path.read_text(encoding="utf-8")
-    stripped = text.lstrip()
-    if stripped.startswith("["):
-        yield from json.loads(text)
-        return
+class TableError(ValueError):
+    """A side table that cannot be read at all."""
+
+
+def _rows(path: Path) -> Iterator[Any]:
+    """The rows of a CSV or JSON table; a JSON line that does not parse yields None."""
+    try:
+        if path.suffix.lower() == ".csv":
+            with path.open(newline="", encoding="utf-8") as fh:
+                yield from csv.DictReader(fh)
+            return
+        text = path.read_text(encoding="utf-8")
+        if text.lstrip().startswith("["):
+            yield from json.loads(text)
+            return
+    except (OSError, UnicodeDecodeError, csv.Error, json.JSONDecodeError) as exc:
+        raise TableError(f"{path}: not a readable table ({type(exc).__name__}: {exc})") from None
     for line in text.splitlines():
         if line.strip():
-            yield json.loads(line)
+            try:
+                yield json.loads(line)
+            except json.JSONDecodeError:
+                yield None
 
 
 def columns(path: Path) -> set[str]:
     """The column names of a metadata table (its first row's keys)."""
     for row in _rows(path):
-        return set(row)
+        if not isinstance(row, dict):
+            raise TableError(f"{path}: the first row is not an object with column names")
+        return {str(k) for k in row}
     return set()
 
 
@@ -95,7 +111,8 @@ def read_metadata(path: Path) -> tuple[dict[str, dict[str, Any]], list[Problem]]
     for number, row in enumerate(_rows(path), 1):
         stem = _stem_of(row) if isinstance(row, dict) else None
         if stem is None:
-            problems.append(Problem(f"{path}:{number}", f"row has none of the columns {', '.join(STEM_COLUMNS)}"))
+            problems.append(Problem(f"{path}:{number}", "row is not readable or has none of the columns "
+                                                        f"{', '.join(STEM_COLUMNS)}"))
         elif stem in by_stem:
             problems.append(Problem(f"{path}:{number}", f"second row for image {stem!r}"))
         else:
