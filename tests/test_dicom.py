@@ -125,3 +125,38 @@ def test_lossless_compressed_dicom_decodes_to_the_same_pixels(tmp_path: Path) ->
     rows = {r["source_file"]: np.asarray(r["image"]) for r in load_dataset(str(out), "all", split="train")}
     assert np.array_equal(rows["in/693_UNCR.dcm"], rows["in/693_J2KR.dcm"])
     assert np.array_equal(rows["in/MR_small.dcm"], rows["in/MR_small_RLE.dcm"])
+
+
+def _every_testdata_dicom() -> list[Path]:
+    pytest.importorskip("data_store", reason="pydicom-data is not installed (pip install pydicom-data)")
+    from pydicom.data import get_testdata_files
+
+    skip = (".py", ".json", ".txt", ".gz", ".bz2", ".zip", ".npy", ".xml")
+    return sorted({Path(f) for f in get_testdata_files("*") if not f.endswith(skip)})
+
+
+def test_no_identifier_leaks_from_any_testdata_file(tmp_path: Path) -> None:
+    """Every pydicom test file, identifiers injected in standard and private tags."""
+    folder = tmp_path / "all"
+    folder.mkdir()
+    prepared = 0
+    for i, path in enumerate(_every_testdata_dicom()):
+        try:
+            ds = pydicom.dcmread(path)
+            for keyword, value in IDENTIFIERS.items():
+                setattr(ds, keyword, value)
+            ds.private_block(0x0011, "ACME private", create=True).add_new(0x01, "LO", PRIVATE_VALUE)
+            ds.StudyDescription = f"study of {IDENTIFIERS['PatientName']}"
+            ds.save_as(folder / f"{i:03d}_{path.stem}.dcm", enforce_file_format=False)
+            prepared += 1
+        except Exception:
+            continue  # not a DICOM dataset pydicom can write back: nothing to test
+    assert prepared > 100
+    out = tmp_path / "out"
+    summary = build(write_manifest(tmp_path, {"name": "every", "format": "dicom", "images": "all/*.dcm",
+                                              "modality": "ct"}), out, "--workers", "2", "--format", "both")
+    assert summary["files"]["accepted"] > 60, "most test files decode"
+    blobs = _texts(out)
+    for value in list(IDENTIFIERS.values()) + [PRIVATE_VALUE]:
+        for variant in {value, value.replace("^", " "), value.split("^")[0]}:
+            assert not any(variant.encode() in blob for blob in blobs), f"{variant!r} leaked"

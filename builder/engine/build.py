@@ -9,6 +9,7 @@ Work groups and resuming: :mod:`builder.engine.journal`.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import platform
@@ -26,6 +27,8 @@ from ..errors import Reject
 from ..sources import ADAPTERS
 from ..sources.base import Unit
 from ..sources.manifest import Manifest
+from ..sources.tables import file_stem
+from ..text.template import Template, TemplateError
 from ..text.describers import WORKER_DESCRIBERS
 from ..text.models import MODEL_DESCRIBERS, TextOptions
 from ..text.stage import TextStage
@@ -216,8 +219,20 @@ def _collect(manifest: Manifest) -> tuple[list[Unit], Ledger]:
         found, problems = ADAPTERS[spec.format].units(spec)
         for problem in problems:
             setup.reject_other(spec.name, problem.file, "pairing", problem.reason)
-        units += found
+        units += [assign_split(unit) for unit in found] if spec.split_rule else found
     return units, setup
+
+
+def assign_split(unit: Unit) -> Unit:
+    """The unit with the split its group key draws (every unit of a group: the same)."""
+    rule = unit.spec.split_rule
+    values = {**{k: ("" if v is None else v) for k, v in unit.meta.items()}, "file": unit.rel,
+              "stem": file_stem(unit.image), "source": unit.spec.name}
+    try:
+        key = Template(rule.by).render(values) or unit.rel
+    except TemplateError:
+        key = unit.rel
+    return dataclasses.replace(unit, split=rule.assign(key))
 
 
 def _record(group: int, ledger: Ledger, shards: list[Shard], root: Path, hashes: dict[str, str]) -> dict[str, Any]:

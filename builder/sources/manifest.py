@@ -60,6 +60,29 @@ class Slicing:
 
 
 @dataclass(frozen=True)
+class SplitRule:
+    """Splits by a group key: every unit whose key renders the same lands in one split.
+
+    The key (a template over the unit's fields, e.g. ``{u_id}`` or ``{patient}``) is
+    hashed with ``seed`` to a number in [0, 1) that picks a split by ``ratios``.
+    """
+
+    by: str
+    ratios: tuple[tuple[str, float], ...]
+    seed: int = 0
+
+    def assign(self, key: str) -> str:
+        digest = hashlib.sha256(f"{self.seed}\0{key}".encode()).digest()
+        point = int.from_bytes(digest[:8], "big") / 2**64
+        total = 0.0
+        for name, ratio in self.ratios:
+            total += ratio
+            if point < total:
+                return name
+        return self.ratios[-1][0]
+
+
+@dataclass(frozen=True)
 class SourceSpec:
     """One source collection of the manifest, paths resolved."""
 
@@ -82,6 +105,7 @@ class SourceSpec:
     reference: Mapping[str, str] = field(default_factory=dict)
     license: str = "unknown"
     split: str = "train"
+    split_rule: SplitRule | None = None
     slicing: Slicing = Slicing()
     curation: Mapping[str, Curation] = field(default_factory=dict)
     dedup: bool = False
@@ -170,9 +194,7 @@ def _source(raw: Any, root: Path) -> SourceSpec:
         raise ManifestError("metadata", str(exc)) from None
     _check_templates(entry, set(TEMPLATE_FIELDS) | set(adapter.fields) | columns)
     _check_boxes(_file(entry, "boxes", root))
-    split = entry.get("split", "train")
-    if not isinstance(split, str) or not _SPLIT.match(split):
-        raise ManifestError("split", "must start with a letter and hold letters, digits and '_' only")
+    split, rule = _split(entry.get("split", "train"), set(TEMPLATE_FIELDS) | set(adapter.fields) | columns)
     suffixes = entry.get("mask_suffixes", SourceSpec.mask_suffixes)
     if not isinstance(suffixes, (list, tuple)) or not all(isinstance(s, str) for s in suffixes):
         raise ManifestError("mask_suffixes", "must be a list of strings")
@@ -186,7 +208,7 @@ def _source(raw: Any, root: Path) -> SourceSpec:
         disease=entry.get("disease", ""), caption=entry.get("caption", DEFAULT_CAPTION),
         case_id=entry.get("case_id", ""), location=entry.get("location", ""),
         reference=dict(entry.get("reference") or {}), license=str(entry.get("license", "unknown")),
-        split=split, slicing=_slicing(entry.get("slicing")), curation=_curation(entry, root),
+        split=split, split_rule=rule, slicing=_slicing(entry.get("slicing")), curation=_curation(entry, root),
         dedup=_flag(entry, "dedup"), allow_burned_in=_flag(entry, "allow_burned_in"),
     )
 
@@ -204,6 +226,34 @@ def _check_templates(entry: Mapping[str, Any], known: set[str]) -> None:
             Template(value).check(known)
         except TemplateError as exc:
             raise ManifestError(key, str(exc)) from None
+
+
+def _split(raw: Any, known: set[str]) -> tuple[str, SplitRule | None]:
+    """A split name, or a rule ``{by: TEMPLATE, ratios: {train: 0.8, test: 0.2}, seed: 0}``."""
+    def name(value: Any, key: str) -> str:
+        if not isinstance(value, str) or not _SPLIT.match(value):
+            raise ManifestError(key, "a split name starts with a letter and holds letters, digits and '_' only")
+        return value
+
+    if not isinstance(raw, dict):
+        return name(raw, "split"), None
+    unknown = sorted(set(raw) - {"by", "ratios", "seed"})
+    if unknown:
+        raise ManifestError(f"split.{unknown[0]}", "unknown key (by, ratios, seed)")
+    ratios = raw.get("ratios")
+    if not isinstance(ratios, dict) or not ratios or not all(isinstance(v, (int, float)) and v > 0
+                                                             for v in ratios.values()):
+        raise ManifestError("split.ratios", "must map split names to positive fractions")
+    if abs(sum(ratios.values()) - 1.0) > 1e-6:
+        raise ManifestError("split.ratios", f"must add up to 1, not {sum(ratios.values())}")
+    by = raw.get("by", "{stem}")
+    try:
+        Template(str(by)).check(known | {"file"})
+    except TemplateError as exc:
+        raise ManifestError("split.by", str(exc)) from None
+    rule = SplitRule(str(by), tuple((name(k, "split.ratios"), float(v)) for k, v in ratios.items()),
+                     int(raw.get("seed", 0)))
+    return rule.ratios[0][0], rule
 
 
 def _check_boxes(path: Path | None) -> None:
