@@ -14,7 +14,7 @@ covering columns 3..7 has ``x_min=3, x_max=8``.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Iterable, Mapping
+from typing import Any, Iterable, Mapping
 
 import numpy as np
 
@@ -178,4 +178,30 @@ def rois_from_boxes(boxes: Iterable[Box], width: int, height: int) -> list[Roi]:
                 position=position_of(cx, cy, width, height),
             )
         )
+    return rois
+
+
+def rois_from_proposals(proposals: Iterable[Any], width: int, height: int, origin: str) -> list[Roi]:
+    """ROIs from proposed masks or boxes: same geometry as annotations, their ``origin`` and ``score``.
+
+    A proposal's mask gives its box and area ratio but is not stored: proposals
+    may overlap (a lesion inside the body region), which one label map cannot hold.
+    """
+    rois = []
+    for proposal in proposals:
+        if proposal.mask is not None:
+            ys, xs = np.nonzero(proposal.mask)
+            if ys.size == 0:
+                continue
+            box = (float(xs.min()), float(ys.min()), float(xs.max() + 1), float(ys.max() + 1))
+            area, (cx, cy) = ys.size / float(width * height), (xs.mean() + 0.5, ys.mean() + 0.5)
+        else:
+            x0, y0, x1, y1 = proposal.box
+            box = (max(0.0, x0), max(0.0, y0), min(float(width), x1), min(float(height), y1))
+            if box[2] <= box[0] or box[3] <= box[1]:
+                continue
+            area = (box[2] - box[0]) * (box[3] - box[1]) / float(width * height)
+            cx, cy = (box[0] + box[2]) / 2, (box[1] + box[3]) / 2
+        rois.append(Roi(bbox=box, label=proposal.label, area_ratio=area, position=position_of(cx, cy, width, height),
+                        origin=origin, score=round(float(proposal.score), 4)))
     return rois

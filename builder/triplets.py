@@ -20,10 +20,12 @@ from PIL import Image
 from medtrinity_25m import ATTRIBUTE_KEYS, REFERENCE_KEYS
 
 from .errors import Reject
-from .roi import convention, rois_from_boxes, rois_from_labelmap
+from .proposers import PROPOSERS, ProposalInput
+from .roi import Roi, convention, rois_from_boxes, rois_from_labelmap, rois_from_proposals
 from .sources import ADAPTERS
 from .sources.base import Record, Unit, check_inside
 from .text.caption import coarse_caption, render, subject, template_values
+from .text.template import Template, TemplateError
 from .text.describers import WORKER_DESCRIBERS, DescribeRequest, Describer, join_caption
 from .text.measure import measure
 
@@ -124,20 +126,50 @@ def _texts(templates: dict[str, str], values: dict[str, Any]) -> dict[str, str |
     return {key: (render(template, values, key) or None) for key, template in templates.items()}
 
 
-def make_row(record: Record, describer: Describer | None,
-             options: TripletOptions) -> tuple[dict[str, Any], DescribeRequest]:
-    """One row (see ``medtrinity_25m.FEATURES``) and what its describer is given.
-
-    With ``describer`` None the row's text is left to the main process.
-    """
-    unit, spec = record.unit, record.unit.spec
+def annotate(record: Record) -> tuple[list[Roi], np.ndarray | None]:
+    """The record's annotated ROIs (its mask's labels, its boxes) and the stored mask."""
+    spec = record.unit.spec
     height, width = record.pixels.shape[:2]
     if min(height, width) < MIN_SIDE:
         raise Reject("read", f"image is {width}x{height} pixels, smaller than {MIN_SIDE}x{MIN_SIDE}")
     rois, mask = ([], None)
     if record.labelmap is not None:
         rois, mask = rois_from_labelmap(record.labelmap, spec.labels, default=spec.disease or "region")
-    rois = rois + rois_from_boxes(unit.boxes, width, height)
+    return rois + rois_from_boxes(record.unit.boxes, width, height), mask
+
+
+def propose(records: list[Record], annotated: list[list[Roi]]) -> list[list[Roi]]:
+    """Proposed ROIs per record: for those without annotations (or all, with ``mode: add``)."""
+    found: list[list[Roi]] = [[] for _ in records]
+    config = records[0].unit.spec.roi if records else None
+    if config is None:
+        return found
+    wanted = [i for i, rois in enumerate(annotated) if config.mode == "add" or not rois]
+    inputs = []
+    for i in wanted:
+        values = template_values(records[i], [])
+        subj = subject(records[i], values)
+        try:
+            prompt = Template(config.prompt).render(dict(values, organ=subj.organ, disease=subj.disease))
+        except TemplateError:
+            prompt = ""
+        inputs.append(ProposalInput(f"{i:05d}", records[i].pixels, records[i].modality, prompt))
+    proposer = PROPOSERS[config.method]
+    for i, proposals in zip(wanted, proposer.propose(inputs, config) if inputs else []):
+        height, width = records[i].pixels.shape[:2]
+        found[i] = rois_from_proposals(proposals, width, height, origin=proposer.name)
+    return found
+
+
+def make_row(record: Record, rois: list[Roi], mask: np.ndarray | None, describer: Describer | None,
+             options: TripletOptions) -> tuple[dict[str, Any], DescribeRequest]:
+    """One row (see ``medtrinity_25m.FEATURES``) and what its describer is given.
+
+    ``rois`` are annotated then proposed; ``mask`` the stored label map of the
+    annotated ones. With ``describer`` None the row's text is left to the main process.
+    """
+    unit, spec = record.unit, record.unit.spec
+    height, width = record.pixels.shape[:2]
     values = template_values(record, rois)
     subj = subject(record, values)
     caption = coarse_caption(record, rois, values, subj)
@@ -208,8 +240,11 @@ def process_unit(unit: Unit, options: TripletOptions) -> UnitResult:
         with time_limit(options.unit_timeout):
             curate(unit)
             check_inside(unit)
-            for record in ADAPTERS[unit.spec.format].records(unit):
-                row, request = make_row(record, describer, options)
+            records = list(ADAPTERS[unit.spec.format].records(unit))
+            annotated = [annotate(record) for record in records]
+            proposed = propose(records, [rois for rois, _ in annotated])
+            for record, (rois, mask), extra in zip(records, annotated, proposed):
+                row, request = make_row(record, rois + extra, mask, describer, options)
                 rows.append(row)
                 hashes.append(pixel_hash(record.pixels))
                 requests.append(request)

@@ -33,3 +33,39 @@ def tiny_vlm(folder: Path) -> Path:
     LlavaForConditionalGeneration(config).save_pretrained(folder)
     processor.save_pretrained(folder)
     return folder
+
+
+def tiny_owlvit(folder: Path) -> Path:
+    """A 1-layer OWL-ViT for zero-shot object detection, with a character-level CLIP tokenizer.
+
+    Its box head's last layer is zeroed, so each patch proposes the box OWL-ViT's
+    grid prior gives it: valid boxes, random scores.
+    """
+    import json
+
+    import torch
+    from transformers import (CLIPTokenizer, OwlViTConfig, OwlViTForObjectDetection, OwlViTImageProcessor,
+                              OwlViTProcessor)
+    from transformers.convert_slow_tokenizer import bytes_to_unicode
+
+    folder.mkdir(parents=True, exist_ok=True)
+    vocab: dict[str, int] = {}
+    for char in bytes_to_unicode().values():
+        vocab.setdefault(char, len(vocab))
+        vocab.setdefault(char + "</w>", len(vocab))
+    vocab["<|startoftext|>"], vocab["<|endoftext|>"] = len(vocab), len(vocab) + 1
+    (folder / "vocab.json").write_text(json.dumps(vocab))
+    (folder / "merges.txt").write_text("#version: 0.2\n")
+    tokenizer = CLIPTokenizer(str(folder / "vocab.json"), str(folder / "merges.txt"))
+    layer = {"hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 1, "num_attention_heads": 2}
+    config = OwlViTConfig(text_config={**layer, "vocab_size": len(vocab), "max_position_embeddings": 64},
+                          vision_config={**layer, "image_size": 64, "patch_size": 16}, projection_dim=32)
+    model = OwlViTForObjectDetection(config)
+    with torch.no_grad():
+        model.box_head.dense2.weight.zero_()
+        model.box_head.dense2.bias.zero_()
+    size = {"height": 64, "width": 64}
+    processor = OwlViTProcessor(image_processor=OwlViTImageProcessor(size=size, crop_size=size), tokenizer=tokenizer)
+    model.save_pretrained(folder)
+    processor.save_pretrained(folder)
+    return folder

@@ -39,11 +39,13 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("folder")
     parser.add_argument("--config", default="all")
+    parser.add_argument("--split", help="Default: the first split of the config.")
     parser.add_argument("--n", type=int, default=12)
     parser.add_argument("--size", type=int, default=192)
     parser.add_argument("--out", default="preview.png")
     args = parser.parse_args()
-    ds = load_dataset(args.folder, args.config, split="train")
+    splits = load_dataset(args.folder, args.config)
+    ds = splits[args.split or next(iter(splits))]
     rows = ds.select(np.linspace(0, len(ds) - 1, min(args.n, len(ds))).astype(int).tolist())
     cols = 4
     sheet = Image.new("RGB", (cols * args.size, -(-len(rows) // cols) * (args.size + 14)))

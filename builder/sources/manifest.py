@@ -23,6 +23,7 @@ Every error names the key that is wrong (:class:`builder.errors.ManifestError`).
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import os
 import re
@@ -35,6 +36,7 @@ import yaml
 from medtrinity_25m import MODALITIES, REFERENCE_KEYS
 
 from ..errors import ManifestError
+from ..proposers import METHODS, RoiConfig
 from ..text.template import Template, TemplateError
 from . import tables
 from .tables import Curation
@@ -110,6 +112,7 @@ class SourceSpec:
     curation: Mapping[str, Curation] = field(default_factory=dict)
     dedup: bool = False
     allow_burned_in: bool = False  # DICOM: admit images whose BurnedInAnnotation is YES
+    roi: RoiConfig | None = None  # ROI proposals (builder.proposers)
 
 
 @dataclass(frozen=True)
@@ -126,7 +129,7 @@ class Manifest:
 _KEYS = {
     "name", "format", "images", "root", "masks", "mask_suffixes", "labels", "labels_file", "boxes",
     "metadata", "modality", "organ", "disease", "caption", "case_id", "location", "reference", "license",
-    "split", "slicing", "curation", "dedup", "allow_burned_in",
+    "split", "slicing", "curation", "dedup", "allow_burned_in", "roi",
 }
 TEMPLATE_KEYS = ("organ", "disease", "caption", "case_id", "location")
 
@@ -210,6 +213,7 @@ def _source(raw: Any, root: Path) -> SourceSpec:
         reference=dict(entry.get("reference") or {}), license=str(entry.get("license", "unknown")),
         split=split, split_rule=rule, slicing=_slicing(entry.get("slicing")), curation=_curation(entry, root),
         dedup=_flag(entry, "dedup"), allow_burned_in=_flag(entry, "allow_burned_in"),
+        roi=_roi(entry.get("roi"), set(TEMPLATE_FIELDS) | set(adapter.fields) | columns),
     )
 
 
@@ -254,6 +258,38 @@ def _split(raw: Any, known: set[str]) -> tuple[str, SplitRule | None]:
     rule = SplitRule(str(by), tuple((name(k, "split.ratios"), float(v)) for k, v in ratios.items()),
                      int(raw.get("seed", 0)))
     return rule.ratios[0][0], rule
+
+
+def _roi(raw: Any, known: set[str]) -> RoiConfig | None:
+    if raw is None:
+        return None
+    if not isinstance(raw, dict):
+        raise ManifestError("roi", "must be a mapping with method, model, command, prompt, threshold, max_rois, mode")
+    fields = {f.name for f in dataclasses.fields(RoiConfig)}
+    unknown = sorted(set(raw) - fields)
+    if unknown:
+        raise ManifestError(f"roi.{unknown[0]}", f"unknown key ({', '.join(sorted(fields))})")
+    if raw.get("method") not in METHODS:
+        raise ManifestError("roi.method", f"must be one of {', '.join(METHODS)}")
+    if raw.get("mode", "fill") not in ("fill", "add"):
+        raise ManifestError("roi.mode", "must be fill (only rows without ROIs) or add (always)")
+    threshold = raw.get("threshold", 0.3)
+    if not isinstance(threshold, (int, float)) or not 0 <= threshold <= 1:
+        raise ManifestError("roi.threshold", "must be a number between 0 and 1")
+    max_rois = raw.get("max_rois", 3)
+    if not isinstance(max_rois, int) or isinstance(max_rois, bool) or max_rois < 1:
+        raise ManifestError("roi.max_rois", "must be a positive integer")
+    for key in ("model", "command", "prompt"):
+        if key in raw and not isinstance(raw[key], str):
+            raise ManifestError(f"roi.{key}", "must be a string")
+    for key in ("model", "command"):
+        if raw["method"] in ("transformers" if key == "model" else "command",) and not raw.get(key):
+            raise ManifestError(f"roi.{key}", f"is required by method {raw['method']}")
+    try:
+        Template(raw.get("prompt", RoiConfig.prompt)).check(known)
+    except TemplateError as exc:
+        raise ManifestError("roi.prompt", str(exc)) from None
+    return RoiConfig(**{**raw, "threshold": float(threshold)})
 
 
 def _check_boxes(path: Path | None) -> None:
