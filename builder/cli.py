@@ -411,3 +411,24 @@ def audit_cmd(out: Path, against: Path | None, threshold: int, as_json: bool) ->
 
     report = audit(out, against, threshold)
     click.echo(json.dumps(ids_only(report), indent=2) if as_json else markdown(report))
+
+
+@main.command("export")
+@click.argument("fmt", metavar="FORMAT", type=click.Choice(["llava", "coco", "folder"]))
+@click.argument("out", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.option("--out", "dest", type=click.Path(file_okay=False, path_type=Path), required=True,
+              help="Folder to write.")
+@click.option("--config", help="One modality (default: all).")
+@click.option("--vqa", is_flag=True, help="llava: add a question-answer record per attribute.")
+@click.option("--jsonl", is_flag=True, help="llava: write JSON lines instead of one JSON list.")
+def export_cmd(fmt: str, out: Path, dest: Path, config: str | None, vqa: bool, jsonl: bool) -> None:
+    """Export OUT for training: LLaVA conversations, COCO detection, or an imagefolder."""
+    from .export import EXPORTERS, ExportError
+
+    dest.mkdir(parents=True, exist_ok=True)
+    extra = {"vqa": vqa, "jsonl": jsonl} if fmt == "llava" else {}
+    try:
+        count = EXPORTERS[fmt](out, dest, config, **extra)
+    except ExportError as exc:
+        raise click.ClickException(str(exc)) from None
+    click.echo(f"exported {count} {'records' if fmt == 'llava' else 'images'} as {fmt} to {dest}")
