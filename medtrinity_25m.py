@@ -46,6 +46,7 @@ __all__ = [
     "MedTrinity25MConfig",
     "MedTrinity25M",
     "roi_collate",
+    "stream",
 ]
 
 #: The ten imaging modalities of MedTrinity-25M, as config names.
@@ -197,8 +198,35 @@ class MedTrinity25M(datasets.GeneratorBasedBuilder):
                     yield row["id"], row
 
 
+def stream(path: str, config: str = "all", split: str = "train",
+           columns: tuple[str, ...] = ("id", "image", "mask", "rois", "caption", "modality"),
+           **kwargs: Any) -> datasets.IterableDataset:
+    """``load_dataset(..., streaming=True)`` tuned for training loops.
+
+    Only ``columns`` are read, and images (and masks) are decoded straight from
+    their PNG bytes to numpy arrays (``HxW`` or ``HxWx3``) where the iteration
+    runs: in the ``DataLoader``'s workers. Each shard is a unit of work: keep
+    ``num_shards >= num_workers x world_size``. See BENCHMARKS.md for the speed.
+    """
+    import io
+
+    import numpy as np
+    import PIL.Image
+
+    ds = datasets.load_dataset(path, config, split=split, streaming=True, **kwargs).select_columns(list(columns))
+    images = [c for c in ("image", "mask") if c in columns]
+    for column in images:
+        ds = ds.cast_column(column, Image(decode=False))
+
+    def decode(row: dict[str, Any]) -> dict[str, Any]:
+        return {c: None if row[c] is None else np.asarray(PIL.Image.open(io.BytesIO(row[c]["bytes"])))
+                for c in images}
+
+    return ds.map(decode) if images else ds
+
+
 def roi_collate(batch: list[dict[str, Any]]) -> dict[str, Any]:
-    """Collate decoded rows into tensors for a torch ``DataLoader``.
+    """Collate decoded rows (PIL images or numpy arrays) into tensors for a torch ``DataLoader``.
 
     Images become a list of ``CxHxW`` uint8 tensors (sizes differ between rows),
     ROIs a list of ``Nx4`` float32 box tensors with a list of label lists, and
@@ -228,6 +256,6 @@ def roi_collate(batch: list[dict[str, Any]]) -> dict[str, Any]:
             None if row["mask"] is None else torch.from_numpy(np.asarray(row["mask"]).astype("int64"))
             for row in batch
         ],
-        "caption": [row["caption"] for row in batch],
-        "modality": [row["modality"] for row in batch],
+        "caption": [row.get("caption") for row in batch],
+        "modality": [row.get("modality") for row in batch],
     }

@@ -54,6 +54,19 @@ def test_a_two_worker_dataloader_yields_every_row_once(sharded: Path) -> None:
     assert len(ids) == len(set(ids)) == N
 
 
+def test_stream_helper_decodes_to_numpy_in_the_workers(sharded: Path) -> None:
+    torch = pytest.importorskip("torch", reason="needs the torch extra")
+    from medtrinity_25m import roi_collate, stream
+
+    ds = stream(str(sharded), "xray")
+    loader = torch.utils.data.DataLoader(ds, batch_size=8, num_workers=2, collate_fn=roi_collate)
+    batches = list(loader)
+    assert sum(len(b["id"]) for b in batches) == N
+    first = next(iter(stream(str(sharded), "xray")))
+    assert isinstance(first["image"], np.ndarray) and first["image"].shape == (24, 32)
+    assert first["mask"].max() == 1 and first["rois"][0]["label"] == "lesion"
+
+
 def test_split_by_node_gives_disjoint_complete_ranks(sharded: Path) -> None:
     ranks = [{row["id"] for row in split_dataset_by_node(_streamed(sharded), rank=r, world_size=2)} for r in (0, 1)]
     assert not ranks[0] & ranks[1]

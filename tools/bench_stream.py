@@ -6,7 +6,8 @@ Builds ROWS 256x256 PNG images into a dataset (16 shards), then measures samples
 each with a ``DataLoader`` of ``--workers`` workers and batches of 32, each sample
 decoded to a numpy array:
 
-- ``load_dataset(..., streaming=True)``;
+- ``load_dataset(..., streaming=True)``, images decoded by ``datasets``;
+- ``medtrinity_25m.stream()``: only the image column, decoded straight to numpy;
 - the same PNG files read from a folder;
 - the bound: the same PNG bytes, already in memory, only decoded.
 """
@@ -60,6 +61,12 @@ def _streamed(out: Path):
     return ds.map(lambda row: {"pixels": np.asarray(row["image"])}, remove_columns=list(ds.features))
 
 
+def _fast(out: Path):
+    from medtrinity_25m import stream
+
+    return stream(str(out), "xray", columns=("image",))
+
+
 def rate(dataset, workers: int) -> tuple[float, int]:
     from torch.utils.data import DataLoader
 
@@ -91,7 +98,8 @@ def main() -> None:
                         "--quiet", "--shard-units", str(max(1, args.rows // 16))], check=True)
         files = sorted((root / "img").glob("*.png"))
         blobs = [f.read_bytes() for f in files]
-        cases = {"load_dataset(streaming=True)": lambda: _streamed(out), "PNG files in a folder": lambda: Folder(files),
+        cases = {"load_dataset(streaming=True)": lambda: _streamed(out),
+                 "medtrinity_25m.stream()": lambda: _fast(out), "PNG files in a folder": lambda: Folder(files),
                  "decode bound (PNG bytes in memory)": lambda: Bytes(blobs)}
         results = {}
         for name, make in cases.items():
