@@ -6,7 +6,11 @@ the pipelines, batching), not the quality of anything.
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tools"))
+from train_clip import character_tokenizer  # noqa: E402  (the tools' offline tokenizer)
 
 
 def tiny_vlm(folder: Path) -> Path:
@@ -41,22 +45,11 @@ def tiny_owlvit(folder: Path) -> Path:
     Its box head's last layer is zeroed, so each patch proposes the box OWL-ViT's
     grid prior gives it: valid boxes, random scores.
     """
-    import json
-
     import torch
-    from transformers import (CLIPTokenizer, OwlViTConfig, OwlViTForObjectDetection, OwlViTImageProcessor,
-                              OwlViTProcessor)
-    from transformers.convert_slow_tokenizer import bytes_to_unicode
+    from transformers import OwlViTConfig, OwlViTForObjectDetection, OwlViTImageProcessor, OwlViTProcessor
 
-    folder.mkdir(parents=True, exist_ok=True)
-    vocab: dict[str, int] = {}
-    for char in bytes_to_unicode().values():
-        vocab.setdefault(char, len(vocab))
-        vocab.setdefault(char + "</w>", len(vocab))
-    vocab["<|startoftext|>"], vocab["<|endoftext|>"] = len(vocab), len(vocab) + 1
-    (folder / "vocab.json").write_text(json.dumps(vocab))
-    (folder / "merges.txt").write_text("#version: 0.2\n")
-    tokenizer = CLIPTokenizer(str(folder / "vocab.json"), str(folder / "merges.txt"))
+    tokenizer = character_tokenizer(folder)
+    vocab = tokenizer.get_vocab()
     layer = {"hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 1, "num_attention_heads": 2}
     config = OwlViTConfig(text_config={**layer, "vocab_size": len(vocab), "max_position_embeddings": 64},
                           vision_config={**layer, "image_size": 64, "patch_size": 16}, projection_dim=32)

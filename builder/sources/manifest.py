@@ -204,7 +204,7 @@ def _source(raw: Any, root: Path) -> SourceSpec:
     return SourceSpec(
         name=entry["name"], format=fmt, root=root,
         images=_glob(entry, "images", root) if "images" in entry else "",
-        data_root=_folder(entry, "root", root) if "root" in entry else None,
+        data_root=_file(entry, "root", root, folder=True),
         masks=_glob(entry, "masks", root) if entry.get("masks") is not None else None,
         mask_suffixes=tuple(suffixes), labels=_labels(entry, root), boxes=_file(entry, "boxes", root),
         metadata=metadata, modality=modality, organ=entry.get("organ", "unspecified"),
@@ -311,14 +311,6 @@ def _flag(entry: Mapping[str, Any], key: str) -> bool:
     return value
 
 
-def _folder(entry: Mapping[str, Any], key: str, root: Path) -> Path:
-    path = Path(_glob(entry, key, root))
-    path = path if path.is_absolute() else root / path
-    if not path.is_dir():
-        raise ManifestError(key, f"folder not found: {path}")
-    return path
-
-
 def _curation(entry: Mapping[str, Any], root: Path) -> dict[str, Curation]:
     path = _file(entry, "curation", root)
     if path is None:
@@ -342,14 +334,14 @@ def _glob(entry: Mapping[str, Any], key: str, root: Path) -> str:
     return pattern
 
 
-def _file(entry: Mapping[str, Any], key: str, root: Path) -> Path | None:
-    value = entry.get(key)
-    if value is None:
+def _file(entry: Mapping[str, Any], key: str, root: Path, folder: bool = False) -> Path | None:
+    """The path a key names, under the manifest's folder unless absolute; it must exist."""
+    if entry.get(key) is None:
         return None
     path = Path(_glob(entry, key, root))
     path = path if path.is_absolute() else root / path
-    if not path.is_file():
-        raise ManifestError(key, f"file not found: {path}")
+    if not (path.is_dir() if folder else path.is_file()):
+        raise ManifestError(key, f"{'folder' if folder else 'file'} not found: {path}")
     return path
 
 

@@ -79,3 +79,33 @@ def publish(temp: Path, final: Path) -> None:
     with open(temp, "rb") as fh:
         os.fsync(fh.fileno())
     os.replace(temp, final)
+
+
+class ShardStream:
+    """What every format's writer shares: names, roll-over counts, finished shards, the hook.
+
+    Parts are named ``<stem>-pNNN.<ext>``; a subclass writes a part under its
+    temporary name and calls :meth:`_published` when the part is complete.
+    """
+
+    format = ""
+    extension = ""
+
+    def __init__(self, folder: Path, modality: str, split: str, stem: str, limits: ShardLimits,
+                 on_shard: ShardHook | None = None) -> None:
+        self.folder, self.modality, self.split, self.stem = folder, modality, split, stem
+        self.rolling = RollingShards(limits)
+        self.on_shard = on_shard
+        self.shards: list[Shard] = []
+
+    def _final(self) -> Path:
+        return self.folder / f"{self.stem}-p{len(self.shards):03d}.{self.extension}"
+
+    def _published(self) -> None:
+        final = self._final()
+        publish(temp_path(final), final)
+        shard = Shard(final, self.rolling.rows, self.modality, self.split, self.format)
+        self.shards.append(shard)
+        if self.on_shard:
+            self.on_shard(shard)
+        self.rolling.reset()

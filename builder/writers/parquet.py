@@ -15,25 +15,20 @@ import pyarrow.parquet as pq
 
 from medtrinity_25m import ARROW_SCHEMA
 
-from .base import RollingShards, Shard, ShardHook, ShardLimits, publish, temp_path
+from .base import Shard, ShardHook, ShardLimits, ShardStream, temp_path
 
 ROW_GROUP_ROWS = 100
 
 
-class ParquetShardWriter:
+class ParquetShardWriter(ShardStream):
     format = "parquet"
+    extension = "parquet"
 
     def __init__(self, folder: Path, modality: str, split: str, stem: str, limits: ShardLimits,
                  on_shard: ShardHook | None = None) -> None:
-        self.folder, self.modality, self.split, self.stem = folder, modality, split, stem
-        self.rolling = RollingShards(limits)
-        self.on_shard = on_shard
+        super().__init__(folder, modality, split, stem, limits, on_shard)
         self.buffer: list[dict[str, Any]] = []
         self.writer: pq.ParquetWriter | None = None
-        self.shards: list[Shard] = []
-
-    def _final(self) -> Path:
-        return self.folder / f"{self.stem}-p{len(self.shards):03d}.parquet"
 
     def write(self, row: dict[str, Any]) -> None:
         self.buffer.append(row)
@@ -58,13 +53,7 @@ class ParquetShardWriter:
             return
         self.writer.close()
         self.writer = None
-        final = self._final()
-        publish(temp_path(final), final)
-        shard = Shard(final, self.rolling.rows, self.modality, self.split, self.format)
-        self.shards.append(shard)
-        if self.on_shard:
-            self.on_shard(shard)
-        self.rolling.reset()
+        self._published()
 
     def close(self) -> list[Shard]:
         self._flush()

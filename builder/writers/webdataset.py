@@ -11,7 +11,7 @@ import json
 from pathlib import Path
 from typing import Any, BinaryIO
 
-from .base import RollingShards, Shard, ShardHook, ShardLimits, publish, temp_path
+from .base import Shard, ShardHook, ShardLimits, ShardStream, temp_path
 
 IMAGE_FIELDS = ("image", "mask")
 
@@ -25,20 +25,15 @@ def sample_of(row: dict[str, Any]) -> dict[str, Any]:
     return sample
 
 
-class TarShardWriter:
+class TarShardWriter(ShardStream):
     format = "webdataset"
+    extension = "tar"
 
     def __init__(self, folder: Path, modality: str, split: str, stem: str, limits: ShardLimits,
                  on_shard: ShardHook | None = None) -> None:
-        self.folder, self.modality, self.split, self.stem = folder, modality, split, stem
-        self.rolling = RollingShards(limits)
-        self.on_shard = on_shard
+        super().__init__(folder, modality, split, stem, limits, on_shard)
         self.stream: BinaryIO | None = None
         self.tar: Any = None
-        self.shards: list[Shard] = []
-
-    def _final(self) -> Path:
-        return self.folder / f"{self.stem}-p{len(self.shards):03d}.tar"
 
     def write(self, row: dict[str, Any]) -> None:
         import webdataset as wds
@@ -55,14 +50,8 @@ class TarShardWriter:
         if self.tar is None:
             return
         self.tar.close()  # closes the stream too
-        final = self._final()
-        publish(temp_path(final), final)
-        shard = Shard(final, self.rolling.rows, self.modality, self.split, self.format)
-        self.shards.append(shard)
-        if self.on_shard:
-            self.on_shard(shard)
         self.tar = self.stream = None
-        self.rolling.reset()
+        self._published()
 
     def close(self) -> list[Shard]:
         self._finish()
