@@ -162,11 +162,12 @@ def build_cmd(manifest: Path, out: Path, **kwargs: Any) -> None:
               show_default=True, help="Dataset folder to write.")
 @build_options
 def demo_cmd(out: Path, **kwargs: Any) -> None:
-    """Build a small demo dataset offline from sample sources it assembles."""
+    """Build a small demo dataset offline from sample sources it assembles (replacing an earlier demo)."""
     import tempfile
 
     from .demo import assemble
 
+    kwargs["overwrite"] = True  # the demo is disposable: running it again rebuilds it
     with tempfile.TemporaryDirectory(prefix="medtri-demo-") as tmp:
         manifest = assemble(Path(tmp))
         run_build(manifest, out, **kwargs)
