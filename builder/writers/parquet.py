@@ -7,6 +7,7 @@ keeps them small enough for the Hub's viewer.
 
 from __future__ import annotations
 
+import io
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +19,20 @@ from medtrinity_25m import ARROW_SCHEMA
 from .base import Shard, ShardHook, ShardLimits, ShardStream, temp_path
 
 ROW_GROUP_ROWS = 100
+#: PNG bytes do not compress: spending zstd on them only costs the writing process time.
+STORED = ("image.bytes", "mask.bytes")
+
+
+def _codecs() -> dict[str, str]:
+    """zstd for every leaf column of the schema but the image bytes."""
+    buf = io.BytesIO()
+    pq.write_table(ARROW_SCHEMA.empty_table(), buf)
+    schema = pq.ParquetFile(io.BytesIO(buf.getvalue())).schema
+    paths = [schema.column(i).path for i in range(len(schema))]
+    return {path: "none" if path in STORED else "zstd" for path in paths}
+
+
+CODECS = _codecs()
 
 
 class ParquetShardWriter(ShardStream):
@@ -43,7 +58,7 @@ class ParquetShardWriter(ShardStream):
             return
         if self.writer is None:
             self.folder.mkdir(parents=True, exist_ok=True)
-            self.writer = pq.ParquetWriter(temp_path(self._final()), ARROW_SCHEMA, compression="zstd")
+            self.writer = pq.ParquetWriter(temp_path(self._final()), ARROW_SCHEMA, compression=CODECS)
         self.writer.write_table(pa.Table.from_pylist(self.buffer, schema=ARROW_SCHEMA),
                                 row_group_size=ROW_GROUP_ROWS)
         self.buffer = []
