@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import gzip
 import io
-import json
 import os
 import random
 import struct
@@ -13,7 +12,6 @@ from pathlib import Path
 import nibabel as nib
 import numpy as np
 import pydicom
-import pytest
 import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -56,7 +54,6 @@ def _volumes(folder: Path, rng: np.random.Generator) -> tuple[int, int]:
     folder.mkdir()
     broken = 0
     ok = rng.normal(size=(16, 16, 6)).astype(np.float32)
-    buf = io.BytesIO()
     nib.save(nib.Nifti1Image(ok, np.eye(4)), folder / "valid.nii.gz")
     whole = (folder / "valid.nii.gz").read_bytes()
     for i in range(15):
