@@ -81,7 +81,8 @@ class ProposalInput:
 
 
 class Proposer(Protocol):
-    name: str
+    @property
+    def name(self) -> str: ...
 
     def propose(self, inputs: Sequence[ProposalInput], config: RoiConfig) -> list[list[Proposal]]: ...
 

@@ -22,8 +22,11 @@ DEFAULT = "minilm"
 
 
 class Encoder(Protocol):
-    spec: str
-    dim: int
+    @property
+    def spec(self) -> str: ...
+
+    @property
+    def dim(self) -> int: ...
 
     def encode_queries(self, texts: Sequence[str]) -> np.ndarray: ...
 

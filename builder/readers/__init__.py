@@ -25,7 +25,8 @@ from .raster import RasterReader
 
 
 class Reader(Protocol):
-    suffixes: tuple[str, ...]
+    @property
+    def suffixes(self) -> tuple[str, ...]: ...
 
     def read(self, path: Path) -> tuple[np.ndarray, dict[str, Any]]: ...
 

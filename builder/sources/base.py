@@ -60,11 +60,30 @@ class Rule:
 class SourceAdapter(Protocol):
     """A manifest ``format``: which keys it needs, its units, its records."""
 
-    required: tuple[str, ...]  # manifest keys the format needs
-    modality_from_data: bool  # True if ``modality`` may be left out
-    defaults: Mapping[str, Any]  # manifest defaults of the format (data, not branches)
-    fields: frozenset[str]  # template fields its units provide
-    rules: tuple[Rule, ...]  # curation rules run before a unit is read
+    @property
+    def required(self) -> tuple[str, ...]:
+        """Manifest keys the format needs."""
+        ...
+
+    @property
+    def modality_from_data(self) -> bool:
+        """True if ``modality`` may be left out."""
+        ...
+
+    @property
+    def defaults(self) -> Mapping[str, Any]:
+        """Manifest defaults of the format (data, not branches)."""
+        ...
+
+    @property
+    def fields(self) -> frozenset[str]:
+        """Template fields its units provide."""
+        ...
+
+    @property
+    def rules(self) -> tuple[Rule, ...]:
+        """Curation rules run before a unit is read."""
+        ...
 
     def units(self, spec: SourceSpec) -> tuple[list[Unit], list[Problem]]: ...
 

@@ -139,7 +139,8 @@ def read_boxes(path: Path) -> tuple[dict[str, list[Box]], list[Problem]]:
             problems.append(Problem(where, f"empty or invalid box {coords}"))
             continue
         label = str(row.get("label") or "region")
-        by_stem.setdefault(stem, []).append(Box(*coords, label=label))
+        x_min, y_min, x_max, y_max = coords
+        by_stem.setdefault(stem, []).append(Box(x_min, y_min, x_max, y_max, label))
     return by_stem, problems
 
 
