@@ -19,22 +19,20 @@ within 6 bits share one block exactly), not by comparing every pair.
 from __future__ import annotations
 
 import io
-import re
 from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator
 
 import numpy as np
-import pyarrow.parquet as pq
 from PIL import Image
 
+from .shards import iter_rows
 from .triplets import pixel_hash
 
 NEAR_THRESHOLD = 6
 BLOCKS = 7
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp")
-_SPLIT = re.compile(r"([^/\\]+)-[0-9]{5}-of-[0-9]{5}\.parquet$")
 
 
 @dataclass(frozen=True)
@@ -59,12 +57,8 @@ def _item(data: bytes, item_id: str, split: str, origin: str) -> Item:
 
 
 def dataset_items(folder: Path, origin: str) -> Iterator[Item]:
-    for path in sorted((folder / "data").glob("*/*.parquet")):
-        match = _SPLIT.search(path.name)
-        split = match.group(1) if match else "?"
-        for batch in pq.ParquetFile(path).iter_batches(batch_size=128, columns=["id", "image"]):
-            for row in batch.to_pylist():
-                yield _item(row["image"]["bytes"], row["id"], split, origin)
+    for split, row in iter_rows(folder, ["id", "image"], batch_size=128):
+        yield _item(row["image"]["bytes"], row["id"], split, origin)
 
 
 def folder_items(folder: Path, origin: str) -> Iterator[Item]:

@@ -20,7 +20,8 @@ from typing import Any, Mapping, Sequence
 
 import pyarrow.parquet as pq
 
-SPLIT = r"([^/\\]+)-[0-9]{5}-of-[0-9]{5}\.parquet$"
+from .shards import SHARD_NAME, parquet_files
+
 #: Columns a pattern filter may name (nested ones by their SQL expression).
 FILTER_FIELDS: dict[str, str] = {
     "id": "id", "modality": "modality", "organ": "organ", "disease": "disease", "location": "location",
@@ -59,14 +60,14 @@ class Catalog:
 
     def __init__(self, out: Path, materialize: bool = False) -> None:
         duckdb = _duckdb()
-        files = sorted((out / "data").glob("*/*.parquet"))
+        files = parquet_files(out)
         if not files:
             raise CatalogError(f"{out} holds no Parquet shards under data/")
         self.out = out
         self.con = duckdb.connect()
         source = (
             "SELECT * EXCLUDE (image, mask, filename, file_row_number), "
-            f"regexp_extract(filename, '{SPLIT}', 1) AS split, mask IS NOT NULL AS has_mask, "
+            f"regexp_extract(filename, '{SHARD_NAME}', 1) AS split, mask IS NOT NULL AS has_mask, "
             f"len(rois) AS n_rois, {FREE_TEXT} AS search_text, filename AS file, file_row_number AS file_row "
             "FROM read_parquet(?, filename=true, file_row_number=true)"
         )

@@ -134,9 +134,9 @@ def run_build(manifest_path: Path, out: Path, fmt: str, workers: int, engine: st
         text_options = _text_options(**text)
         options = BuildOptions(
             out=out, formats=FORMAT_CHOICES[fmt], workers=max(1, workers), engine=engine, ray_address=ray_address,
-            shard_units=shard_units, overwrite=overwrite, dedup=dedup, describer_actors=describer_actors,
+            shard_units=shard_units, overwrite=overwrite, describer_actors=describer_actors,
             describer_gpus=describer_gpus,
-            triplets=TripletOptions(describer=text_options.describer, unit_timeout=unit_timeout), text=text_options,
+            triplets=TripletOptions(describer=text_options.describer, unit_timeout=unit_timeout, dedup=dedup), text=text_options,
             limits=ShardLimits(max_rows=shard_rows, max_bytes=shard_mb * 2**20), repo=repo or out.resolve().name,
         )
         summary = build(manifest, options, ProgressPrinter(quiet))

@@ -22,8 +22,9 @@ from pathlib import Path
 from typing import Any, Callable, Iterator
 
 import numpy as np
-import pyarrow.parquet as pq
 from PIL import Image
+
+from .shards import iter_rows, parquet_files
 
 INSTRUCTION = "Describe this medical image: its modality, the organs shown, each region of interest, " \
               "its colour and texture, and how the regions relate to the rest of the image."
@@ -34,7 +35,6 @@ QUESTIONS = {
     "texture": "Describe the colour and texture of the regions of interest.",
     "region_relationship": "How do the regions of interest relate to the surrounding structures?",
 }
-_SPLIT = re.compile(r"([^/\\]+)-[0-9]{5}-of-[0-9]{5}\.parquet$")
 _SAFE = re.compile(r"^[A-Za-z0-9_-]+$")
 
 
@@ -44,16 +44,12 @@ class ExportError(ValueError):
 
 def rows(out: Path, config: str | None = None) -> Iterator[tuple[str, dict[str, Any]]]:
     """(split, row) of every row of a built folder, one modality if ``config`` names one."""
-    files = sorted((out / "data").glob(f"{config if config not in (None, 'all') else '*'}/*.parquet"))
-    if not files:
+    if not parquet_files(out, config):
         raise ExportError(f"{out} holds no Parquet shards" + (f" for config {config!r}" if config else ""))
-    for path in files:
-        match = _SPLIT.search(path.name)
-        for batch in pq.ParquetFile(path).iter_batches(batch_size=128):
-            for row in batch.to_pylist():
-                if not _SAFE.match(row["id"]):
-                    raise ExportError(f"{path}: id {row['id']!r} is not a safe file name")
-                yield (match.group(1) if match else "train"), row
+    for split, row in iter_rows(out, config=config, batch_size=128):
+        if not _SAFE.match(row["id"]):
+            raise ExportError(f"{out}: id {row['id']!r} is not a safe file name")
+        yield split, row
 
 
 def _write_image(row: dict[str, Any], folder: Path) -> str:

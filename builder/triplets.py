@@ -35,6 +35,7 @@ class TripletOptions:
     describer: str = "template"
     png_level: int = 1  # zlib level: 1 is ~as small as 6 on medical images, and faster
     unit_timeout: float = 300.0  # seconds one input file may take; then it is a reject
+    dedup: bool = False  # drop exact pixel duplicates in every source (medpix sources always do)
 
 
 MIN_SIDE = 4  # pixels: smaller images (empty, 1-pixel) are rejects, not samples
@@ -246,7 +247,8 @@ def process_unit(unit: Unit, options: TripletOptions) -> UnitResult:
             for record, (rois, mask), extra in zip(records, annotated, proposed):
                 row, request = make_row(record, rois + extra, mask, describer, options)
                 rows.append(row)
-                hashes.append(pixel_hash(record.pixels))
+                if options.dedup or unit.spec.dedup:  # the hash costs a pass over the pixels
+                    hashes.append(pixel_hash(record.pixels))
                 requests.append(request)
     except Reject as exc:
         return UnitResult(unit, reject=exc)

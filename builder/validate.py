@@ -31,13 +31,13 @@ import re
 from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator, Protocol
+from typing import Any, Protocol
 
-import pyarrow.parquet as pq
 
 from medtrinity_25m import ATTRIBUTE_KEYS
 
 from .errors import Reject
+from .shards import iter_rows
 from .text.llm import ChatClient, LLMConfig
 from .text.prompts import ParseError
 
@@ -182,12 +182,6 @@ class OpenAIJudge:
         return self.client.ask([{"role": "user", "content": prompt}], parse_scores, stage="validate")
 
 
-def rows(out: Path) -> Iterator[dict[str, Any]]:
-    for path in sorted((out / "data").glob("*/*.parquet")):
-        for batch in pq.ParquetFile(path).iter_batches(batch_size=512, columns=COLUMNS):
-            yield from batch.to_pylist()
-
-
 def reference_text(row: dict[str, Any]) -> str:
     reference = row.get("reference") or {}
     return "\n".join(str(reference[k]) for k in REFERENCE_FIELDS if reference.get(k))
@@ -198,7 +192,7 @@ def validate(out: Path, judge: Judge, worst: int = 5) -> dict[str, Any]:
     sums: dict[str, dict[str, float]] = defaultdict(lambda: defaultdict(float))
     scored: list[tuple[int, dict[str, Any]]] = []
     skipped = failed = 0
-    for row in rows(out):
+    for _, row in iter_rows(out, COLUMNS, batch_size=512):
         reference = reference_text(row)
         if not reference or not row.get("attributes"):
             skipped += 1

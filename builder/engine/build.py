@@ -54,7 +54,6 @@ class BuildOptions:
     engine: str = "local"  # "local" | "ray"
     ray_address: str | None = None
     overwrite: bool = False
-    dedup: bool = False  # drop exact pixel duplicates in every source (medpix sources always do)
     shard_units: int = 1000  # input files per work group: the unit of resuming
     describer_actors: int = 0  # with engine ray: serve a model-backed describer from this many actors
     describer_gpus: float = 0.0  # GPUs each describer actor asks Ray for
@@ -65,7 +64,7 @@ class BuildOptions:
 
     def fingerprint(self, manifest: Manifest) -> dict[str, Any]:
         """What must not change between a build and its resumption."""
-        return {"manifest": manifest.sha256, "formats": list(self.formats), "dedup": self.dedup,
+        return {"manifest": manifest.sha256, "formats": list(self.formats),
                 "shard_units": self.shard_units, "limits": asdict(self.limits),
                 "triplets": asdict(self.triplets), "describer": self.text.describer,
                 "model": self.text.llm.model if self.text.llm else self.text.model, "kb": self.text.kb,
@@ -265,7 +264,7 @@ def build(manifest: Manifest, options: BuildOptions, progress: ProgressHook | No
         records.append(record)
     done = {r["group"] for r in records}
     seen = {k: v for r in records for k, v in r.get("hashes", {}).items()}
-    dedup = Deduplicator(options.dedup, seen)
+    dedup = Deduplicator(options.triplets.dedup, seen)
     size = max(1, options.shard_units)
     groups = [(g, units[start:start + size]) for g, start in enumerate(range(0, len(units), size))]
     state = Progress(units_total=len(units), resumed=sum(len(u) for g, u in groups if g in done))
