@@ -13,14 +13,34 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
+from .privacy import redact, scrub
+
 REJECTS = "rejects.jsonl"
-COUNTERS = ("by_modality", "by_split", "by_organ", "by_disease", "by_stage", "roi_origins")
+COUNTERS = ("by_modality", "by_split", "by_organ", "by_disease", "by_stage", "roi_origins", "notes")
+#: Keys of a reject line as published; the local log adds nothing but real paths in ``file``.
+PUBLIC_KEYS = ("file", "source", "stage", "reason", "rule", "id")
 
 
 def _line(file: str, source: str, stage: str, reason: str, extra: dict[str, Any]) -> dict[str, Any]:
-    line = {"file": file, "source": source, "stage": stage, "reason": reason}
-    line.update({k: v for k, v in extra.items() if v is not None})
+    """A reject line as kept in the journal: local ``file`` and the ``public`` name, ``names`` to scrub."""
+    line = {"file": file, "source": source, "stage": stage, "reason": redact(reason)}
+    line.update({k: (list(v) if isinstance(v, tuple) else v) for k, v in extra.items() if v is not None})
+    line.setdefault("public", source)
     return line
+
+
+def public_line(line: dict[str, Any]) -> dict[str, Any]:
+    """The published form of a reject line: no input path, no local path, no credential."""
+    names = [line["file"], *line.get("names", [])]
+    out = {key: line[key] for key in PUBLIC_KEYS if line.get(key) is not None}
+    out["file"] = line.get("public") or line["source"]
+    out["reason"] = scrub(line["reason"], names)
+    return out
+
+
+def local_line(line: dict[str, Any]) -> dict[str, Any]:
+    """The local form: real paths, for the person who runs the build."""
+    return {key: line[key] for key in PUBLIC_KEYS if line.get(key) is not None}
 
 
 @dataclass
@@ -35,6 +55,7 @@ class Ledger:
     by_disease: Counter = field(default_factory=Counter)
     by_stage: Counter = field(default_factory=Counter)
     roi_origins: Counter = field(default_factory=Counter)
+    notes: Counter = field(default_factory=Counter)  # what readers decided: pixels cleaned, unmapped body parts
     sources: dict[str, Counter] = field(default_factory=dict)  # name -> files, rejected, rows
     lines: list[dict[str, Any]] = field(default_factory=list)  # this ledger's reject lines
 
@@ -68,6 +89,9 @@ class Ledger:
             self.by_disease[row["disease"] or "(none)"] += 1
             self.roi_origins.update(roi["origin"] for roi in row["rois"])
 
+    def note(self, notes: dict[str, int]) -> None:
+        self.notes.update(notes)
+
     @property
     def rows_total(self) -> int:
         return sum(self.by_modality.values())
@@ -94,7 +118,7 @@ class Ledger:
         seen, accepted, rejected = data["files"]
         ledger = cls(seen, accepted, rejected, data["other"])
         for name in COUNTERS:
-            getattr(ledger, name).update(data[name])
+            getattr(ledger, name).update(data.get(name, {}))
         ledger.sources = {k: Counter(v) for k, v in data["sources"].items()}
         return ledger
 
@@ -113,4 +137,10 @@ class Ledger:
                 "by_stage": dict(sorted(self.by_stage.items())),
             },
             "rois": dict(sorted(self.roi_origins.items())),
+            "notes": dict(sorted(self.notes.items())),
         }
+
+    @property
+    def internal(self) -> int:
+        """Rejects that are bugs of the pipeline, not bad input."""
+        return int(self.by_stage.get("internal", 0))

@@ -4,21 +4,27 @@ Every image is decoded and fingerprinted twice:
 
 - **exact**: a hash of the decoded pixels (shape, type and values), the same one
   ``build --dedup`` uses, so a re-compressed PNG of the same pixels still matches;
-- **near**: a 64-bit difference hash (dHash): the image in gray, resized to 9x8,
-  one bit per horizontal neighbour comparison. Two images are near-duplicates
-  when their hashes differ in at most ``threshold`` bits (default
-  :data:`NEAR_THRESHOLD` = 6 of 64): a resized, re-encoded or slightly
-  re-windowed copy stays within 0-4 bits, unrelated scans differ by ~20-35.
+- **near**: 64-bit DCT hashes (pHash) of the image's content: gray, cropped to the
+  box of its non-background pixels, area-resized to 32x32, contrast-normalised,
+  the signs of its 8x8 lowest DCT frequencies against their median. The whole
+  content and two central crops (90%, 80%) are hashed, so a cropped copy still
+  matches one of them. Two images are near-duplicates when some pair of their
+  hashes differs in at most ``threshold`` bits (default :data:`NEAR_THRESHOLD` = 8).
+  On the benchmark of ``tools/bench_audit.py`` (BENCHMARKS.md) resized + JPEG,
+  re-encoded and contrast-shifted copies are all found; crops of 4-10% a side
+  two times in three.
 
 ``--against OTHER`` adds a second dataset folder, or any folder of images (an
-evaluation benchmark), and reports only the groups that straddle both.
-Candidate pairs are found through 7 blocks of the hash (pigeonhole: two hashes
-within 6 bits share one block exactly), not by comparing every pair.
+evaluation benchmark), and reports only the groups that straddle both. Images
+that do not decode (a decompression bomb, a broken file) are listed as skipped.
+Candidate pairs come from blocks of the hashes (pigeonhole), not from comparing
+every pair.
 """
 
 from __future__ import annotations
 
 import io
+import warnings
 from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,9 +36,10 @@ from PIL import Image
 from .shards import iter_rows
 from .triplets import pixel_hash
 
-NEAR_THRESHOLD = 6
-BLOCKS = 7
+NEAR_THRESHOLD = 8
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp")
+HASH = 32  # side of the image the DCT runs on
+SCALES = (1.0, 0.9, 0.8)  # central parts hashed: the whole content, and two crops
 
 
 @dataclass(frozen=True)
@@ -41,36 +48,94 @@ class Item:
     split: str
     origin: str  # "dataset" or "against"
     exact: str
-    near: int
+    near: tuple[int, ...]  # DCT hashes of the content at several central scales (crops match one of them)
 
 
-def dhash(pixels: np.ndarray) -> int:
-    img = Image.fromarray(pixels).convert("L").resize((9, 8), Image.Resampling.BOX)
-    values = np.asarray(img, dtype=np.int16)
-    bits = (values[:, 1:] > values[:, :-1]).ravel()
+def _gray(pixels: np.ndarray) -> np.ndarray:
+    values = pixels.astype(np.float32)
+    if values.ndim == 3:
+        values = values[..., :3] @ np.array([0.299, 0.587, 0.114], np.float32)
+    return values
+
+
+def content_box(gray: np.ndarray) -> tuple[int, int, int, int]:
+    """The box of the image's content: pixels brighter than a tenth of its range (a scan without its border)."""
+    low, high = float(gray.min()), float(gray.max())
+    if high <= low:
+        return 0, 0, gray.shape[1], gray.shape[0]
+    rows = np.flatnonzero((gray > low + 0.1 * (high - low)).any(axis=1))
+    cols = np.flatnonzero((gray > low + 0.1 * (high - low)).any(axis=0))
+    return int(cols[0]), int(rows[0]), int(cols[-1]) + 1, int(rows[-1]) + 1
+
+
+def _dct_hash(gray: np.ndarray) -> int:
+    from scipy.fft import dctn
+
+    img = Image.fromarray(gray).resize((HASH, HASH), Image.Resampling.BOX)
+    values = np.asarray(img, dtype=np.float32)
+    values = (values - values.mean()) / (values.std() + 1e-6)
+    coefficients = dctn(values, norm="ortho")[:8, :8].ravel()
+    bits = coefficients > np.median(coefficients[1:])
+    bits[0] = False
     return int("".join("1" if b else "0" for b in bits), 2)
 
 
+def phash(pixels: np.ndarray, scales: tuple[float, ...] = SCALES) -> tuple[int, ...]:
+    """64-bit DCT hashes of the content: robust to resizing, re-encoding, borders and contrast.
+
+    The image in gray, cropped to its content box; then for each scale its
+    central part (1.0: all of it), resized to 32x32 by area averaging,
+    contrast-normalised; the 8x8 lowest frequencies of its 2D DCT (DC aside)
+    compared with their median. A cropped copy matches the original at one of
+    the smaller scales.
+    """
+    gray = _gray(pixels)
+    x0, y0, x1, y1 = content_box(gray)
+    gray = gray[y0:y1, x0:x1]
+    hashes = []
+    for scale in scales:
+        height, width = gray.shape
+        dy, dx = int(height * (1 - scale) / 2), int(width * (1 - scale) / 2)
+        part = gray[dy:height - dy, dx:width - dx]
+        hashes.append(_dct_hash(part if part.size else gray))
+    return tuple(hashes)
+
+
+def decode(data: bytes) -> np.ndarray:
+    """Pixels of an image file's bytes; a decompression bomb is an error, not a memory spike."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", Image.DecompressionBombWarning)
+        with Image.open(io.BytesIO(data)) as img:
+            img.load()
+            return np.asarray(img)
+
+
 def _item(data: bytes, item_id: str, split: str, origin: str) -> Item:
-    pixels = np.asarray(Image.open(io.BytesIO(data)))
-    return Item(item_id, split, origin, pixel_hash(pixels), dhash(pixels))
+    pixels = decode(data)
+    return Item(item_id, split, origin, pixel_hash(pixels), phash(pixels))
 
 
-def dataset_items(folder: Path, origin: str) -> Iterator[Item]:
+def dataset_items(folder: Path, origin: str, skipped: list[dict[str, str]]) -> Iterator[Item]:
     for split, row in iter_rows(folder, ["id", "image"], batch_size=128):
-        yield _item(row["image"]["bytes"], row["id"], split, origin)
-
-
-def folder_items(folder: Path, origin: str) -> Iterator[Item]:
-    for path in sorted(p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES):
         try:
-            yield _item(path.read_bytes(), f"{folder.name}:{path.relative_to(folder).as_posix()}", "-", origin)
-        except OSError:
-            continue  # not an image after all
+            yield _item(row["image"]["bytes"], row["id"], split, origin)
+        except Exception as exc:  # an undecodable row: reported, not a crash
+            skipped.append({"id": row["id"], "reason": f"{type(exc).__name__}: {exc}"})
 
 
-def items_of(folder: Path, origin: str) -> Iterator[Item]:
-    return dataset_items(folder, origin) if (folder / "data").is_dir() else folder_items(folder, origin)
+def folder_items(folder: Path, origin: str, skipped: list[dict[str, str]]) -> Iterator[Item]:
+    for path in sorted(p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES):
+        name = f"{folder.name}:{path.relative_to(folder).as_posix()}"
+        try:
+            yield _item(path.read_bytes(), name, "-", origin)
+        except Exception as exc:  # not an image after all, or a decompression bomb
+            skipped.append({"id": name, "reason": f"{type(exc).__name__}: {exc}"})
+
+
+def items_of(folder: Path, origin: str, skipped: list[dict[str, str]]) -> Iterator[Item]:
+    if (folder / "data").is_dir():
+        return dataset_items(folder, origin, skipped)
+    return folder_items(folder, origin, skipped)
 
 
 class _Groups:
@@ -96,24 +161,34 @@ class _Groups:
 
 
 def _near_pairs(items: list[Item], threshold: int) -> Iterator[tuple[int, int]]:
-    width = 64 // BLOCKS + 1
+    """Pairs of items with some hash of one within ``threshold`` bits of some hash of the other.
+
+    Candidates come from blocks of the hashes (pigeonhole: two hashes within
+    ``threshold`` bits agree exactly on one of ``threshold + 1`` blocks), never
+    from comparing every pair.
+    """
+    blocks = threshold + 1
+    width = -(-64 // blocks)
     seen: set[tuple[int, int]] = set()
-    for block in range(BLOCKS):
-        buckets: dict[int, list[int]] = defaultdict(list)
-        for i, item in enumerate(items):
-            buckets[(item.near >> (block * width)) & ((1 << width) - 1)].append(i)
+    entries = [(i, h) for i, item in enumerate(items) for h in item.near]
+    for block in range(blocks):
+        buckets: dict[int, list[tuple[int, int]]] = defaultdict(list)
+        for i, value in entries:
+            buckets[(value >> (block * width)) & ((1 << width) - 1)].append((i, value))
         for members in buckets.values():
-            for x, a in enumerate(members):
-                for b in members[x + 1:]:
-                    if (a, b) not in seen and bin(items[a].near ^ items[b].near).count("1") <= threshold:
-                        seen.add((a, b))
-                        yield a, b
+            for x, (a, ha) in enumerate(members):
+                for b, hb in members[x + 1:]:
+                    pair = (min(a, b), max(a, b))
+                    if a != b and pair not in seen and bin(ha ^ hb).count("1") <= threshold:
+                        seen.add(pair)
+                        yield pair
 
 
 def audit(out: Path, against: Path | None = None, threshold: int = NEAR_THRESHOLD) -> dict[str, Any]:
-    items = list(items_of(out, "dataset"))
+    skipped: list[dict[str, str]] = []
+    items = list(items_of(out, "dataset", skipped))
     if against is not None:
-        items += list(items_of(against, "against"))
+        items += list(items_of(against, "against", skipped))
     exact, near = _Groups(len(items)), _Groups(len(items))
     by_hash: dict[str, int] = {}
     for i, item in enumerate(items):
@@ -129,7 +204,7 @@ def audit(out: Path, against: Path | None = None, threshold: int = NEAR_THRESHOL
         return [[{"id": items[i].id, "split": items[i].split, "origin": items[i].origin} for i in g] for g in kept]
 
     return {"images": len(items), "threshold": threshold, "against": str(against) if against else None,
-            "exact": report(exact.groups()), "near": report(near.groups())}
+            "exact": report(exact.groups()), "near": report(near.groups()), "skipped": skipped}
 
 
 def ids_only(report: dict[str, Any]) -> dict[str, Any]:
@@ -140,7 +215,10 @@ def ids_only(report: dict[str, Any]) -> dict[str, Any]:
 
 def markdown(report: dict[str, Any]) -> str:
     lines = [f"# Duplicate audit\n\n{report['images']} images; near-duplicates within {report['threshold']} of 64 "
-             f"dHash bits" + (f"; against {report['against']}" if report["against"] else "") + "."]
+             f"DCT-hash bits" + (f"; against {report['against']}" if report["against"] else "") + "."]
+    if report.get("skipped"):
+        lines += [f"\n{len(report['skipped'])} image(s) could not be decoded and were skipped:"]
+        lines += [f"- `{s['id']}`: {s['reason']}" for s in report["skipped"][:50]]
     for kind in ("exact", "near"):
         groups = report[kind]
         cross = sum(len({m["split"] for m in g}) > 1 for g in groups)

@@ -7,6 +7,7 @@ tags; its body the counts, the schema, the conventions and the provenance.
 
 from __future__ import annotations
 
+import html
 import string
 from dataclasses import dataclass
 from importlib import resources
@@ -130,8 +131,14 @@ def _size_category(n: int) -> str:
 
 def _table(header: Sequence[str], rows: Iterable[Sequence[Any]]) -> str:
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    lines += ["| " + " | ".join(str(c).replace("|", "\\|") for c in row) + " |" for row in rows]
+    lines += ["| " + " | ".join(_cell(c) for c in row) + " |" for row in rows]
     return "\n".join(lines) if len(lines) > 2 else "_none_"
+
+
+def _cell(value: Any) -> str:
+    """A table cell from metadata: HTML escaped, pipes escaped, on one line."""
+    text = html.escape(str(value), quote=False).replace("|", "\\|")
+    return " ".join(text.split())
 
 
 class _Dumper(yaml.SafeDumper):

@@ -20,7 +20,7 @@ from typing import Any, Mapping, Sequence
 
 import pyarrow.parquet as pq
 
-from .shards import SHARD_NAME, parquet_files
+from .shards import SHARD_NAME, LayoutError, parquet_files
 
 #: Columns a pattern filter may name (nested ones by their SQL expression).
 FILTER_FIELDS: dict[str, str] = {
@@ -60,7 +60,10 @@ class Catalog:
 
     def __init__(self, out: Path, materialize: bool = False) -> None:
         duckdb = _duckdb()
-        files = parquet_files(out)
+        try:
+            files = parquet_files(out)
+        except LayoutError as exc:
+            raise CatalogError(str(exc)) from None
         if not files:
             raise CatalogError(f"{out} holds no Parquet shards under data/")
         self.out = out

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import shlex
 import sys
 import time
 from pathlib import Path
@@ -13,6 +14,7 @@ import click
 
 from .engine import BuildError, BuildOptions, Progress, build
 from .errors import ManifestError
+from .privacy import redact
 from .sources.manifest import load_manifest
 from .text.llm import LLMConfig
 from .text.models import TextOptions
@@ -57,7 +59,8 @@ def print_summary(summary: dict[str, Any], out: Path) -> None:
     for modality, count in rows["by_modality"].items():
         click.echo(f"  {modality:<12} {count:>8} rows")
     click.echo(f"files: {files['seen']} seen, {files['accepted']} accepted, {files['rejected']} rejected"
-               f"; {summary['rejects']['total']} reject lines in {out / 'rejects.jsonl'}")
+               f"; {summary['rejects']['total']} reject lines in {out / 'rejects.jsonl'} "
+               f"(with the real paths: {out / '.private' / 'rejects.jsonl'})")
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -90,7 +93,15 @@ def build_options(fn: Any) -> Any:
         click.option("--quiet", is_flag=True, help="No progress output."),
         click.option("--dedup", is_flag=True, help="Drop exact pixel duplicates in every source."),
         click.option("--allow-burned-in", is_flag=True,
-                     help="Admit DICOM images marked BurnedInAnnotation=YES (text may be in the pixels)."),
+                     help="Admit DICOM images that may show burned-in text (BurnedInAnnotation=YES, or flagged by "
+                          "deid's rules without a known region to clean)."),
+        click.option("--allow-commands", is_flag=True,
+                     help="Let the manifest run local commands (roi method command); off: such a manifest is "
+                          "refused."),
+        click.option("--id-key", envvar="MEDTRI_ID_KEY", show_envvar=True,
+                     help="Secret of the pseudonymous ids (default: a key kept in the user's config folder)."),
+        click.option("--max-memory", type=float, default=4.0, show_default=True,
+                     help="GiB of memory each worker may grow by; an input needing more is a reject (0: no limit)."),
         click.option("--unit-timeout", type=float, default=300.0, show_default=True,
                      help="Seconds one input file may take before it becomes a reject."),
         click.option("--describer", type=click.Choice(["template", "openai", "transformers"]), default="template",
@@ -125,26 +136,41 @@ def _text_options(describer: str, llm_base_url: str | None, llm_model: str | Non
 def run_build(manifest_path: Path, out: Path, fmt: str, workers: int, engine: str, ray_address: str | None,
               describer_actors: int, describer_gpus: float, shard_units: int, overwrite: bool, shard_rows: int,
               shard_mb: int, quiet: bool, dedup: bool, allow_burned_in: bool, unit_timeout: float,
-              repo: str | None = None, **text: Any) -> dict[str, Any]:
+              allow_commands: bool, id_key: str | None, max_memory: float, repo: str | None = None,
+              demo: bool = False, **text: Any) -> dict[str, Any]:
     try:
         manifest = load_manifest(manifest_path)
         if allow_burned_in:
             manifest = dataclasses.replace(manifest, sources=tuple(
                 dataclasses.replace(s, allow_burned_in=True) for s in manifest.sources))
         text_options = _text_options(**text)
+        triplets = TripletOptions(describer=text_options.describer, unit_timeout=unit_timeout, dedup=dedup,
+                                  memory_limit=int(max(0.0, max_memory) * 2**30))
         options = BuildOptions(
             out=out, formats=FORMAT_CHOICES[fmt], workers=max(1, workers), engine=engine, ray_address=ray_address,
             shard_units=shard_units, overwrite=overwrite, describer_actors=describer_actors,
-            describer_gpus=describer_gpus,
-            triplets=TripletOptions(describer=text_options.describer, unit_timeout=unit_timeout, dedup=dedup), text=text_options,
+            describer_gpus=describer_gpus, triplets=triplets, text=text_options,
             limits=ShardLimits(max_rows=shard_rows, max_bytes=shard_mb * 2**20), repo=repo or out.resolve().name,
+            id_key=id_key, demo=demo, allow_commands=allow_commands,
         )
         summary = build(manifest, options, ProgressPrinter(quiet))
     except (ManifestError, BuildError) as exc:
-        raise click.ClickException(str(exc)) from None
+        raise click.ClickException(redact(str(exc))) from None
     if not quiet:
         print_summary(summary, out)
+    _judge(summary, out)
     return summary
+
+
+def _judge(summary: dict[str, Any], out: Path) -> None:
+    """Exit non-zero for a build of nothing and for pipeline bugs, after everything else was written."""
+    internal = summary["rejects"]["by_stage"].get("internal", 0)
+    if internal:
+        raise click.ClickException(f"{internal} input(s) hit an internal error (a bug of medtrinity-25m, not bad "
+                                   f"input): see stage 'internal' in {out / '.private' / 'rejects.jsonl'} and "
+                                   "report it")
+    if summary["rows"]["total"] == 0:
+        raise click.ClickException(f"the build wrote no rows: every input was rejected (see {out / 'rejects.jsonl'})")
 
 
 @main.command("build")
@@ -167,11 +193,11 @@ def demo_cmd(out: Path, **kwargs: Any) -> None:
 
     from .demo import assemble
 
-    kwargs["overwrite"] = True  # the demo is disposable: running it again rebuilds it
+    kwargs["overwrite"] = True  # an earlier demo is disposable; any other folder is refused
     with tempfile.TemporaryDirectory(prefix="medtri-demo-") as tmp:
         manifest = assemble(Path(tmp))
-        run_build(manifest, out, **kwargs)
-    click.echo(f'\nopen it:  python -c "from datasets import load_dataset; '
+        run_build(manifest, out, demo=True, **kwargs)
+    click.echo(f'\nopen it:  {shlex.quote(sys.executable)} -c "from datasets import load_dataset; '
                f"print(load_dataset('{out}', 'ct')['train'][0]['caption'])\"")
 
 
@@ -401,16 +427,20 @@ def pull_cmd(repo_id: str, out: Path, config: str | None, revision: str | None) 
 @click.argument("out", type=click.Path(exists=True, file_okay=False, path_type=Path))
 @click.option("--against", type=click.Path(exists=True, file_okay=False, path_type=Path),
               help="Another dataset folder, or a folder of images (an evaluation benchmark).")
-@click.option("--threshold", type=int, default=6, show_default=True,
-              help="Near-duplicates: at most this many of 64 dHash bits differ.")
+@click.option("--threshold", type=int, default=8, show_default=True,
+              help="Near-duplicates: at most this many of 64 DCT-hash bits differ.")
 @click.option("--json", "as_json", is_flag=True, help="JSON: {exact: [[ids...]], near: [[ids...]]}.")
 def audit_cmd(out: Path, against: Path | None, threshold: int, as_json: bool) -> None:
     """Find exact and near-duplicate images in OUT, across its splits, or against another set."""
     import json
 
     from .audit import audit, ids_only, markdown
+    from .shards import LayoutError
 
-    report = audit(out, against, threshold)
+    try:
+        report = audit(out, against, threshold)
+    except LayoutError as exc:
+        raise click.ClickException(str(exc)) from None
     click.echo(json.dumps(ids_only(report), indent=2) if as_json else markdown(report))
 
 

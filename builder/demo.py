@@ -17,7 +17,7 @@ import numpy as np
 import yaml
 from PIL import Image
 
-DICOM_FILES = ("CT_small.dcm", "693_UNCR.dcm", "MR_small.dcm", "RG1_UNCR.dcm", "US1_UNCR.dcm")
+DICOM_FILES = ("CT_small.dcm", "693_UNCR.dcm", "MR2_UNCR.dcm", "RG1_UNCR.dcm", "US1_UNCR.dcm")
 SEED = 25
 
 

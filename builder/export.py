@@ -24,7 +24,7 @@ from typing import Any, Callable, Iterator
 import numpy as np
 from PIL import Image
 
-from .shards import iter_rows, parquet_files
+from .shards import LayoutError, iter_rows, parquet_files
 
 INSTRUCTION = "Describe this medical image: its modality, the organs shown, each region of interest, " \
               "its colour and texture, and how the regions relate to the rest of the image."
@@ -44,8 +44,11 @@ class ExportError(ValueError):
 
 def rows(out: Path, config: str | None = None) -> Iterator[tuple[str, dict[str, Any]]]:
     """(split, row) of every row of a built folder, one modality if ``config`` names one."""
-    if not parquet_files(out, config):
-        raise ExportError(f"{out} holds no Parquet shards" + (f" for config {config!r}" if config else ""))
+    try:
+        if not parquet_files(out, config):
+            raise ExportError(f"{out} holds no Parquet shards" + (f" for config {config!r}" if config else ""))
+    except LayoutError as exc:
+        raise ExportError(str(exc)) from None
     for split, row in iter_rows(out, config=config, batch_size=128):
         if not _SAFE.match(row["id"]):
             raise ExportError(f"{out}: id {row['id']!r} is not a safe file name")

@@ -9,7 +9,6 @@ is never printed, logged or written. ``HF_ENDPOINT`` is honoured.
 
 from __future__ import annotations
 
-import fnmatch
 import math
 import re
 from dataclasses import dataclass, field
@@ -18,10 +17,11 @@ from typing import Any
 
 import yaml
 
+from .layout import BUILD_JSON, NAME, listed_files, read_build_json
+from .privacy import redact
 from .verify import Problem, card_configs, verify
+from .yamlsafe import load_yaml
 
-UPLOAD = ["README.md", "build.json", "rejects.jsonl", "data/**", "webdataset/**"]
-NEVER = ["*.py", "**/*.py", ".*", "**/.*"]
 FILES_PER_COMMIT = 250  # huggingface_hub's first commit size (it adapts later)
 
 
@@ -49,14 +49,11 @@ class PushOptions:
 
 
 def upload_plan(out: Path) -> list[tuple[str, int]]:
-    """(path in repo, bytes) of every file a push uploads."""
-    files = []
-    for path in sorted(p for p in out.rglob("*") if p.is_file()):
-        rel = path.relative_to(out).as_posix()
-        if any(fnmatch.fnmatch(rel, p) for p in UPLOAD) and not any(
-                fnmatch.fnmatch(rel, p) or fnmatch.fnmatch(path.name, p) for p in NEVER):
-            files.append((rel, path.stat().st_size))
-    return files
+    """(path in repo, bytes) of every file a push uploads: what build.json lists as published, nothing else."""
+    doc = read_build_json(out) or {}
+    published, _ = listed_files(doc)
+    return [(rel, (out / rel).stat().st_size) for rel in sorted(published)
+            if not rel.startswith(".") and not rel.endswith(".py") and (out / rel).is_file()]
 
 
 def retarget_card(text: str, repo_id: str, gate: Gate | None) -> str:
@@ -65,7 +62,7 @@ def retarget_card(text: str, repo_id: str, gate: Gate | None) -> str:
     if gate is None:
         return text
     _, header, body = text.split("---", 2)
-    meta = yaml.safe_load(header) or {}
+    meta = load_yaml(header, "README.md") or {}
     meta["extra_gated_prompt"] = gate.prompt or (
         "This dataset holds medical images. Agree to use it for research only, never to re-identify anyone, "
         "and to follow the licenses of its sources.")
@@ -85,29 +82,42 @@ def push(out: Path, repo_id: str, options: PushOptions) -> dict[str, Any]:
             "configs": [c["config_name"] for c in card_configs(out)], "paths": [p for p, _ in files]}
     if options.dry_run:
         return plan
+    card = out / "README.md"
+    original = card.read_text(encoding="utf-8")
+    card.write_text(retarget_card(original, repo_id, options.gate), encoding="utf-8")
+    try:  # the folder and the repo end byte-identical; a failed push leaves the local card as it was
+        info = _upload(out, repo_id, options, [path for path, _ in files])
+    except BaseException as exc:
+        card.write_text(original, encoding="utf-8")
+        if isinstance(exc, Exception):
+            raise HubError(f"the push failed, the local card is unchanged: {redact(str(exc))}") from None
+        raise
+    plan.update(commit=getattr(info, "oid", None), url=getattr(info, "commit_url", None),
+                pr_url=getattr(info, "pr_url", None))
+    return plan
+
+
+def _upload(out: Path, repo_id: str, options: PushOptions, paths: list[str]) -> Any:
     from huggingface_hub import HfApi
 
-    card = out / "README.md"
-    card.write_text(retarget_card(card.read_text(encoding="utf-8"), repo_id, options.gate), encoding="utf-8")
     api = HfApi()
     api.create_repo(repo_id, repo_type="dataset", private=options.private or None, exist_ok=True)
     if options.gate is not None:
         api.update_repo_settings(repo_id, gated=options.gate.mode, repo_type="dataset")
-    info = api.upload_folder(
+    return api.upload_folder(
         repo_id=repo_id, folder_path=out, repo_type="dataset", revision=options.revision,
         create_pr=options.create_pr or None, commit_message=options.message or f"Upload {out.name}",
-        allow_patterns=UPLOAD, ignore_patterns=list(NEVER),
+        allow_patterns=paths,
     )
-    plan.update(commit=getattr(info, "oid", None), url=getattr(info, "commit_url", None),
-                pr_url=getattr(info, "pr_url", None))
-    return plan
 
 
 def pull(repo_id: str, out: Path, config: str | None = None, revision: str | None = None) -> list[Problem]:
     """Download a pushed dataset (or one config of it), then verify it."""
     from huggingface_hub import snapshot_download
 
-    patterns = ["README.md", "build.json", "rejects.jsonl"]
+    if config not in (None, "all") and not NAME.match(config):
+        raise HubError(f"config {config!r} is not a plain name ([A-Za-z0-9_]+)")
+    patterns = ["README.md", BUILD_JSON, "rejects.jsonl"]
     patterns += ["data/**", "webdataset/**"] if config in (None, "all") else [f"data/{config}/*",
                                                                                f"webdataset/{config}/*"]
     snapshot_download(repo_id, repo_type="dataset", local_dir=out, revision=revision, allow_patterns=patterns)

@@ -47,6 +47,7 @@ import numpy as np
 from PIL import Image
 
 from .errors import Reject
+from .privacy import command_env, redact
 
 RADIOLOGY = frozenset({"ct", "mri", "xray", "pet"})
 METHODS = ("classical", "transformers", "command")
@@ -206,12 +207,13 @@ class CommandProposer:
                     fh.write(json.dumps({"image": f"{item.key}.png", "prompt": item.prompt}) + "\n")
             argv = [a.replace("{input}", str(source)).replace("{output}", str(target))
                     for a in shlex.split(config.command)]
-            try:
-                done = subprocess.run(argv, capture_output=True, text=True, timeout=config.timeout)
+            try:  # no token or key of the caller's environment reaches the command
+                done = subprocess.run(argv, capture_output=True, text=True, timeout=config.timeout,
+                                      env=command_env(), stdin=subprocess.DEVNULL)
             except (OSError, subprocess.TimeoutExpired) as exc:
-                raise Reject("roi", f"roi command failed to run ({type(exc).__name__}: {exc})") from None
+                raise Reject("roi", f"roi command failed to run ({type(exc).__name__}: {redact(str(exc))})") from None
             if done.returncode != 0:
-                raise Reject("roi", f"roi command exited {done.returncode}: {done.stderr.strip()[-300:]}")
+                raise Reject("roi", f"roi command exited {done.returncode}: {redact(done.stderr.strip()[-300:])}")
             return [_read_command_output(target, item) for item in inputs]
 
 

@@ -101,19 +101,43 @@ def position_text(position: str, view: str) -> str:
     return f"{vertical}-{side} of the image"
 
 
+MAX_ROIS = 65_535  # distinct labels one image may hold: the stored mask is a 16-bit PNG
+
+
+def _narrowest(top: int) -> type:
+    for dtype in (np.uint8, np.uint16, np.uint32):
+        if top <= np.iinfo(dtype).max:
+            return dtype
+    return np.uint64
+
+
 def as_labels(labelmap: np.ndarray) -> np.ndarray:
-    """A label map as non-negative integers; a reject if it holds anything else."""
-    if labelmap.dtype.kind == "f":
-        if not np.isfinite(labelmap).all() or (labelmap != np.round(labelmap)).any():
-            raise Reject("roi", "label map holds non-integer values")
-        labelmap = labelmap.astype(np.int64)
-    elif labelmap.dtype.kind == "b":
-        labelmap = labelmap.astype(np.uint8)
-    elif labelmap.dtype.kind not in "iu":
+    """A label map as non-negative integers of the narrowest type; a reject if it holds anything else.
+
+    Float label maps (atlases are often stored as float32) are checked and
+    converted one slab at a time, never through a volume-sized int64 copy.
+    """
+    if labelmap.dtype.kind == "b":
+        return labelmap.astype(np.uint8)
+    if labelmap.dtype.kind not in "iuf":
         raise Reject("roi", f"label map of type {labelmap.dtype}")
-    if labelmap.size and labelmap.min() < 0:
+    if labelmap.size == 0:
+        return labelmap.astype(np.uint8)
+    low, high = labelmap.min(), labelmap.max()
+    if labelmap.dtype.kind == "f" and not (np.isfinite(low) and np.isfinite(high)):
+        raise Reject("roi", "label map holds non-integer values")
+    if low < 0:
         raise Reject("roi", "label map holds negative values")
-    return labelmap
+    if labelmap.dtype.kind in "iu":
+        return labelmap
+    out = np.empty(labelmap.shape, dtype=_narrowest(int(high)))
+    slabs = range(labelmap.shape[-1]) if labelmap.ndim == 3 else [slice(None)]
+    for slab in slabs:
+        part = labelmap[..., slab]
+        if (part != np.round(part)).any():
+            raise Reject("roi", "label map holds non-integer values")
+        out[..., slab] = part
+    return out
 
 
 def rois_from_labelmap(
@@ -136,6 +160,9 @@ def rois_from_labelmap(
     order = np.argsort(values, kind="stable")
     values, ys, xs = values[order], ys[order], xs[order]
     uniq, starts, counts = np.unique(values, return_index=True, return_counts=True)
+    if len(uniq) > MAX_ROIS:
+        raise Reject("roi", f"label map holds {len(uniq)} distinct labels in one image, over the {MAX_ROIS} a "
+                            "16-bit mask can store")
     missing = [int(v) for v in uniq if names and int(v) not in names]
     if missing:
         raise Reject("roi", f"mask value(s) {missing[:5]} not in the source's labels")
@@ -156,9 +183,18 @@ def rois_from_labelmap(
                 pixels=int(counts[i]),
             )
         )
-    lut = np.zeros(int(uniq[-1]) + 1, dtype=np.uint8 if len(uniq) < 256 else np.uint16)
-    lut[uniq] = np.arange(1, len(uniq) + 1)
-    return rois, lut[labelmap]
+    return rois, _stored_mask(labelmap, uniq)
+
+
+def _stored_mask(labelmap: np.ndarray, uniq: np.ndarray) -> np.ndarray:
+    """The mask as stored: 0, or the ROI's index + 1 (8- or 16-bit)."""
+    dtype = np.uint8 if len(uniq) < 256 else np.uint16
+    if int(uniq[-1]) < 1 << 20:  # a lookup table is cheapest while it is small
+        lut = np.zeros(int(uniq[-1]) + 1, dtype=dtype)
+        lut[uniq] = np.arange(1, len(uniq) + 1)
+        return lut[labelmap]
+    index = np.searchsorted(uniq, labelmap) + 1
+    return np.where(labelmap == 0, 0, index).astype(dtype)
 
 
 def rois_from_boxes(boxes: Iterable[Box], width: int, height: int) -> list[Roi]:

@@ -105,7 +105,24 @@ def page_html() -> bytes:
     return resources.files("builder").joinpath("templates", "browser.html").read_bytes()
 
 
-def handler(browser: Browser) -> type[BaseHTTPRequestHandler]:
+LOCAL_NAMES = frozenset({"localhost", "127.0.0.1", "::1", "[::1]"})
+
+
+def host_allowed(header: str | None, allowed: frozenset[str]) -> bool:
+    """A request's Host names this server (DNS rebinding: a page of another site names its own host)."""
+    if not header:
+        return False
+    host = header.strip().lower()
+    if host.startswith("["):
+        host = host[: host.find("]") + 1] if "]" in host else host
+    elif host.count(":") == 1:
+        host = host.split(":", 1)[0]
+    return host in allowed
+
+
+def handler(browser: Browser, bound: str = "127.0.0.1") -> type[BaseHTTPRequestHandler]:
+    allowed = LOCAL_NAMES | {bound.lower(), f"[{bound.lower()}]"}
+
     class Handler(BaseHTTPRequestHandler):
         server_version = "medtri-browser"
 
@@ -125,6 +142,9 @@ def handler(browser: Browser) -> type[BaseHTTPRequestHandler]:
             self._send(status, json.dumps(value, default=str).encode(), "application/json")
 
         def do_GET(self) -> None:  # noqa: N802 (http.server's name)
+            if not host_allowed(self.headers.get("Host"), allowed):
+                return self._json({"error": "unknown Host: this server answers its own names only"},
+                                  HTTPStatus.MISDIRECTED_REQUEST)
             url = urlparse(self.path)
             query = {k: v[0] for k, v in parse_qs(url.query).items()}
             try:
@@ -156,6 +176,6 @@ def handler(browser: Browser) -> type[BaseHTTPRequestHandler]:
 
 def make_server(out: Path, host: str = "127.0.0.1", port: int = 8765) -> ThreadingHTTPServer:
     """A server bound to ``host:port`` (port 0: a free one); call ``serve_forever``."""
-    server = ThreadingHTTPServer((host, port), handler(Browser(out)))
+    server = ThreadingHTTPServer((host, port), handler(Browser(out), host))
     server.daemon_threads = True
     return server

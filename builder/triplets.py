@@ -36,6 +36,7 @@ class TripletOptions:
     png_level: int = 1  # zlib level: 1 is ~as small as 6 on medical images, and faster
     unit_timeout: float = 300.0  # seconds one input file may take; then it is a reject
     dedup: bool = False  # drop exact pixel duplicates in every source (medpix sources always do)
+    memory_limit: int = 4 * 1024**3  # bytes of address space a worker may grow by (0: no limit)
 
 
 MIN_SIDE = 4  # pixels: smaller images (empty, 1-pixel) are rejects, not samples
@@ -78,21 +79,25 @@ class UnitResult:
     requests: list[DescribeRequest] = field(default_factory=list)  # rows still to describe (main process)
     dropped: list[tuple[dict[str, Any], Reject]] = field(default_factory=list)  # rows refused after the worker
     reject: Reject | None = None
+    notes: dict[str, int] = field(default_factory=dict)  # reader decisions, counted in build.json
 
     @property
     def unit_id(self) -> str:
-        return row_id(self.unit.spec.name, self.unit.rel, None, None)
+        return self.unit.id
 
 
-def row_id(source: str, rel: str, plane: str | None, index: int | None) -> str:
-    """Stable id from source, file and slice: ``<source>-<20 hex digits>``.
+def row_id(unit: Unit, plane: str | None, index: int | None) -> str:
+    """Stable id from the file's key and the slice: ``<source>-<20 hex digits>``.
 
-    The plane counts only for slices of a volume (a 2D image's id is that of
-    its file). Dots are replaced so the id is a valid WebDataset key.
+    A 2D image's id is its file's (:attr:`Unit.id`); a slice or frame hashes
+    the file key with plane and index. The file key is pseudonymous
+    (:mod:`builder.privacy`), so no id reveals an input name. Dots are replaced
+    so the id is a valid WebDataset key.
     """
-    where = "" if index is None else f"{plane or ''}\0{index}"
-    digest = hashlib.sha1(f"{source}\0{rel}\0{where}".encode())
-    return f"{source.replace('.', '_')}-{digest.hexdigest()[:20]}"
+    if index is None:
+        return unit.id
+    digest = hashlib.sha1(f"{unit.key}\0{plane or ''}\0{index}".encode())
+    return f"{unit.spec.name.replace('.', '_')}-{digest.hexdigest()[:20]}"
 
 
 def encode_png(pixels: np.ndarray, level: int) -> bytes:
@@ -112,7 +117,7 @@ def pixel_hash(pixels: np.ndarray) -> str:
 
 def curate(unit: Unit) -> None:
     """Apply the curation file, then the format's rules; raise a reject naming the rule."""
-    decision = unit.spec.curation.get(row_id(unit.spec.name, unit.rel, None, None))
+    decision = unit.spec.curation.get(unit.id)
     if decision is not None:
         if decision.action == "drop":
             raise Reject("curation", f"dropped by the curation file: {decision.note or 'no note'}", rule="curation")
@@ -176,7 +181,7 @@ def make_row(record: Record, rois: list[Roi], mask: np.ndarray | None, describer
     caption = coarse_caption(record, rois, values, subj)
     image = encode_png(record.pixels, options.png_level)
     request = DescribeRequest(
-        id=row_id(spec.name, unit.rel, record.plane, record.slice_index),
+        id=row_id(unit, record.plane, record.slice_index),
         modality=record.modality, organ=subj.organ, disease=subj.disease, plane=record.plane,
         slice_index=record.slice_index, coarse_caption=caption, rois=rois,
         stats=measure(record.pixels, mask, rois), view=convention(record.modality, record.plane),
@@ -200,14 +205,9 @@ def make_row(record: Record, rois: list[Roi], mask: np.ndarray | None, describer
         "reference": {key: reference.get(key) for key in REFERENCE_KEYS},
         "case_id": spec_texts["case_id"],
         "location": spec_texts["location"],
-        "details": {
-            "modality_detail": _text(unit.meta.get("modality_detail")),
-            "plane": _text(unit.meta.get("plane_given") or unit.meta.get("plane") or record.plane),
-            "age": _text(unit.meta.get("age")),
-            "sex": _text(unit.meta.get("sex")),
-        },
+        "details": details(record),
         "source": spec.name,
-        "source_file": unit.rel,
+        "source_file": unit.label,
         "plane": record.plane,
         "slice_index": record.slice_index,
         "width": width,
@@ -226,6 +226,22 @@ def set_text(row: dict[str, Any], attributes: dict[str, str], describer: str) ->
         raise Reject("describe", f"describer {describer!r} gave no {', '.join(missing)}")
     row["attributes"] = {key: attributes[key] for key in ATTRIBUTE_KEYS}
     row["caption"] = join_caption(attributes)
+
+
+def details(record: Record) -> dict[str, str | None]:
+    """Descriptive fields as given: a public release's, or metadata columns the source's templates name.
+
+    A metadata column that no template names (``age``, ``sex``, ...) never reaches a row.
+    """
+    unit = record.unit
+    public = bool(getattr(ADAPTERS[unit.spec.format], "public_names", False))
+
+    def given(name: str) -> str | None:
+        return _text(unit.meta.get(name)) if public or name in unit.spec.referenced else None
+
+    return {"modality_detail": given("modality_detail"),
+            "plane": given("plane_given") or given("plane") or record.plane,
+            "age": given("age"), "sex": given("sex")}
 
 
 def _text(value: Any) -> str | None:
@@ -256,4 +272,8 @@ def process_unit(unit: Unit, options: TripletOptions) -> UnitResult:
         return UnitResult(unit, reject=Reject("read", "out of memory while reading"))
     except Exception as exc:  # an unforeseen failure still ends as a reject line, never a crash
         return UnitResult(unit, reject=Reject("internal", f"{type(exc).__name__}: {exc}"))
-    return UnitResult(unit, rows=rows, hashes=hashes, requests=requests if describer is None else [])
+    notes: dict[str, int] = {}
+    for record in records:
+        for name, count in record.notes.items():
+            notes[name] = notes.get(name, 0) + count
+    return UnitResult(unit, rows=rows, hashes=hashes, requests=requests if describer is None else [], notes=notes)

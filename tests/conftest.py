@@ -3,14 +3,22 @@
 from __future__ import annotations
 
 import json
+import os
+import tempfile
 from pathlib import Path
 from typing import Any
+
+# The id key of the tests' builds: a folder of their own, never the user's configuration.
+os.environ.setdefault("MEDTRI_CONFIG_DIR", tempfile.mkdtemp(prefix="medtri-test-config-"))
+# datasets keys its cache on the card's info, not on the files: no test may see an earlier session's rows.
+os.environ.setdefault("HF_DATASETS_CACHE", tempfile.mkdtemp(prefix="medtri-test-datasets-"))
 
 import pytest
 import yaml
 from click.testing import CliRunner
 
 from builder.cli import main
+
 
 ROOT = Path(__file__).resolve().parent.parent
 SHARED = ROOT.parent / "shared" / "data"
@@ -55,9 +63,32 @@ def build(manifest: Path, out: Path, *extra: str) -> dict[str, Any]:
     return json.loads((out / "build.json").read_text())
 
 
+def _jsonl(path: Path) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
 def rejects(out: Path) -> list[dict[str, Any]]:
-    text = (out / "rejects.jsonl").read_text()
-    return [json.loads(line) for line in text.splitlines() if line.strip()]
+    """The local rejects log, with the real input paths (what the person who ran the build reads)."""
+    return _jsonl(out / ".private" / "rejects.jsonl")
+
+
+def published_rejects(out: Path) -> list[dict[str, Any]]:
+    """``rejects.jsonl`` as published: public names or pseudonymous file ids."""
+    return _jsonl(out / "rejects.jsonl")
+
+
+def shard_rows(out: Path, config: str = "all", columns: list[str] | None = None) -> list[dict[str, Any]]:
+    """Rows straight from the Parquet shards (no datasets cache in between)."""
+    import pyarrow.parquet as pq
+
+    pattern = "*" if config == "all" else config
+    return [row for path in sorted((out / "data").glob(f"{pattern}/*.parquet"))
+            for row in pq.read_table(path, columns=columns).to_pylist()]
+
+
+def real_files(out: Path) -> dict[str, str]:
+    """Row id -> the input file it came from, from the local provenance map."""
+    return {row_id: line["file"] for line in _jsonl(out / ".private" / "provenance.jsonl") for row_id in line["ids"]}
 
 
 @pytest.fixture(scope="session")

@@ -11,7 +11,7 @@ import pytest
 from datasets import load_dataset
 from PIL import Image
 
-from conftest import MEDPIX, build, rejects, run_cli, write_manifest
+from conftest import MEDPIX, build, real_files, rejects, run_cli, write_manifest
 
 
 @pytest.fixture(scope="module")
@@ -50,8 +50,7 @@ def leaky(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list[str]]:
 def test_audit_reports_every_planted_copy(leaky: tuple[Path, list[str]]) -> None:
     out, planted = leaky
     report = json.loads(run_cli("audit", out, "--json").stdout)
-    ids = {r["id"]: r["source_file"] for r in load_dataset(str(out), "ct", split="test")}
-    ids.update({r["id"]: r["source_file"] for r in load_dataset(str(out), "ct", split="train")})
+    ids = real_files(out)
     found = {Path(ids[i]).name for group in report["exact"] + report["near"] for i in group}
     assert set(planted) <= found, f"missed {set(planted) - found}"
     exact_files = {Path(ids[i]).name for group in report["exact"] for i in group}

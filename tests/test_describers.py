@@ -13,7 +13,7 @@ import pytest
 from datasets import load_dataset
 from PIL import Image
 
-from conftest import MEDPIX, build, rejects, run_cli, write_manifest
+from conftest import MEDPIX, build, real_files, rejects, run_cli, write_manifest
 from llm_server import ChatServer, image_url, prompt_text
 
 pytest.importorskip("faiss", reason="knowledge retrieval needs the kb extra (faiss-cpu)")
@@ -104,7 +104,8 @@ def test_openai_describer_with_knowledge(kb: Path, tmp_path: Path, monkeypatch: 
     assert tries["lesion_1"] == tries["lesion_2"] == 3  # first try + 2 retries
     assert tries["lesion_3"] == 2
     # what landed
-    rows = {Path(r["source_file"]).stem: r for r in load_dataset(str(out), "dermoscopy", split="train")}
+    files = real_files(out)
+    rows = {Path(files[r["id"]]).stem: r for r in load_dataset(str(out), "dermoscopy", split="train")}
     assert set(rows) == {"lesion_0", "lesion_3", "lesion_4", "lesion_5"}
     for name, row in rows.items():
         assert row["attributes"]["texture"] == f"texture of {name}"
@@ -148,7 +149,10 @@ def test_transformers_describer_runs_a_local_checkpoint(tmp_path: Path) -> None:
     manifest = write_manifest(tmp_path, {"name": "lesions", "format": "image", "images": "img/lesion_?.png",
                                          "masks": "img/*_mask.png", "modality": "dermoscopy"})
     out = tmp_path / "out"
-    summary = build(manifest, out, "--describer", "transformers", "--vlm-model", model)
+    failed = run_cli("build", manifest, "--out", out, "--workers", "1", "--quiet", "--describer", "transformers",
+                     "--vlm-model", model, ok=False)
+    assert failed.exit_code != 0 and "wrote no rows" in failed.output  # a build of nothing never succeeds
+    summary = json.loads((out / "build.json").read_text())
     assert summary["describer"] == {"name": "transformers", "model": str(model), "prompt_version": "medtrinity-v1",
                                     "max_new_tokens": 768}
     lines = rejects(out)

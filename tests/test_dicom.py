@@ -13,9 +13,9 @@ import pydicom
 import pytest
 from datasets import load_dataset
 
-from conftest import build, dicom_file, write_manifest
+from conftest import build, dicom_file, real_files, write_manifest
 
-FILES = {"CT_small.dcm": "ct", "MR_small.dcm": "mri", "RG1_UNCR.dcm": "xray", "US1_UNCR.dcm": "ultrasound"}
+FILES = {"CT_small.dcm": "ct", "MR2_UNCR.dcm": "mri", "RG1_UNCR.dcm": "xray", "US1_UNCR.dcm": "ultrasound"}
 IDENTIFIERS = {
     "PatientName": "Zyxwvut^Quenby",
     "PatientID": "PID-98765-XQ",
@@ -48,7 +48,7 @@ def dicom_build(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def test_each_file_lands_in_its_modality_config(dicom_build: Path) -> None:
     for name, config in FILES.items():
         ds = load_dataset(str(dicom_build), config, split="train")
-        assert f"dicom/{name}" in ds["source_file"], (name, config)
+        assert f"dicom/{name}" in [real_files(dicom_build)[i] for i in ds["id"]], (name, config)
         assert set(ds["modality"]) == {config}
 
 
@@ -120,9 +120,11 @@ def test_lossless_compressed_dicom_decodes_to_the_same_pixels(tmp_path: Path) ->
     for name in ("693_UNCR.dcm", "693_J2KR.dcm", "MR_small.dcm", "MR_small_RLE.dcm"):
         shutil.copy(dicom_file(name), tmp_path / "in" / name)
     out = tmp_path / "out"
-    summary = build(write_manifest(tmp_path, {"name": "codecs", "format": "dicom", "images": "in/*.dcm"}), out)
+    summary = build(write_manifest(tmp_path, {"name": "codecs", "format": "dicom", "images": "in/*.dcm",
+                                              "allow_burned_in": True}), out)
     assert summary["files"]["rejected"] == 0
-    rows = {r["source_file"]: np.asarray(r["image"]) for r in load_dataset(str(out), "all", split="train")}
+    files = real_files(out)
+    rows = {files[r["id"]]: np.asarray(r["image"]) for r in load_dataset(str(out), "all", split="train")}
     assert np.array_equal(rows["in/693_UNCR.dcm"], rows["in/693_J2KR.dcm"])
     assert np.array_equal(rows["in/MR_small.dcm"], rows["in/MR_small_RLE.dcm"])
 
@@ -154,7 +156,8 @@ def test_no_identifier_leaks_from_any_testdata_file(tmp_path: Path) -> None:
     assert prepared > 100
     out = tmp_path / "out"
     summary = build(write_manifest(tmp_path, {"name": "every", "format": "dicom", "images": "all/*.dcm",
-                                              "modality": "ct"}), out, "--workers", "2", "--format", "both")
+                                              "modality": "ct"}), out, "--workers", "2", "--format", "both",
+                    "--allow-burned-in")
     assert summary["files"]["accepted"] > 60, "most test files decode"
     blobs = _texts(out)
     for value in list(IDENTIFIERS.values()) + [PRIVATE_VALUE]:

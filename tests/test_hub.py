@@ -112,9 +112,9 @@ def test_an_interrupted_push_resumes_without_reuploading(tmp_path: Path, hub: Hu
     assert not resent & landed, "files that had landed were uploaded again"
     remote = hub.repo("datasets", "org/many").files
     local_files = {p.relative_to(out).as_posix(): p.read_bytes() for p in out.rglob("*") if p.is_file()
-                   and not p.name.startswith(".")}
+                   and not any(part.startswith(".") for part in p.relative_to(out).parts)}
     remote_files = {p.relative_to(remote).as_posix(): p.read_bytes() for p in remote.rglob("*") if p.is_file()}
-    assert remote_files == local_files
+    assert remote_files == local_files  # every published file, and nothing local (.private, the lock)
     _secret_free(first.stdout + first.stderr, second.stdout + second.stderr)
 
 

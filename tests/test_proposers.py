@@ -10,7 +10,7 @@ import pytest
 from datasets import load_dataset
 from PIL import Image
 
-from conftest import MEDPIX, build, write_manifest
+from conftest import MEDPIX, build, real_files, write_manifest
 
 
 @pytest.fixture(scope="module")
@@ -91,10 +91,11 @@ def test_command_masks_become_rois_as_annotated_masks_do(tmp_path: Path) -> None
     build(write_manifest(tmp_path, {"name": "a", "format": "image", "images": "img/scan?.png", "modality": "ct",
                                     "roi": {"method": "command",
                                             "command": f"{sys.executable} {tmp_path / 'expert.py'} {{input}} {{output}}"}}),
-          proposed)
+          proposed, "--allow-commands")
 
     def geometry(out: Path) -> dict[str, list[tuple]]:
-        return {r["source_file"]: [(x["label"], x["bbox"], x["area_ratio"], x["position"]) for x in r["rois"]]
+        files = real_files(out)
+        return {files[r["id"]]: [(x["label"], x["bbox"], x["area_ratio"], x["position"]) for x in r["rois"]]
                 for r in load_dataset(str(out), "ct", split="train")}
 
     assert geometry(proposed) == geometry(annotated)

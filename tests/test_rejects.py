@@ -10,7 +10,7 @@ import numpy as np
 from datasets import load_dataset
 from PIL import Image
 
-from conftest import build, dicom_file, rejects, write_manifest
+from conftest import build, dicom_file, real_files, rejects, write_manifest
 
 
 def _volume(path: Path, data: np.ndarray, zoom: float = 1.0) -> None:
@@ -80,11 +80,15 @@ def test_side_table_problems_are_logged_not_dropped(tmp_path: Path) -> None:
                                          "boxes": "boxes.csv", "modality": "xray", "organ": "chest"})
     out = tmp_path / "out"
     summary = build(manifest, out)
-    reasons = [line["reason"] for line in rejects(out)]
+    lines = rejects(out)
+    reasons = [line["reason"] for line in lines]
     assert any("numeric" in r for r in reasons) and any("ghost" in r for r in reasons)
-    assert summary["files"] == {"seen": 2, "accepted": 2, "rejected": 0}
-    rows = {r["source_file"]: r for r in load_dataset(str(out), "xray", split="train")}
+    # b.png's only box row is unusable: b.png is a reject, never a row that claims it has no ROI
+    assert summary["files"] == {"seen": 2, "accepted": 1, "rejected": 1}
+    assert [line["file"] for line in lines if line["stage"] == "listing"] == ["img/b.png"]
+    files = real_files(out)
+    rows = {files[r["id"]]: r for r in load_dataset(str(out), "xray", split="train")}
+    assert set(rows) == {"img/a.png"}
     assert rows["img/a.png"]["rois"][0]["bbox"] == [2, 3, 12, 13]
     assert rows["img/a.png"]["rois"][0]["area_ratio"] == np.float32(100 / 600)
-    assert rows["img/b.png"]["rois"] == []
     assert "nodule" in rows["img/a.png"]["coarse_caption"]

@@ -9,11 +9,8 @@ Work groups and resuming: :mod:`builder.engine.journal`.
 
 from __future__ import annotations
 
-import dataclasses
-import hashlib
 import json
 import platform
-import shutil
 import sys
 import time
 from dataclasses import asdict, dataclass, field
@@ -21,24 +18,23 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any, Callable, Iterable
 
-from .. import card
-from ..accounting import REJECTS, Ledger
+from ..accounting import Ledger
+from ..layout import sha256_file
 from ..errors import Reject
-from ..sources import ADAPTERS
-from ..sources.base import Unit
+from ..privacy import IdKey, load_id_key, redact
 from ..sources.manifest import Manifest
-from ..sources.tables import file_stem
-from ..text.template import Template, TemplateError
 from ..text.describers import WORKER_DESCRIBERS
 from ..text.models import MODEL_DESCRIBERS, TextOptions
 from ..text.stage import TextStage
 from ..triplets import TripletOptions, UnitResult
 from ..writers import DatasetWriter, Shard, ShardLimits
-from .journal import JOURNAL_DIR, Journal, JournalError
+from .collect import CollectError, collect
+from .journal import Journal, JournalError
+from .outdir import BUILD_JSON, LOCK, PRIVATE, FolderError, folder_lock, prepare
 from .pools import PoolError, make_pool
 
-BUILD_JSON = "build.json"
-OUTPUTS = ("data", "webdataset", REJECTS, BUILD_JSON, "README.md")
+PROVENANCE = f"{PRIVATE}/provenance.jsonl"  # row ids -> the real input file: local, never published
+LOCAL_REJECTS = f"{PRIVATE}/rejects.jsonl"  # the rejects with real paths, for the person running the build
 PACKAGES = ("medtrinity-25m", "datasets", "pyarrow", "pydicom", "nibabel", "numpy", "pillow", "webdataset")
 
 
@@ -61,6 +57,9 @@ class BuildOptions:
     text: TextOptions = field(default_factory=TextOptions)
     limits: ShardLimits = field(default_factory=ShardLimits)
     repo: str = "medtrinity-25m"  # the name the card's examples load
+    id_key: str | None = None  # the secret of the pseudonymous ids (default: the user's key file)
+    demo: bool = False  # a demo build: may replace only an earlier demo
+    allow_commands: bool = False  # let the manifest run local commands (roi method command)
 
     def fingerprint(self, manifest: Manifest) -> dict[str, Any]:
         """What must not change between a build and its resumption."""
@@ -68,7 +67,7 @@ class BuildOptions:
                 "shard_units": self.shard_units, "limits": asdict(self.limits),
                 "triplets": asdict(self.triplets), "describer": self.text.describer,
                 "model": self.text.llm.model if self.text.llm else self.text.model, "kb": self.text.kb,
-                "k": self.text.k}
+                "k": self.text.k, "demo": self.demo}
 
 
 @dataclass
@@ -94,32 +93,6 @@ def _versions() -> dict[str, str]:
         except metadata.PackageNotFoundError:
             versions[name] = "not installed"
     return versions
-
-
-def sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
-def _prepare(out: Path, overwrite: bool) -> None:
-    if (out / f"{out.name}.py").exists():
-        raise BuildError(f"{out} holds {out.name}.py: load_dataset refuses such a folder; remove it")
-    if overwrite:
-        for name in (*OUTPUTS, JOURNAL_DIR):
-            path = out / name
-            if path.is_dir():
-                shutil.rmtree(path)
-            elif path.exists():
-                path.unlink()
-    elif (out / BUILD_JSON).exists():
-        shutil.rmtree(out / JOURNAL_DIR, ignore_errors=True)  # a finished build's leftover journal
-        raise BuildError(f"{out} already holds a finished build; pass --overwrite to replace it")
-    elif not Journal(out).exists() and any((out / name).exists() for name in OUTPUTS):
-        raise BuildError(f"{out} holds files of another build; pass --overwrite to replace them")
-    out.mkdir(parents=True, exist_ok=True)
 
 
 class Deduplicator:
@@ -155,22 +128,26 @@ def _dedup(result: UnitResult, dedup: Deduplicator) -> tuple[list[dict], list[tu
 
 
 def _consume(results: Iterable[UnitResult], writer: DatasetWriter, ledger: Ledger, dedup: Deduplicator,
-             state: Progress, progress: ProgressHook | None) -> None:
+             state: Progress, progress: ProgressHook | None, provenance: Any) -> None:
     for result in results:
         unit = result.unit
         kept, dropped = _dedup(result, dedup)
+        where = {"public": unit.label, "names": unit.names}
         if result.reject is not None or (dropped and not kept):
             reject = result.reject or dropped[0][1]
             ledger.reject_file(unit.spec.name, unit.rel, reject.stage, reject.reason, rule=reject.rule,
-                               id=dropped[0][0]["id"] if dropped else result.unit_id)
+                               id=dropped[0][0]["id"] if dropped else result.unit_id, **where)
             state.rejects += 1
         else:
             for row, reject in dropped:
                 ledger.reject_other(unit.spec.name, unit.rel, reject.stage, reject.reason, rule=reject.rule,
-                                    id=row["id"])
+                                    id=row["id"], **where)
             for row in kept:
                 writer.write(row, unit.split)
             ledger.accept_file(unit.spec.name, kept, unit.split)
+            ledger.note(result.notes)
+            provenance.write(json.dumps({"file_id": unit.id, "source": unit.spec.name, "file": unit.rel,
+                                         "ids": [row["id"] for row in kept]}, ensure_ascii=False) + "\n")
             state.rows += len(kept)
         state.units_done += 1
         if progress:
@@ -210,30 +187,6 @@ def _text_stage(options: BuildOptions) -> tuple[TextStage, dict[str, Any]]:
     return TextStage(describer, retriever, concurrency), info
 
 
-def _collect(manifest: Manifest) -> tuple[list[Unit], Ledger]:
-    """Every unit of the manifest, and a ledger of the problems found listing them."""
-    units: list[Unit] = []
-    setup = Ledger()
-    for spec in manifest.sources:
-        found, problems = ADAPTERS[spec.format].units(spec)
-        for problem in problems:
-            setup.reject_other(spec.name, problem.file, "pairing", problem.reason)
-        units += [assign_split(unit) for unit in found] if spec.split_rule else found
-    return units, setup
-
-
-def assign_split(unit: Unit) -> Unit:
-    """The unit with the split its group key draws (every unit of a group: the same)."""
-    rule = unit.spec.split_rule
-    values = {**{k: ("" if v is None else v) for k, v in unit.meta.items()}, "file": unit.rel,
-              "stem": file_stem(unit.image), "source": unit.spec.name}
-    try:
-        key = Template(rule.by).render(values) or unit.rel
-    except TemplateError:
-        key = unit.rel
-    return dataclasses.replace(unit, split=rule.assign(key))
-
-
 def _record(group: int, ledger: Ledger, shards: list[Shard], root: Path, hashes: dict[str, str]) -> dict[str, Any]:
     return {"group": group, "ledger": ledger.to_dict(), "rejects": ledger.lines, "hashes": hashes,
             "shards": [{"staged": s.path.relative_to(root).as_posix(), "format": s.format, "modality": s.modality,
@@ -242,109 +195,73 @@ def _record(group: int, ledger: Ledger, shards: list[Shard], root: Path, hashes:
 
 
 def build(manifest: Manifest, options: BuildOptions, progress: ProgressHook | None = None) -> dict[str, Any]:
-    """Run (or resume) a whole build; return what it wrote to ``build.json``."""
-    started = time.time()
-    out = options.out
-    _prepare(out, options.overwrite)
-    journal = Journal(out)
+    """Run (or resume) a whole build; return what it wrote to ``build.json``.
+
+    The folder is locked for the whole build (a second build into it fails at
+    once), and only a new folder, an unfinished build's, or (with ``overwrite``)
+    a finished build's holding nothing else, is written into.
+    """
+    asking = [s.name for s in manifest.sources if s.roi is not None and s.roi.method == "command"]
+    if asking and not options.allow_commands:
+        raise BuildError(f"source(s) {', '.join(asking)} ask to run a local command (roi method command); read "
+                         "the manifest, then pass --allow-commands to allow it")
     try:
-        records = journal.start(options.fingerprint(manifest))
-    except JournalError as exc:
+        prepare(options.out, options.overwrite, options.demo)
+        with folder_lock(options.out):
+            prepare(options.out, options.overwrite, options.demo)  # again, now that no other build can start
+            return _run(manifest, options, progress, load_id_key(options.id_key))
+    except (FolderError, CollectError, JournalError) as exc:
         raise BuildError(str(exc)) from None
+
+
+def _run(manifest: Manifest, options: BuildOptions, progress: ProgressHook | None, key: IdKey) -> dict[str, Any]:
+    started = time.time()
+    units, setup = collect(manifest, key)
+    journal = Journal(options.out)
+    records = journal.start({**options.fingerprint(manifest), "id_key": key.fingerprint})
     try:
         pool = make_pool(options.engine, options.triplets, options.workers, options.ray_address,
                          timeout=options.triplets.unit_timeout + 60)
     except PoolError as exc:
         raise BuildError(str(exc)) from None
     stage, text_info = _text_stage(options)
-    units, setup = _collect(manifest)
     if not any(r["group"] == -1 for r in records):
         record = _record(-1, setup, [], journal.root, {})
         journal.commit(record)
         records.append(record)
     done = {r["group"] for r in records}
-    seen = {k: v for r in records for k, v in r.get("hashes", {}).items()}
-    dedup = Deduplicator(options.triplets.dedup, seen)
+    dedup = Deduplicator(options.triplets.dedup, {k: v for r in records for k, v in r.get("hashes", {}).items()})
     size = max(1, options.shard_units)
     groups = [(g, units[start:start + size]) for g, start in enumerate(range(0, len(units), size))]
     state = Progress(units_total=len(units), resumed=sum(len(u) for g, u in groups if g in done))
     state.units_done = state.resumed
     try:
         for group, members in groups:
-            if group in done:
-                continue
-            ledger = Ledger()
-            with DatasetWriter(journal.shards, options.formats, options.limits, tag=f"g{group:05d}") as writer:
-                _consume(stage(pool.map(members)), writer, ledger, dedup, state, progress)
-                shards = writer.close()
-            record = _record(group, ledger, shards, journal.root, dedup.added)
-            dedup.added = {}
-            journal.commit(record)
-            records.append(record)
+            if group not in done:
+                records.append(_group(group, members, options, journal, stage, pool, dedup, state, progress))
     except PoolError as exc:
         raise BuildError(f"{exc}; run the build again to resume") from None
     finally:
         pool.close()
-    return _finish(manifest, options, journal, records, text_info, started)
+    from .finish import finish
+
+    return finish(manifest, options, journal, records, text_info, started)
 
 
-def _finish(manifest: Manifest, options: BuildOptions, journal: Journal, records: list[dict[str, Any]],
-            text_info: dict[str, Any], started: float) -> dict[str, Any]:
-    out = options.out
-    shards = journal.publish(records)
+def _group(group: int, members: list[Any], options: BuildOptions, journal: Journal, stage: TextStage, pool: Any,
+           dedup: Deduplicator, state: Progress, progress: ProgressHook | None) -> dict[str, Any]:
+    """Build one work group into staged shards and commit it to the journal."""
     ledger = Ledger()
-    with open(out / REJECTS, "w", encoding="utf-8") as fh:
-        for record in sorted(records, key=lambda r: r["group"]):
-            ledger.merge(Ledger.from_dict(record["ledger"]))
-            for line in record["rejects"]:
-                fh.write(json.dumps(line, ensure_ascii=False) + "\n")
-    summary = _summary(manifest, options, ledger, shards, started)
-    summary.update(text_info)
-    _write_card(manifest, options, ledger, shards, text_info["describer"]["name"])
-    (out / BUILD_JSON).write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
-    journal.remove()
-    return summary
+    journal.provenance.mkdir(parents=True, exist_ok=True)
+    with open(journal.provenance / f"g{group:05d}.jsonl", "w", encoding="utf-8") as provenance, \
+            DatasetWriter(journal.shards, options.formats, options.limits, tag=f"g{group:05d}") as writer:
+        _consume(stage(pool.map(members)), writer, ledger, dedup, state, progress, provenance)
+        shards = writer.close()
+    record = _record(group, ledger, shards, journal.root, dedup.added)
+    dedup.added = {}
+    journal.commit(record)
+    return record
 
 
-def _sources(manifest: Manifest, ledger: Ledger) -> list[dict[str, Any]]:
-    rows = []
-    for spec in manifest.sources:
-        count = ledger.sources.get(spec.name, {})
-        rows.append({"name": spec.name, "format": spec.format, "license": spec.license,
-                     "files": count.get("files", 0), "rows": count.get("rows", 0),
-                     "rejected": count.get("rejected", 0)})
-    return rows
-
-
-def _summary(manifest: Manifest, options: BuildOptions, ledger: Ledger, shards: list[dict[str, Any]],
-             started: float) -> dict[str, Any]:
-    seconds = time.time() - started
-    summary = ledger.summary()
-    summary.update(
-        manifest={"name": manifest.path.name, "sha256": manifest.sha256},
-        sources=_sources(manifest, ledger),
-        options={"formats": list(options.formats), "workers": options.workers, "engine": options.engine,
-                 "shard_units": options.shard_units, "limits": asdict(options.limits),
-                 "png_level": options.triplets.png_level},
-        shards=sorted(shards, key=lambda s: s["path"]),
-        versions=_versions(),
-        platform=f"{sys.platform}-{platform.machine()}",
-        started=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(started)),
-        seconds=round(seconds, 3),
-        rows_per_second=round(ledger.rows_total / seconds, 1) if seconds > 0 else None,
-    )
-    return summary
-
-
-def _write_card(manifest: Manifest, options: BuildOptions, ledger: Ledger, shards: list[dict[str, Any]],
-                describer: str) -> None:
-    layout = "parquet" if "parquet" in options.formats else "webdataset"
-    splits: dict[str, list[str]] = {}
-    for shard in shards:
-        if shard["format"] == layout and shard["split"] not in splits.setdefault(shard["modality"], []):
-            splits[shard["modality"]].append(shard["split"])
-    inputs = card.CardInputs(
-        ledger=ledger, layout=layout, splits=splits, shards=shards, sources=_sources(manifest, ledger),
-        describer=describer, version=_versions()["medtrinity-25m"], repo=options.repo,
-    )
-    (options.out / "README.md").write_text(card.render(inputs), encoding="utf-8")
+__all__ = ["BUILD_JSON", "LOCK", "LOCAL_REJECTS", "PROVENANCE", "BuildError", "BuildOptions", "Progress", "build",
+           "redact", "sha256_file"]

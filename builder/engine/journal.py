@@ -20,7 +20,8 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-JOURNAL_DIR = ".build"
+from ..layout import JOURNAL_DIR
+
 FINAL = {"parquet": ("data", "{split}-{index:05d}-of-{total:05d}.parquet"),
          "webdataset": ("webdataset", "{split}-{index:06d}.tar")}
 
@@ -34,6 +35,7 @@ class Journal:
         self.out = out
         self.root = out / JOURNAL_DIR
         self.shards = self.root / "shards"
+        self.provenance = self.root / "provenance"  # one file per group: row ids -> input file (local)
         self.path = self.root / "journal.jsonl"
 
     def exists(self) -> bool:
@@ -43,14 +45,19 @@ class Journal:
         """Open (or resume) the journal of a build with this fingerprint; return its records."""
         state = self.root / "state.json"
         if state.is_file():
-            found = json.loads(state.read_text(encoding="utf-8"))
+            try:
+                found = json.loads(state.read_text(encoding="utf-8"))
+            except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+                raise JournalError(f"{state} is unreadable; pass --overwrite to start over") from None
+            found = {k: v for k, v in found.items() if k != "writer"} if isinstance(found, dict) else {}
             if found != fingerprint:
                 changed = sorted(k for k in set(found) | set(fingerprint) if found.get(k) != fingerprint.get(k))
                 raise JournalError(f"{self.out} holds an unfinished build with other settings ({', '.join(changed)}); "
                                    "run it with the same ones to resume, or pass --overwrite")
         else:
             self.shards.mkdir(parents=True, exist_ok=True)
-            state.write_text(json.dumps(fingerprint, indent=2, sort_keys=True), encoding="utf-8")
+            state.write_text(json.dumps({**fingerprint, "writer": "medtrinity-25m"}, indent=2, sort_keys=True),
+                             encoding="utf-8")
         records = self.records()
         self._sweep(records)
         return records

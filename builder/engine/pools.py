@@ -18,6 +18,15 @@ from typing import Any, Iterable, Iterator, Protocol
 from ..errors import Reject
 from ..sources.base import Unit
 from ..triplets import TripletOptions, UnitResult, process_unit
+from .limits import limit_memory, memory_limit
+
+
+def _start_worker(extra: int) -> None:
+    """A worker's start: load the readers' libraries, then cap its memory (see :mod:`.limits`)."""
+    import nibabel  # noqa: F401
+    import pydicom  # noqa: F401
+
+    limit_memory(extra)
 
 
 class PoolError(RuntimeError):
@@ -35,9 +44,13 @@ class SerialPool:
 
     def __init__(self, options: TripletOptions, workers: int = 1, **_: Any) -> None:
         self.work = partial(process_unit, options=options)
+        self.extra = options.memory_limit
 
     def map(self, units: Iterable[Unit]) -> Iterator[UnitResult]:
-        return map(self.work, units)
+        for unit in units:
+            with memory_limit(self.extra):
+                result = self.work(unit)
+            yield result
 
     def close(self) -> None:
         pass
@@ -55,10 +68,12 @@ class LocalPool:
     def __init__(self, options: TripletOptions, workers: int, timeout: float = 600.0, **_: Any) -> None:
         self.work = partial(process_unit, options=options)
         self.workers, self.window, self.timeout = workers, 4 * workers, timeout
+        self.extra = options.memory_limit
         self.executor = self._executor()
 
     def _executor(self) -> ProcessPoolExecutor:
-        return ProcessPoolExecutor(self.workers, mp_context=multiprocessing.get_context("forkserver"))
+        return ProcessPoolExecutor(self.workers, mp_context=multiprocessing.get_context("forkserver"),
+                                   initializer=_start_worker, initargs=(self.extra,))
 
     def _restart(self) -> None:
         for process in list(getattr(self.executor, "_processes", {}).values()):

@@ -14,7 +14,7 @@ import numpy as np
 from ..errors import Reject
 from ..readers import READERS, DicomReader, read_labelmap_2d
 from ..readers.display import to_uint8, window_for
-from ..readers.nifti import n_slices, slice_display
+from ..readers.nifti import n_slices, sample, scaled, slice_display
 from ..roi import as_labels
 from .base import FileSource, Record, Unit
 
@@ -62,14 +62,14 @@ class DicomSource(FileSource):
                 raise Reject("mask", "a 2D mask cannot pair with a multi-frame DICOM")
             labelmap = read_labelmap_2d(unit.mask, frames.shape[1:3])
         window = None if meta["color"] else window_for(frames, modality, _window(meta))
-        hints = {"organ": str(meta["BodyPartExamined"]).lower()} if meta.get("BodyPartExamined") else {}
+        hints = {"organ": meta["organ"]} if meta.get("organ") else {}
         multi = frames.shape[0] > 1
-        for index in range(0, frames.shape[0], unit.spec.slicing.step if multi else 1):
+        for number, index in enumerate(range(0, frames.shape[0], unit.spec.slicing.step if multi else 1)):
             frame = frames[index]
             pixels = frame.astype(np.uint8) if window is None else to_uint8(frame, window, meta["invert"])
             yield Record(
                 unit=unit, pixels=pixels, labelmap=labelmap, modality=modality, plane=meta.get("plane"),
-                slice_index=index if multi else None, hints=hints,
+                slice_index=index if multi else None, hints=hints, notes=meta["notes"] if number == 0 else {},
             )
 
     @staticmethod
@@ -103,15 +103,16 @@ class NiftiSource(FileSource):
                     f"affine {label_meta['affine']}) than the image (shape {volume.shape}, "
                     f"affine {meta['affine']}); it is not resampled",
                 )
-            labels = as_labels(label_volume)
+            labels = as_labels(label_volume if label_meta["scale"] == (1.0, 0.0) else
+                               scaled(label_volume, label_meta["scale"]))
         modality = unit.spec.modality or ""
-        window = window_for(volume, modality, None)
+        window = window_for(scaled(sample(volume), meta["scale"]), modality, None)
         slicing = unit.spec.slicing
         for index in range(0, n_slices(volume.shape, slicing.plane), slicing.step):
             labelmap = None if labels is None else slice_display(labels, slicing.plane, index)
             if slicing.only_with_roi and (labelmap is None or not labelmap.any()):
                 continue
-            pixels = to_uint8(slice_display(volume, slicing.plane, index), window)
+            pixels = to_uint8(scaled(slice_display(volume, slicing.plane, index), meta["scale"]), window)
             yield Record(
                 unit=unit, pixels=pixels, labelmap=labelmap, modality=modality,
                 plane=slicing.plane, slice_index=index,

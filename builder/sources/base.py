@@ -29,11 +29,29 @@ class Unit:
 
     spec: SourceSpec
     image: Path
-    rel: str  # path relative to the manifest's folder (``source_file``)
+    rel: str  # path relative to the manifest's folder: local, never published
     split: str = "train"
     mask: Path | None = None
     meta: Mapping[str, Any] = field(default_factory=dict)
     boxes: tuple[Box, ...] = ()
+    public: str | None = None  # the file's published name: a public release's own, or opted in
+    key: str = ""  # the pseudonymous file key (:mod:`builder.privacy`), set when units are collected
+    problem: str | None = None  # why the unit cannot be built, found while listing it (a reject)
+
+    @property
+    def id(self) -> str:
+        """The file's id: ``<source>-<key>`` (a 2D image's row id)."""
+        return f"{self.spec.name.replace('.', '_')}-{self.key}"
+
+    @property
+    def label(self) -> str:
+        """How published outputs name the file: its public name, else its id."""
+        return self.public or self.id
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        """Input names that published text must not hold."""
+        return tuple(str(p) for p in (self.rel, self.image, self.mask) if p)
 
 
 @dataclass
@@ -47,6 +65,7 @@ class Record:
     plane: str | None = None
     slice_index: int | None = None
     hints: dict[str, Any] = field(default_factory=dict)  # e.g. organ from a DICOM header
+    notes: dict[str, int] = field(default_factory=dict)  # counted in build.json: what the reader decided
 
 
 @dataclass(frozen=True)
@@ -85,6 +104,11 @@ class SourceAdapter(Protocol):
         """Curation rules run before a unit is read."""
         ...
 
+    @property
+    def public_names(self) -> bool:
+        """True if the inputs are a public release whose names may be published."""
+        ...
+
     def units(self, spec: SourceSpec) -> tuple[list[Unit], list[Problem]]: ...
 
     def records(self, unit: Unit) -> Iterator[Record]: ...
@@ -95,6 +119,7 @@ class FileSource:
 
     required: tuple[str, ...] = ("images",)
     modality_from_data = False
+    public_names = False  # True for a published release whose file names are public (kept in outputs)
     defaults: Mapping[str, Any] = {}
     fields: frozenset[str] = frozenset()
     rules: tuple[Rule, ...] = ()
@@ -139,7 +164,7 @@ def pair_masks(spec: SourceSpec, images: list[Path]) -> tuple[dict[Path, Path], 
     masks = _expand(spec, spec.masks)
     if not any(c in spec.masks for c in "*?["):
         if not masks:
-            return {}, [Problem(spec.masks, "mask file not found")]
+            return {}, [Problem(spec.masks, "mask file not found", "masks")]
         return {image: masks[0] for image in images}, []
     image_set = set(images)
     by_stem: dict[str, Path] = {}
@@ -152,9 +177,9 @@ def pair_masks(spec: SourceSpec, images: list[Path]) -> tuple[dict[Path, Path], 
             continue
         image = by_stem.get(mask_key(mask, spec.mask_suffixes)) or by_stem.get(tables.file_stem(mask))
         if image is None:
-            problems.append(Problem(relative(spec, mask), "mask pairs with no image"))
+            problems.append(Problem(relative(spec, mask), "mask pairs with no image", "masks"))
         elif image in pairs:
-            problems.append(Problem(relative(spec, mask), f"second mask for {relative(spec, image)}"))
+            problems.append(Problem(relative(spec, mask), f"second mask for {relative(spec, image)}", "masks"))
         else:
             pairs[image] = mask
     return pairs, problems
@@ -174,11 +199,13 @@ def enumerate_units(spec: SourceSpec) -> tuple[list[Unit], list[Problem]]:
             boxes, bad = tables.read_boxes(spec.boxes)
             problems += bad
     except tables.TableError as exc:
-        problems.append(Problem(str(exc).split(":")[0], str(exc)))
+        problems.append(Problem(str(exc).split(":")[0], str(exc), "side table"))
     stems = {tables.file_stem(image) for image in images}
     for name, table in (("metadata", meta), ("boxes", boxes)):
         for stem in sorted(set(table) - stems):
-            problems.append(Problem(str(getattr(spec, name)), f"{name} row for {stem!r} matches no image"))
+            problems.append(Problem(f"{getattr(spec, name)} ({stem})", f"{name} row for {stem!r} matches no image",
+                                    name))
+    broken = {p.stem: p for p in problems if p.stem}
     units = [
         Unit(
             spec=spec,
@@ -188,10 +215,16 @@ def enumerate_units(spec: SourceSpec) -> tuple[list[Unit], list[Problem]]:
             mask=pairs.get(image),
             meta=meta.get(tables.file_stem(image), {}),
             boxes=tuple(boxes.get(tables.file_stem(image), ())),
+            public=relative(spec, image) if spec.publish_paths else None,
+            problem=_row_problem(broken.get(tables.file_stem(image))),
         )
         for image in images
     ]
     return units, problems
+
+
+def _row_problem(problem: Problem | None) -> str | None:
+    return None if problem is None else f"its {problem.public or 'side-table'} row is unusable: {problem.reason}"
 
 
 def check_inside(unit: Unit) -> None:

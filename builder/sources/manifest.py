@@ -24,6 +24,7 @@ Every error names the key that is wrong (:class:`builder.errors.ManifestError`).
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import hashlib
 import os
 import re
@@ -31,17 +32,19 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
 
-import yaml
-
 from medtrinity_25m import MODALITIES, REFERENCE_KEYS
 
 from ..errors import ManifestError
+from ..yamlsafe import YamlError, load_yaml
 from ..proposers import METHODS, RoiConfig
 from ..text.template import Template, TemplateError
 from . import tables
 from .tables import Curation
 
 PLANES = ("axial", "coronal", "sagittal")
+#: Other spellings of the modality configs a manifest may use (any case).
+MODALITY_ALIASES = {"mr": "mri", "x-ray": "xray", "cr": "xray", "dx": "xray", "us": "ultrasound",
+                    "histopathology": "pathology", "pt": "pet"}
 DEFAULT_CAPTION = "{modality_name}[ of the {organ}][, {view}][, {disease}][; regions: {regions}]"
 #: Fields every template may use, besides the metadata table's columns.
 TEMPLATE_FIELDS = frozenset(
@@ -72,6 +75,7 @@ class SplitRule:
     by: str
     ratios: tuple[tuple[str, float], ...]
     seed: int = 0
+    blank: str = "reject"  # a unit whose key renders blank: "reject" it, or draw by its "file"
 
     def assign(self, key: str) -> str:
         digest = hashlib.sha256(f"{self.seed}\0{key}".encode()).digest()
@@ -113,6 +117,8 @@ class SourceSpec:
     dedup: bool = False
     allow_burned_in: bool = False  # DICOM: admit images whose BurnedInAnnotation is YES
     roi: RoiConfig | None = None  # ROI proposals (builder.proposers)
+    publish_paths: bool = False  # publish input paths in source_file (generic formats: off)
+    referenced: frozenset[str] = frozenset()  # fields the source's templates name: only these reach a row
 
 
 @dataclass(frozen=True)
@@ -129,7 +135,7 @@ class Manifest:
 _KEYS = {
     "name", "format", "images", "root", "masks", "mask_suffixes", "labels", "labels_file", "boxes",
     "metadata", "modality", "organ", "disease", "caption", "case_id", "location", "reference", "license",
-    "split", "slicing", "curation", "dedup", "allow_burned_in", "roi",
+    "split", "slicing", "curation", "dedup", "allow_burned_in", "roi", "publish_paths",
 }
 TEMPLATE_KEYS = ("organ", "disease", "caption", "case_id", "location")
 
@@ -139,16 +145,17 @@ def load_manifest(path: str | os.PathLike[str]) -> Manifest:
     path = Path(path).resolve()
     try:
         raw_bytes = path.read_bytes()
-        doc = yaml.safe_load(raw_bytes)
+        doc = load_yaml(raw_bytes, path.name)
     except OSError as exc:
         raise ManifestError("<file>", f"cannot read: {exc.strerror}", str(path)) from exc
-    except yaml.YAMLError as exc:
-        raise ManifestError("<file>", f"not valid YAML: {exc}", str(path)) from exc
+    except YamlError as exc:
+        raise ManifestError("<file>", str(exc), str(path)) from exc
     if not isinstance(doc, dict) or not isinstance(doc.get("sources"), list) or not doc["sources"]:
         raise ManifestError("sources", "must be a non-empty list of source entries", str(path))
     extra = sorted(set(doc) - {"sources", "version"})
     if extra:
-        raise ManifestError(extra[0], "unknown top-level key", str(path))
+        raise ManifestError(extra[0], "unknown top-level key" + _meant(extra[0], {"sources", "version"}),
+                            str(path))
     specs = []
     for i, entry in enumerate(doc["sources"]):
         try:
@@ -171,9 +178,10 @@ def _string(entry: Mapping[str, Any], key: str) -> str:
 def _source(raw: Any, root: Path) -> SourceSpec:
     if not isinstance(raw, dict):
         raise ManifestError("<entry>", "each source must be a mapping")
-    unknown = sorted(set(raw) - _KEYS)
+    unknown = sorted(set(raw) - _KEYS, key=str)
     if unknown:
-        raise ManifestError(unknown[0], f"unknown key (known: {', '.join(sorted(_KEYS))})")
+        raise ManifestError(str(unknown[0]), "unknown key" + _meant(unknown[0], _KEYS)
+                            + f" (known: {', '.join(sorted(_KEYS))})")
     if not _NAME.match(_string(raw, "name")):
         raise ManifestError("name", "use letters, digits, '.', '_' and '-' only")
     from . import ADAPTERS  # the registry decides which formats exist
@@ -188,8 +196,10 @@ def _source(raw: Any, root: Path) -> SourceSpec:
     modality = entry.get("modality")
     if modality is None and not adapter.modality_from_data:
         raise ManifestError("modality", f"is required for format {fmt!r} (one of {', '.join(MODALITIES)})")
-    if modality is not None and modality not in MODALITIES:
-        raise ManifestError("modality", f"{modality!r} is not one of {', '.join(MODALITIES)}")
+    if modality is not None:
+        modality = MODALITY_ALIASES.get(str(modality).strip().lower(), str(modality).strip().lower())
+        if modality not in MODALITIES:
+            raise ManifestError("modality", f"{entry['modality']!r} is not one of {', '.join(MODALITIES)}")
     metadata = _file(entry, "metadata", root)
     try:
         columns = tables.columns(metadata) if metadata else set()
@@ -214,7 +224,30 @@ def _source(raw: Any, root: Path) -> SourceSpec:
         split=split, split_rule=rule, slicing=_slicing(entry.get("slicing")), curation=_curation(entry, root),
         dedup=_flag(entry, "dedup"), allow_burned_in=_flag(entry, "allow_burned_in"),
         roi=_roi(entry.get("roi"), set(TEMPLATE_FIELDS) | set(adapter.fields) | columns),
+        publish_paths=_flag(entry, "publish_paths"), referenced=_referenced(entry),
     )
+
+
+def _meant(key: Any, known: set[str]) -> str:
+    """", did you mean 'masks'?" for a key close to a known one."""
+    close = difflib.get_close_matches(str(key), sorted(known), n=1, cutoff=0.6)
+    return f" (did you mean {close[0]!r}?)" if close else ""
+
+
+def _referenced(entry: Mapping[str, Any]) -> frozenset[str]:
+    """Every field a template of the entry names: the only metadata columns that may reach a row."""
+    texts = [entry.get(key) for key in TEMPLATE_KEYS] + list((entry.get("reference") or {}).values())
+    split = entry.get("split")
+    texts += [split.get("by")] if isinstance(split, dict) else []
+    texts += [(entry.get("roi") or {}).get("prompt")] if isinstance(entry.get("roi"), dict) else []
+    found: set[str] = set()
+    for text in texts:
+        if isinstance(text, str):
+            try:
+                found |= Template(text).fields
+            except TemplateError:
+                pass
+    return frozenset(found)
 
 
 def _check_templates(entry: Mapping[str, Any], known: set[str]) -> None:
@@ -241,9 +274,13 @@ def _split(raw: Any, known: set[str]) -> tuple[str, SplitRule | None]:
 
     if not isinstance(raw, dict):
         return name(raw, "split"), None
-    unknown = sorted(set(raw) - {"by", "ratios", "seed"})
+    unknown = sorted(set(raw) - {"by", "ratios", "seed", "blank"}, key=str)
     if unknown:
-        raise ManifestError(f"split.{unknown[0]}", "unknown key (by, ratios, seed)")
+        raise ManifestError(f"split.{unknown[0]}", "unknown key (by, ratios, seed, blank)")
+    blank = raw.get("blank", "reject")
+    if blank not in ("reject", "file"):
+        raise ManifestError("split.blank", "must be reject (a blank group key is a reject line) or file "
+                                           "(draw such a unit by its own file)")
     ratios = raw.get("ratios")
     if not isinstance(ratios, dict) or not ratios or not all(isinstance(v, (int, float)) and v > 0
                                                              for v in ratios.values()):
@@ -255,8 +292,10 @@ def _split(raw: Any, known: set[str]) -> tuple[str, SplitRule | None]:
         Template(str(by)).check(known | {"file"})
     except TemplateError as exc:
         raise ManifestError("split.by", str(exc)) from None
-    rule = SplitRule(str(by), tuple((name(k, "split.ratios"), float(v)) for k, v in ratios.items()),
-                     int(raw.get("seed", 0)))
+    seed = raw.get("seed", 0)
+    if not isinstance(seed, int) or isinstance(seed, bool):
+        raise ManifestError("split.seed", "must be an integer")
+    rule = SplitRule(str(by), tuple((name(k, "split.ratios"), float(v)) for k, v in ratios.items()), seed, blank)
     return rule.ratios[0][0], rule
 
 

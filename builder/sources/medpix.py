@@ -27,6 +27,7 @@ from .manifest import SourceSpec
 from .tables import Problem
 
 TYPES = {"CT": "ct", "MR": "mri"}
+_SAFE_STEM = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 PLANES = {"axial": "axial", "transverse": "axial", "coronal": "coronal", "sagittal": "sagittal"}
 MISSING = {"", "n/a", "na", "none", "null"}
 #: MedPix's organ-system locations. Anything else ("Bethesda, MD", "Left Blank") is flagged.
@@ -58,16 +59,41 @@ def _snake(name: str) -> str:
     return re.sub(r"[^a-z0-9]+", "_", name.lower()).strip("_")
 
 
-def _read_json_objects(path: Path) -> list[dict[str, Any]]:
-    text = path.read_text(encoding="utf-8")
-    if text.lstrip().startswith("["):
-        return json.loads(text)
-    return [json.loads(line) for line in text.splitlines() if line.strip()]
+def _read_json_objects(path: Path, problems: list[Problem], public: str) -> list[dict[str, Any]]:
+    """The objects of a JSON list or JSON-lines file; each unusable line is a problem naming its number."""
+    try:
+        text = path.read_text(encoding="utf-8")
+        if text.lstrip().startswith("["):
+            values = list(enumerate(json.loads(text), 1))
+        else:
+            values = []
+            for number, line in enumerate(text.splitlines(), 1):
+                if line.strip():
+                    try:
+                        values.append((number, json.loads(line)))
+                    except (json.JSONDecodeError, RecursionError) as exc:
+                        problems.append(Problem(f"{path}:{number}", f"line {number} is not JSON ({exc})",
+                                                f"{public}:{number}"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
+        problems.append(Problem(str(path), f"not readable JSON ({type(exc).__name__}: {exc})", public))
+        return []
+    objects = []
+    for number, value in values:
+        if isinstance(value, dict):
+            objects.append(value)
+        else:
+            problems.append(Problem(f"{path}:{number}", f"entry {number} is not a JSON object",
+                                    f"{public}:{number}"))
+    return objects
+
+
+def _mapping(value: Any) -> Mapping[str, Any]:
+    return value if isinstance(value, dict) else {}
 
 
 def flatten(description: Mapping[str, Any], case: Mapping[str, Any] | None) -> dict[str, str | None]:
     """One image's fields, snake_case, from its description and its case."""
-    details = description.get("Description") or {}
+    details = _mapping(description.get("Description"))
     meta = {
         "type": _value(description.get("Type")),
         "u_id": _value(description.get("U_id")),
@@ -82,8 +108,8 @@ def flatten(description: Mapping[str, Any], case: Mapping[str, Any] | None) -> d
         "acr_codes": _value(details.get("ACR Codes")),
         "figure_part": _value(details.get("Figure Part")),
     }
-    report = (case or {}).get("Case") or {}
-    topic = (case or {}).get("Topic") or {}
+    report = _mapping(_mapping(case).get("Case"))
+    topic = _mapping(_mapping(case).get("Topic"))
     for key in ("Title", "History", "Exam", "Findings", "Differential Diagnosis", "Diagnosis By", "Discussion"):
         meta[_snake(key)] = _value(report.get(key))
     meta["diagnosis"] = _value(report.get("Case Diagnosis"))
@@ -143,6 +169,7 @@ MEDPIX_DEFAULTS: Mapping[str, Any] = MappingProxyType({
 class MedpixSource(FileSource):
     required = ("root",)
     modality_from_data = True
+    public_names = True  # MedPix 2.0's image names are published by its authors
     defaults = MEDPIX_DEFAULTS
     fields = FIELDS
     rules = RULES
@@ -157,15 +184,19 @@ class MedpixSource(FileSource):
         if not splits:
             problems.append(Problem(relative(spec, root), "no descriptions_<split>.jsonl or Descriptions.json"))
         for split, cases_file, descriptions_file in splits:
-            cases = {c.get("U_id"): c for c in _read_json_objects(cases_file)} if cases_file.is_file() else {}
-            for description in _read_json_objects(descriptions_file):
+            cases_doc = _read_json_objects(cases_file, problems, cases_file.name) if cases_file.is_file() else []
+            cases = {c.get("U_id"): c for c in cases_doc}
+            for description in _read_json_objects(descriptions_file, problems, descriptions_file.name):
                 stem = _value(description.get("image"))
-                if stem is None:
-                    problems.append(Problem(relative(spec, descriptions_file), "description names no image"))
+                if stem is None or not _SAFE_STEM.match(stem):
+                    problems.append(Problem(relative(spec, descriptions_file),
+                                            "description names no image" if stem is None else
+                                            "image name is not a plain file name", descriptions_file.name))
                     continue
                 image = root / "images" / f"{stem}.png"
                 units.append(Unit(spec=spec, image=image, rel=relative(spec, image), split=split,
-                                  meta=flatten(description, cases.get(description.get("U_id")))))
+                                  meta=flatten(description, cases.get(description.get("U_id"))),
+                                  public=f"images/{stem}.png"))
         return units, problems
 
     def records(self, unit: Unit) -> Iterator[Record]:

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import Any, Callable, TypeVar
 
 from ..errors import Reject
+from ..privacy import redact
 from .prompts import ParseError
 
 T = TypeVar("T")
@@ -65,5 +66,5 @@ class ChatClient:
                 problem = f"server answered {exc.status_code}"
             except (openai.APIConnectionError, openai.APITimeoutError) as exc:
                 problem = f"{type(exc).__name__}: {exc}"
-        raise Reject(stage, f"{self.config.model} at {self.config.base_url}: {problem} "
-                            f"(after {self.config.retries + 1} tries)")
+        raise Reject(stage, redact(f"{self.config.model} at {self.config.base_url}: {problem} "
+                            f"(after {self.config.retries + 1} tries)"))

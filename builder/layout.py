@@ -1,0 +1,85 @@
+"""The layout of a built dataset folder: the one thing the read side and the engine share.
+
+::
+
+    OUT/
+      README.md  build.json  rejects.jsonl           published
+      data/<config>/<split>-NNNNN-of-MMMMM.parquet   published (build.json "published", "shards")
+      webdataset/<config>/<split>-NNNNNN.tar
+      .private/rejects.jsonl .private/provenance.jsonl  local: real paths, never published
+      .medtri.lock                                    local: one build at a time
+      .build/                                         a running or unfinished build's journal
+
+``build.json`` lists what the build wrote: ``published`` and ``local``. Config
+and split names are plain (``[A-Za-z0-9_]+``) wherever they are read back.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+from pathlib import Path
+from typing import Any
+
+__all__ = ["BUILD_JSON", "JOURNAL_DIR", "LOCK", "NAME", "PRIVATE", "listed_files", "read_build_json",
+           "sha256_file", "unlisted"]
+
+BUILD_JSON = "build.json"
+JOURNAL_DIR = ".build"
+LOCK = ".medtri.lock"
+PRIVATE = ".private"  # local only: provenance map and rejects with real paths; never published
+NAME = re.compile(r"^[A-Za-z0-9_]+$")  # a split or config name
+
+
+def sha256_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def read_build_json(out: Path) -> dict[str, Any] | None:
+    try:
+        doc = json.loads((out / BUILD_JSON).read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        return None
+    return doc if isinstance(doc, dict) else None
+
+
+def listed_files(doc: dict[str, Any]) -> tuple[set[str], set[str]]:
+    """(published, local) files a build.json says its build wrote (older builds: shards and fixed names)."""
+    if isinstance(doc.get("published"), list):
+        published = {str(f) for f in doc["published"]}
+    else:
+        published = {str(s.get("path")) for s in doc.get("shards", []) if isinstance(s, dict)}
+        published |= {"README.md", "rejects.jsonl"}
+    local = {str(f) for f in doc.get("local", [])} if isinstance(doc.get("local"), list) else {LOCK}
+    return published | {BUILD_JSON}, local
+
+
+def journal_ours(out: Path) -> bool:
+    return (out / JOURNAL_DIR / "state.json").is_file()
+
+
+#: Folders other tools keep inside a dataset folder: huggingface_hub's download metadata (``pull``).
+TOOL_FOLDERS = (".cache/huggingface",)
+
+
+def unlisted(out: Path, known: set[str]) -> list[str]:
+    """Files in ``out`` that are not in ``known`` (a running build's journal and tools' caches aside)."""
+    journal = journal_ours(out)
+    found = []
+    for root, dirs, files in os.walk(out):
+        rel_root = Path(root).relative_to(out)
+        if journal and rel_root.parts[:1] == (JOURNAL_DIR,):
+            continue
+        if any(rel_root.as_posix() == t or rel_root.as_posix().startswith(t + "/") for t in TOOL_FOLDERS):
+            continue
+        for name in files + [d for d in dirs if os.path.islink(os.path.join(root, d))]:
+            rel = (rel_root / name).as_posix()
+            if rel not in known:
+                found.append(rel)
+    return sorted(found)
