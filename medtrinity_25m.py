@@ -238,11 +238,9 @@ def roi_collate(batch: list[dict[str, Any]]) -> dict[str, Any]:
 
     def to_tensor(img: Any) -> Any:
         arr = np.asarray(img)
-        if arr.ndim == 2:
-            arr = arr[None]
-        else:
-            arr = arr.transpose(2, 0, 1)
-        return torch.from_numpy(np.ascontiguousarray(arr))
+        arr = arr[None] if arr.ndim == 2 else arr.transpose(2, 0, 1)
+        # torch shares the memory: contiguous and writable, copied only when the array is not already so
+        return torch.from_numpy(np.require(arr, requirements=["C_CONTIGUOUS", "WRITEABLE"]))
 
     return {
         "id": [row["id"] for row in batch],

@@ -1,19 +1,14 @@
-"""medtrinity-25m's pipeline: raw medical image collections to multigranular datasets.
+"""medtrinity-25m: raw medical image collections to multigranular datasets.
 
-Architecture. Data flows one way::
+Data flows one way (see ARCHITECTURE.md)::
 
     sources -> records -> triplets -> shards -> card/hub -> consumers
 
-- ``sources``   the manifest (``sources/manifest.py``), side tables, work units and
-                one adapter per input format (a registry, ``ADAPTERS``);
-- ``readers``   DICOM, NIfTI, raster: ``read(path) -> (array, meta)`` (``READERS``);
-- ``roi``       label maps and boxes to ROIs (box, area ratio, position);
-- ``text``      caption templates, coarse captions, measurements, describers;
-- ``triplets``  one work unit to finished rows (what a worker process runs);
-- ``writers``   rows to Parquet / WebDataset shards behind one interface;
-- ``accounting`` rejects log and counts; ``card`` the dataset card;
-- ``engine``    the build: units through a process pool, rows to the writers;
-- ``cli``       the ``medtri-build`` click group.
+- ``builder.pipeline``  the build: sources, readers, ROIs, text, knowledge, engines, the build itself, the card;
+- ``builder.formats``   output formats (Parquet, WebDataset): one object each, in one registry;
+- ``builder.dataset``   the read side: verify, hub, audit, export, catalog and browser, validation;
+- ``builder.layout``    what a dataset folder holds: the only thing both sides share with the row schema;
+- ``builder.cli``       the ``medtri-build`` command line.
 
 The row itself is defined once, in ``medtrinity_25m.py`` (the consumer side), which
 imports nothing from this package.

@@ -1,5 +1,5 @@
 """``python -m builder``: the same as ``medtri-build``."""
 
-from .cli import main
+from builder.cli import main
 
 main()

@@ -1,11 +1,41 @@
-"""Errors of the pipeline.
+"""Errors of the pipeline, and the stages that refuse an input.
 
-A :class:`Reject` is data, not a crash: it names the input and why it cannot
-become a sample, and ends as one line of ``rejects.jsonl``. A
-:class:`ManifestError` stops a build before any work.
+A :class:`Reject` is data, not a crash: it names the :class:`Stage` that refused
+an input and why, and ends as one line of ``rejects.jsonl``. A
+:class:`ManifestError` stops a build before any work. A :class:`Problem` is a
+file the read side or a listing found wrong (local path, published name).
 """
 
 from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import Enum
+
+__all__ = ["ManifestError", "Problem", "Reject", "Stage"]
+
+
+class Stage(str, Enum):
+    """Where an input was refused; the value is what reject lines and build.json say."""
+
+    LISTING = "listing"  # known unusable while listing inputs (a broken metadata row, a blank split key)
+    PAIRING = "pairing"  # side tables and masks that pair with nothing
+    CURATION = "curation"  # a named curation rule or a person's decision
+    PATH = "path"  # a file that resolves outside its source's folder
+    PRIVACY = "privacy"  # burned-in text that cannot be cleaned
+    READ = "read"  # a file its reader cannot turn into pixels
+    SIZE = "size"  # an image too small to be a sample
+    MODALITY = "modality"  # no config for the file's modality
+    MASK = "mask"  # a mask that does not fit its image
+    ROI = "roi"  # a label map or box that cannot become ROIs; a proposer's failure
+    CAPTION = "caption"  # a caption rule that cannot render
+    DESCRIBE = "describe"  # a describer that gave no usable text
+    VALIDATE = "validate"  # a judge that gave no usable score
+    TIMEOUT = "timeout"  # the unit time limit
+    WORKER = "worker"  # the worker process died (twice) on this input
+    INTERNAL = "internal"  # a bug of the pipeline, not bad input: the build exits non-zero
+
+    def __str__(self) -> str:
+        return self.value
 
 
 class ManifestError(ValueError):
@@ -25,11 +55,29 @@ class ManifestError(ValueError):
 class Reject(Exception):
     """An input that cannot become a sample: which stage refused it and why."""
 
-    def __init__(self, stage: str, reason: str, rule: str | None = None) -> None:
-        super().__init__(f"{stage}: {reason}")
-        self.stage = stage
+    def __init__(self, stage: Stage | str, reason: str, rule: str | None = None) -> None:
+        self.stage = Stage(stage).value  # a typed stage; its plain value travels and is written
+        super().__init__(f"{self.stage}: {reason}")
         self.reason = reason
         self.rule = rule  # the named curation rule that flagged the input, if any
 
     def __reduce__(self) -> tuple:  # crosses process boundaries with its fields
         return (Reject, (self.stage, self.reason, self.rule))
+
+
+@dataclass(frozen=True)
+class Problem:
+    """A file that is wrong, and why.
+
+    ``file`` is local (real paths); ``public`` names it in published outputs
+    (``metadata:12``); ``stem`` is the image a side-table row belongs to, when
+    known, whose unit is then rejected rather than built without its row.
+    """
+
+    file: str
+    reason: str
+    public: str = ""
+    stem: str | None = None
+
+    def __str__(self) -> str:
+        return f"{self.file}: {self.reason}"

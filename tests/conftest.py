@@ -38,10 +38,21 @@ def dicom_file(name: str) -> Path:
     pytest.importorskip("data_store", reason="pydicom-data is not installed (pip install pydicom-data)")
     from pydicom.data import get_testdata_file
 
-    path = get_testdata_file(name)
+    path = get_testdata_file(name, download=False)  # the installed data only: never the network
     if path is None:
         pytest.skip(f"{name} is not in the installed pydicom-data")
     return Path(path)
+
+
+def testdata_dicoms(skip: tuple[str, ...] = ()) -> list[Path]:
+    """Every file of pydicom's own test data and of pydicom-data, found on disk (pydicom's
+    ``get_testdata_files`` tries to download missing ones first: 15 s offline)."""
+    pytest.importorskip("data_store", reason="pydicom-data is not installed (pip install pydicom-data)")
+    from pydicom.data import data_manager
+
+    roots = [Path(data_manager.DATA_ROOT) / "test_files"]
+    roots += [Path(store.data_path) for store in data_manager.external_data_sources().values()]
+    return sorted({p for root in roots for p in root.glob("*") if p.is_file() and not p.name.endswith(skip)})
 
 
 def write_manifest(folder: Path, *sources: dict[str, Any]) -> Path:
@@ -59,7 +70,8 @@ def run_cli(*args: str, ok: bool = True) -> Any:
 
 
 def build(manifest: Path, out: Path, *extra: str) -> dict[str, Any]:
-    run_cli("build", manifest, "--out", out, "--workers", "1", "--quiet", *extra)
+    """A build through the CLI; a bug of the pipeline raises here instead of hiding among the rejects."""
+    run_cli("build", manifest, "--out", out, "--workers", "1", "--quiet", "--on-error", "raise", *extra)
     return json.loads((out / "build.json").read_text())
 
 

@@ -11,15 +11,14 @@ import pytest
 from datasets import load_dataset
 from PIL import Image
 
-from conftest import MEDPIX, build, real_files, rejects, run_cli, write_manifest
+from conftest import need, MEDPIX, build, real_files, rejects, run_cli, write_manifest
 
 
 @pytest.fixture(scope="module")
 def leaky(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list[str]]:
     """30 real scans in train; 10 of them copied into test, 5 re-encoded and resized; 10 other scans in test."""
     images = MEDPIX / "test" / "images"
-    if not images.exists():
-        pytest.skip(f"reference data {images} is absent (it lives in ../shared/data beside the repository)")
+    need(images)
     root = tmp_path_factory.mktemp("leaky")
     files = sorted(images.glob("*.png"))[::4][:40]  # one image in four: distinct cases
     (root / "train").mkdir()

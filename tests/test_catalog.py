@@ -40,7 +40,7 @@ def test_bad_sql_is_a_clear_error(demo_out: Path) -> None:
 
 @pytest.fixture()
 def server(demo_out: Path):
-    from builder.serve import make_server
+    from builder.dataset.serve import make_server
 
     httpd = make_server(demo_out, "127.0.0.1", 0)
     thread = threading.Thread(target=httpd.serve_forever, daemon=True)

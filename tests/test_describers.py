@@ -13,7 +13,7 @@ import pytest
 from datasets import load_dataset
 from PIL import Image
 
-from conftest import MEDPIX, build, real_files, rejects, run_cli, write_manifest
+from conftest import need, MEDPIX, build, real_files, rejects, run_cli, write_manifest
 from llm_server import ChatServer, image_url, prompt_text
 
 pytest.importorskip("faiss", reason="knowledge retrieval needs the kb extra (faiss-cpu)")
@@ -26,15 +26,14 @@ SECRET = "sk-test-do-not-leak-7b1e0c"
 
 @pytest.fixture(scope="module")
 def kb(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    if not CASES.exists():
-        pytest.skip(f"reference data {CASES} is absent (it lives in ../shared/data beside the repository)")
+    need(CASES)
     out = tmp_path_factory.mktemp("kb") / "medpix-kb"
     run_cli("kb", "build", CASES, "--out", out)
     return out
 
 
 def test_kb_search_finds_each_case_discussion_by_its_diagnosis(kb: Path) -> None:
-    from builder.knowledge import KnowledgeBase
+    from builder.pipeline.knowledge import KnowledgeBase
 
     cases = [json.loads(line) for line in CASES.read_text().splitlines()]
     result = run_cli("kb", "search", kb, cases[0]["Case"]["Case Diagnosis"], "-k", "8", "--json")
@@ -129,7 +128,7 @@ def test_openai_describer_with_knowledge(kb: Path, tmp_path: Path, monkeypatch: 
 
 
 def test_same_captions_are_retrieved_once(kb: Path) -> None:
-    from builder.knowledge import KnowledgeBase, Retriever
+    from builder.pipeline.knowledge import KnowledgeBase, Retriever
 
     retriever = Retriever(KnowledgeBase.load(kb), k=8)
     captions = ["CT of the brain; glioblastoma", "MRI of the spine", "CT of the brain; glioblastoma"] * 50
@@ -163,9 +162,9 @@ def test_transformers_describer_runs_a_local_checkpoint(tmp_path: Path) -> None:
 
 def test_large_corpora_get_an_hnsw_index_saved_with_its_parameters(tmp_path: Path,
                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
-    from builder.knowledge import KnowledgeBase, chunk
-    from builder.knowledge import index as index_module
-    from builder.knowledge.corpus import Document, read_corpus
+    from builder.pipeline.knowledge import KnowledgeBase, chunk
+    from builder.pipeline.knowledge import index as index_module
+    from builder.pipeline.knowledge.corpus import Document, read_corpus
 
     (tmp_path / "notes.md").write_text("# Liver\n\nThe liver is the largest gland. " * 3)
     (tmp_path / "docs.jsonl").write_text(json.dumps({"id": "k1", "text": "Kidney stones are hyperdense on CT."}) + "\n")

@@ -13,7 +13,7 @@ import pydicom
 import pytest
 from datasets import load_dataset
 
-from conftest import build, dicom_file, real_files, write_manifest
+from conftest import build, dicom_file, real_files, testdata_dicoms, write_manifest
 
 FILES = {"CT_small.dcm": "ct", "MR2_UNCR.dcm": "mri", "RG1_UNCR.dcm": "xray", "US1_UNCR.dcm": "ultrasound"}
 IDENTIFIERS = {
@@ -130,11 +130,7 @@ def test_lossless_compressed_dicom_decodes_to_the_same_pixels(tmp_path: Path) ->
 
 
 def _every_testdata_dicom() -> list[Path]:
-    pytest.importorskip("data_store", reason="pydicom-data is not installed (pip install pydicom-data)")
-    from pydicom.data import get_testdata_files
-
-    skip = (".py", ".json", ".txt", ".gz", ".bz2", ".zip", ".npy", ".xml")
-    return sorted({Path(f) for f in get_testdata_files("*") if not f.endswith(skip)})
+    return testdata_dicoms(skip=(".py", ".json", ".txt", ".gz", ".bz2", ".zip", ".npy", ".xml"))
 
 
 def test_no_identifier_leaks_from_any_testdata_file(tmp_path: Path) -> None:

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from builder.engine.outdir import folder_lock
+from builder.pipeline.build.outdir import folder_lock
 from conftest import build, run_cli, write_manifest
 
 

@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 
 from builder.errors import ManifestError
-from builder.sources.manifest import load_manifest
-from builder.text.template import Template
+from builder.pipeline.sources.manifest import load_manifest
+from builder.pipeline.text.template import Template
 from conftest import run_cli, write_manifest
 
 BASE = {"name": "src", "format": "image", "images": "img/*.png", "modality": "xray"}
@@ -24,8 +24,9 @@ BASE = {"name": "src", "format": "image", "images": "img/*.png", "modality": "xr
         ({"name": "bad name!"}, "name"),
         ({"images": "../../etc/*.png"}, "images"),
         ({"caption": "{modality_name} of {organn}"}, "caption"),
-        ({"slicing": {"plane": "oblique"}}, "slicing.plane"),
-        ({"slicing": {"step": 0}}, "slicing.step"),
+        ({"format": "nifti", "slicing": {"plane": "oblique"}}, "slicing.plane"),
+        ({"format": "nifti", "slicing": {"step": 0}}, "slicing.step"),
+        ({"slicing": {"step": 2}}, "slicing"),  # an image source has no slicing: its own options only
         ({"labels": {"one": "liver"}}, "labels"),
         ({"labels_file": "missing.txt"}, "labels_file"),
         ({"metadata": "nope.csv"}, "metadata"),
@@ -64,7 +65,7 @@ def test_metadata_columns_are_template_fields(tmp_path: Path) -> None:
 def test_labels_file_reads_value_name_and_ignores_more_columns(tmp_path: Path) -> None:
     (tmp_path / "labels.txt").write_text("# comment\n1 Precentral_L 2001\n2 Precentral_R 2002\n\n")
     spec = load_manifest(write_manifest(tmp_path, {**BASE, "labels_file": "labels.txt"})).sources[0]
-    assert dict(spec.labels) == {1: "Precentral_L", 2: "Precentral_R"}
+    assert dict(spec.options.label_names) == {1: "Precentral_L", 2: "Precentral_R"}
 
 
 def test_optional_clauses_drop_when_a_field_is_empty() -> None:

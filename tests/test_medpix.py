@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from datasets import get_dataset_config_names, load_dataset
 
-from conftest import MEDPIX, build, rejects, write_manifest
+from conftest import need, MEDPIX, build, rejects, write_manifest
 
 TEST = MEDPIX / "test"
 
@@ -21,8 +21,7 @@ def _jsonl(path: Path) -> list[dict]:
 @pytest.fixture(scope="module")
 def medpix_build(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict]:
     root = TEST
-    if not root.exists():
-        pytest.skip(f"reference data {root} is absent (it lives in ../shared/data beside the repository)")
+    need(root)
     folder = tmp_path_factory.mktemp("medpix")
     out = folder / "medpix-test"
     return out, build(write_manifest(folder, {"name": "medpix", "format": "medpix", "root": str(root)}), out,
@@ -73,8 +72,7 @@ def _copy_split(root: Path) -> Path:
 
 
 def test_curation_rules_flag_noise_and_a_curation_file_overrides_them(tmp_path: Path) -> None:
-    if not TEST.exists():
-        pytest.skip(f"reference data {TEST} is absent")
+    need(TEST)
     root = _copy_split(tmp_path / "medpix")
     descriptions = _jsonl(root / "descriptions_test.jsonl")
     descriptions[0]["Location"] = "Bethesda, MD"
@@ -112,8 +110,7 @@ def test_curation_rules_flag_noise_and_a_curation_file_overrides_them(tmp_path: 
 
 
 def test_the_consolidated_json_files_read_like_the_split_files(tmp_path: Path) -> None:
-    if not TEST.exists():
-        pytest.skip(f"reference data {TEST} is absent")
+    need(TEST)
     root = tmp_path / "MedPix-2-0"
     shutil.copytree(TEST / "images", root / "images")
     (root / "Case_topic.json").write_text(json.dumps(_jsonl(TEST / "data_test.jsonl")))

@@ -178,7 +178,7 @@ def test_the_browser_answers_only_its_own_host_names(tmp_path: Path) -> None:
     import http.client
     import threading
 
-    from builder.serve import make_server
+    from builder.dataset.serve import make_server
 
     (tmp_path / "img").mkdir()
     Image.fromarray(np.full((20, 20), 9, np.uint8)).save(tmp_path / "img" / "a.png")

@@ -75,7 +75,6 @@ def test_side_table_problems_are_logged_not_dropped(tmp_path: Path) -> None:
         "b.png,5,5,oops,9,nodule\n"
         "ghost.png,1,1,4,4,nodule\n"
     )
-    (images / "orphan_mask.png").parent.mkdir(exist_ok=True)
     manifest = write_manifest(tmp_path, {"name": "xr", "format": "image", "images": "img/?.png",
                                          "boxes": "boxes.csv", "modality": "xray", "organ": "chest"})
     out = tmp_path / "out"

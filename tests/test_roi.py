@@ -9,7 +9,7 @@ from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
 from builder.errors import Reject
-from builder.roi import position_of, position_text, rois_from_labelmap
+from builder.pipeline.roi import position_of, position_text, rois_from_labelmap
 
 
 def test_boxes_are_smallest_pixel_edge_boxes_and_mask_is_reindexed() -> None:

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from builder.validate import RulesJudge
+from builder.dataset.validate import RulesJudge
 from conftest import MEDPIX, build, run_cli, write_manifest
 
 REFERENCE = "Axial contrast-enhanced CT shows a hypodense mass in the right lobe of the liver."

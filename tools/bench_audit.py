@@ -25,8 +25,8 @@ import numpy as np
 from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from builder.audit import NEAR_THRESHOLD, Item, _near_pairs, phash  # noqa: E402
-from builder.triplets import pixel_hash  # noqa: E402
+from builder.dataset.audit import NEAR_THRESHOLD, Item, _near_pairs, phash  # noqa: E402
+from builder.imaging import pixel_hash  # noqa: E402
 
 MEDPIX = Path(__file__).resolve().parent.parent.parent / "shared" / "data" / "medpix-2.0" / "train-256"
 KINDS = ("resized+jpeg", "jpeg", "cropped", "contrast")

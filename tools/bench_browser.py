@@ -19,7 +19,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from builder.serve import Browser
+from builder.dataset.serve import Browser
 
 
 def grow(source: Path, out: Path, rows: int) -> None:

@@ -17,7 +17,7 @@ import random
 import time
 from pathlib import Path
 
-from builder.knowledge import KnowledgeBase, Retriever
+from builder.pipeline.knowledge import KnowledgeBase, Retriever
 
 
 def recall(kb: KnowledgeBase, cases: Path, k: int) -> tuple[float, int]:

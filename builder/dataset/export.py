@@ -1,0 +1,149 @@
+"""``medtri-build export``: a built dataset in the layouts training code expects.
+
+- ``llava``: LLaVA conversation records (``llava.json``, or ``.jsonl``) pointing at
+  ``images/<id>.png``: a human turn with ``<image>`` and an instruction, the
+  multigranular description as the answer; ``--vqa`` adds one question per attribute.
+- ``coco``: ``annotations.json`` in COCO detection format, ROIs as boxes
+  (``[x, y, width, height]``) and, for drawn masks, uncompressed RLE segmentations;
+  images under ``images/``.
+- ``folder``: the ``imagefolder`` layout, ``<split>/<id>.png`` with a
+  ``metadata.jsonl`` per split, which ``load_dataset("imagefolder", data_dir=...)`` reads.
+
+File names are row ids (letters, digits, ``-`` and ``_``): nothing is written
+outside the destination.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import re
+from pathlib import Path
+from typing import Any, Callable, Iterator
+
+import numpy as np
+from PIL import Image
+
+from builder.dataset.shards import LayoutError, iter_rows, parquet_files
+from builder.registry import Registry
+
+INSTRUCTION = "Describe this medical image: its modality, the organs shown, each region of interest, " \
+              "its colour and texture, and how the regions relate to the rest of the image."
+QUESTIONS = {
+    "modality": "What imaging modality and view is this?",
+    "organ_detection": "Which organs or tissues are shown?",
+    "roi_analysis": "Where are the regions of interest and what do they look like?",
+    "texture": "Describe the colour and texture of the regions of interest.",
+    "region_relationship": "How do the regions of interest relate to the surrounding structures?",
+}
+_SAFE = re.compile(r"^[A-Za-z0-9_-]+$")
+
+
+class ExportError(ValueError):
+    """A folder that cannot be exported."""
+
+
+def rows(out: Path, config: str | None = None) -> Iterator[tuple[str, dict[str, Any]]]:
+    """(split, row) of every row of a built folder, one modality if ``config`` names one."""
+    try:
+        if not parquet_files(out, config):
+            raise ExportError(f"{out} holds no Parquet shards" + (f" for config {config!r}" if config else ""))
+    except LayoutError as exc:
+        raise ExportError(str(exc)) from None
+    for split, row in iter_rows(out, config=config, batch_size=128):
+        if not _SAFE.match(row["id"]):
+            raise ExportError(f"{out}: id {row['id']!r} is not a safe file name")
+        yield split, row
+
+
+def _write_image(row: dict[str, Any], folder: Path) -> str:
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / f"{row['id']}.png").write_bytes(row["image"]["bytes"])
+    return f"{row['id']}.png"
+
+
+def export_llava(out: Path, dest: Path, config: str | None = None, vqa: bool = False,
+                 jsonl: bool = False) -> int:
+    records = []
+    for split, row in rows(out, config):
+        image = "images/" + _write_image(row, dest / "images")
+        meta = {"modality": row["modality"], "split": split}
+        records.append({"id": row["id"], "image": image, **meta, "conversations": [
+            {"from": "human", "value": f"<image>\n{INSTRUCTION}"}, {"from": "gpt", "value": row["caption"]}]})
+        for key, question in QUESTIONS.items() if vqa else ():
+            answer = (row["attributes"] or {}).get(key)
+            if answer:
+                records.append({"id": f"{row['id']}-{key}", "image": image, **meta, "conversations": [
+                    {"from": "human", "value": f"<image>\n{question}"}, {"from": "gpt", "value": answer}]})
+    target = dest / ("llava.jsonl" if jsonl else "llava.json")
+    with open(target, "w", encoding="utf-8") as fh:
+        if jsonl:
+            fh.writelines(json.dumps(r, ensure_ascii=False) + "\n" for r in records)
+        else:
+            json.dump(records, fh, ensure_ascii=False, indent=1)
+    return len(records)
+
+
+def rle(mask: np.ndarray) -> dict[str, Any]:
+    """COCO's uncompressed RLE of a boolean mask: column-major runs, starting with zeros."""
+    flat = np.asarray(mask, dtype=np.uint8).ravel(order="F")
+    changes = np.flatnonzero(np.diff(flat)) + 1
+    bounds = np.concatenate([[0], changes, [flat.size]])
+    counts = np.diff(bounds).tolist()
+    if flat.size and flat[0] == 1:
+        counts = [0] + counts
+    return {"counts": counts, "size": [int(mask.shape[0]), int(mask.shape[1])]}
+
+
+def export_coco(out: Path, dest: Path, config: str | None = None) -> int:
+    categories: dict[str, int] = {}
+    images, annotations = [], []
+    for number, (split, row) in enumerate(rows(out, config), 1):
+        name = _write_image(row, dest / "images")
+        images.append({"id": number, "file_name": f"images/{name}", "width": row["width"], "height": row["height"],
+                       "row_id": row["id"], "split": split, "modality": row["modality"]})
+        labels = np.asarray(Image.open(io.BytesIO(row["mask"]["bytes"]))) if row["mask"] else None
+        for index, roi in enumerate(row["rois"]):
+            x0, y0, x1, y1 = roi["bbox"]
+            annotation = {"id": len(annotations) + 1, "image_id": number,
+                          "category_id": categories.setdefault(roi["label"], len(categories) + 1),
+                          "bbox": [x0, y0, x1 - x0, y1 - y0], "area": (x1 - x0) * (y1 - y0), "iscrowd": 0,
+                          "origin": roi["origin"], "score": roi["score"]}
+            if labels is not None and roi["origin"] == "annotation" and (labels == index + 1).any():
+                annotation["segmentation"] = rle(labels == index + 1)
+                annotation["area"] = int((labels == index + 1).sum())
+            annotations.append(annotation)
+    document = {
+        "info": {"description": f"{out.name} exported by medtri-build", "version": "1.0"},
+        "licenses": [], "images": images, "annotations": annotations,
+        "categories": [{"id": i, "name": name, "supercategory": "roi"} for name, i in categories.items()],
+    }
+    (dest / "annotations.json").write_text(json.dumps(document), encoding="utf-8")
+    return len(images)
+
+
+FOLDER_FIELDS = ("id", "modality", "organ", "disease", "coarse_caption", "caption", "source", "source_file",
+                 "plane", "slice_index", "width", "height", "license")
+
+
+def export_folder(out: Path, dest: Path, config: str | None = None) -> int:
+    handles: dict[str, Any] = {}
+    count = 0
+    try:
+        for split, row in rows(out, config):
+            name = _write_image(row, dest / split)
+            if split not in handles:
+                handles[split] = open(dest / split / "metadata.jsonl", "w", encoding="utf-8")
+            record = {"file_name": name, **{k: row[k] for k in FOLDER_FIELDS},
+                      "rois": json.dumps(row["rois"]), "attributes": json.dumps(row["attributes"])}
+            handles[split].write(json.dumps(record, ensure_ascii=False) + "\n")
+            count += 1
+    finally:
+        for handle in handles.values():
+            handle.close()
+    return count
+
+
+#: ``medtri-build export FORMAT``: name -> ``(dataset, dest, config, **options) -> records written``.
+EXPORTERS: Registry[Callable[..., int]] = Registry("exporters", {"llava": export_llava, "coco": export_coco,
+                                                                 "folder": export_folder})

@@ -1,0 +1,125 @@
+"""Publishing to the Hugging Face Hub: ``push`` and ``pull``.
+
+``push`` verifies the folder first and refuses one that fails, then creates the
+dataset repo (``exist_ok``) and uploads with ``upload_folder``, which commits
+large folders in parts and, run again after an interruption, skips what already
+landed. The token is ``huggingface_hub``'s: ``HF_TOKEN`` or the login cache; it
+is never printed, logged or written. ``HF_ENDPOINT`` is honoured.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from builder.dataset.verify import Problem, card_configs, verify
+from builder.formats import FORMATS
+from builder.layout import BUILD_JSON, NAME, listed_files, read_build_json
+from builder.privacy import redact
+from builder.yamlsafe import load_yaml
+
+FILES_PER_COMMIT = 250  # huggingface_hub's first commit size (it adapts later)
+
+
+class HubError(RuntimeError):
+    """A push or pull that cannot go on; the message says why."""
+
+
+@dataclass(frozen=True)
+class Gate:
+    """Access requests for a gated dataset (a data use agreement)."""
+
+    mode: str = "manual"  # "auto" accepts every request, "manual" waits for a person
+    prompt: str = ""
+    fields: dict[str, str] = field(default_factory=dict)  # name -> text | checkbox | country | date_picker
+
+
+@dataclass(frozen=True)
+class PushOptions:
+    private: bool = False
+    revision: str | None = None
+    create_pr: bool = False
+    message: str | None = None
+    dry_run: bool = False
+    gate: Gate | None = None
+
+
+def upload_plan(out: Path) -> list[tuple[str, int]]:
+    """(path in repo, bytes) of every file a push uploads: what build.json lists as published, nothing else."""
+    doc = read_build_json(out) or {}
+    published, _ = listed_files(doc)
+    return [(rel, (out / rel).stat().st_size) for rel in sorted(published)
+            if not rel.startswith(".") and not rel.endswith(".py") and (out / rel).is_file()]
+
+
+def retarget_card(text: str, repo_id: str, gate: Gate | None) -> str:
+    """The card with its examples loading ``repo_id`` and, if gated, the request form."""
+    text = re.sub(r'load_dataset\("[^"]*"', f'load_dataset("{repo_id}"', text)
+    if gate is None:
+        return text
+    _, header, body = text.split("---", 2)
+    meta = load_yaml(header, "README.md") or {}
+    meta["extra_gated_prompt"] = gate.prompt or (
+        "This dataset holds medical images. Agree to use it for research only, never to re-identify anyone, "
+        "and to follow the licenses of its sources.")
+    if gate.fields:
+        meta["extra_gated_fields"] = dict(gate.fields)
+    return "---\n" + yaml.safe_dump(meta, sort_keys=False, allow_unicode=True) + "---" + body
+
+
+def push(out: Path, repo_id: str, options: PushOptions) -> dict[str, Any]:
+    """Verify, then upload; with ``dry_run`` only say what would be uploaded."""
+    problems = verify(out)
+    if problems:
+        raise HubError("the folder fails verify, nothing was pushed:\n" + "\n".join(f"  {p}" for p in problems))
+    files = upload_plan(out)
+    plan = {"repo_id": repo_id, "files": len(files), "bytes": sum(size for _, size in files),
+            "commits": max(1, math.ceil(len(files) / FILES_PER_COMMIT)),
+            "configs": [c["config_name"] for c in card_configs(out)], "paths": [p for p, _ in files]}
+    if options.dry_run:
+        return plan
+    card = out / "README.md"
+    original = card.read_text(encoding="utf-8")
+    card.write_text(retarget_card(original, repo_id, options.gate), encoding="utf-8")
+    try:  # the folder and the repo end byte-identical; a failed push leaves the local card as it was
+        info = _upload(out, repo_id, options, [path for path, _ in files])
+    except BaseException as exc:
+        card.write_text(original, encoding="utf-8")
+        if isinstance(exc, Exception):
+            raise HubError(f"the push failed, the local card is unchanged: {redact(str(exc))}") from None
+        raise
+    plan.update(commit=getattr(info, "oid", None), url=getattr(info, "commit_url", None),
+                pr_url=getattr(info, "pr_url", None))
+    return plan
+
+
+def _upload(out: Path, repo_id: str, options: PushOptions, paths: list[str]) -> Any:
+    from huggingface_hub import HfApi
+
+    api = HfApi()
+    api.create_repo(repo_id, repo_type="dataset", private=options.private or None, exist_ok=True)
+    if options.gate is not None:
+        api.update_repo_settings(repo_id, gated=options.gate.mode, repo_type="dataset")
+    return api.upload_folder(
+        repo_id=repo_id, folder_path=out, repo_type="dataset", revision=options.revision,
+        create_pr=options.create_pr or None, commit_message=options.message or f"Upload {out.name}",
+        allow_patterns=paths,
+    )
+
+
+def pull(repo_id: str, out: Path, config: str | None = None, revision: str | None = None) -> list[Problem]:
+    """Download a pushed dataset (or one config of it), then verify it."""
+    from huggingface_hub import snapshot_download
+
+    if config not in (None, "all") and not NAME.match(config):
+        raise HubError(f"config {config!r} is not a plain name ([A-Za-z0-9_]+)")
+    patterns = ["README.md", BUILD_JSON, "rejects.jsonl"]
+    patterns += [f"{spec.folder}/**" if config in (None, "all") else f"{spec.folder}/{config}/*"
+                 for spec in FORMATS.values()]
+    snapshot_download(repo_id, repo_type="dataset", local_dir=out, revision=revision, allow_patterns=patterns)
+    return verify(out, config=config)

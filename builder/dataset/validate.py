@@ -1,0 +1,234 @@
+"""Quality validation: descriptions scored against human references, 0-2 per attribute.
+
+As MedTrinity-25M did with GPT-4V, each description that has a reference (a
+MedPix image caption and case findings, or a source's ``reference`` text) gets
+0, 1 or 2 on each of the five attributes, 10 at most. Two judges:
+
+- ``rules`` (offline, deterministic): for each attribute, the terms of one
+  vocabulary found in the description are matched against those in the
+  reference: 2 when they agree and nothing contradicts, 1 when nothing can be
+  checked or they partly agree, 0 when they contradict (another modality, the
+  other side, hyper- where the reference says hypo-).
+
+  ============================  =========================================
+  attribute                     vocabulary
+  ============================  =========================================
+  modality                      modality names (CT, MRI, radiograph, ...)
+  organ_detection               organs and body regions
+  roi_analysis                  laterality and plane
+  texture                       lesion, intensity and texture terms
+  region_relationship           relations (mass effect, adjacent, ...)
+  ============================  =========================================
+
+- ``openai``: an LLM judge through any OpenAI-compatible server, asked for the
+  same five scores as JSON.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections import defaultdict
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+from builder.dataset.shards import iter_rows
+from builder.errors import Reject
+from builder.llm import ChatClient, LLMConfig, ParseError
+from medtrinity_25m import ATTRIBUTE_KEYS
+
+REFERENCE_FIELDS = ("caption", "findings")
+COLUMNS = ["id", "modality", "organ", "caption", "attributes", "reference"]
+
+#: term -> canonical value, per vocabulary; patterns match whole words.
+MODALITY = {r"ct|cta|computed tomograph\w*|hounsfield": "ct",
+            r"mri?|mra|magnetic resonance|t1|t2|flair|diffusion[- ]weighted|gadolinium|t1-weighted|t2-weighted": "mri",
+            r"radiograph\w*|x-ray|xray|cxr|plain film": "xray",
+            r"ultrasound|sonograph\w*|doppler|echogenic\w*": "ultrasound",
+            r"pet|fdg": "pet", r"dermoscop\w*": "dermoscopy", r"endoscop\w*": "endoscopy",
+            r"fundus": "fundus", r"histolog\w*|h&e|micrograph\w*": "pathology"}
+ORGANS = {r"brain|cerebr\w*|cerebell\w*|intracranial|ventricles?": "brain", r"skull|cranium": "skull",
+          r"orbits?|eyes?|ocular|retina\w*": "eye", r"sinus\w*|nasal": "sinus", r"neck|cervical": "neck",
+          r"thyroid": "thyroid", r"spine|spinal|vertebra\w*|lumbar|thoracic spine|disc": "spine",
+          r"chest|thora\w*": "chest", r"lungs?|pulmonary|pleura\w*": "lung", r"heart|cardiac|pericardi\w*": "heart",
+          r"aort\w*": "aorta", r"breasts?": "breast", r"abdom\w*": "abdomen", r"liver|hepat\w*": "liver",
+          r"gallbladder|biliary": "gallbladder", r"pancrea\w*": "pancreas", r"spleen|splenic": "spleen",
+          r"kidneys?|renal": "kidney", r"adrenal": "adrenal", r"bowel|colon\w*|intestin\w*": "bowel",
+          r"stomach|gastric": "stomach", r"bladder": "bladder", r"pelvi\w*": "pelvis", r"uter\w*": "uterus",
+          r"ovar\w*": "ovary", r"prostat\w*": "prostate", r"bones?|osseous|femur|tibia|humerus": "bone",
+          r"knee": "knee", r"shoulder": "shoulder", r"hip": "hip", r"muscles?": "muscle", r"skin|cutaneous": "skin"}
+SIDES = {r"left": "left", r"right": "right", r"bilateral\w*": "bilateral"}
+PLANES = {r"axial|transverse": "axial", r"coronal": "coronal", r"sagittal": "sagittal"}
+TEXTURE = {r"hyperdens\w*|hyperintens\w*|hyperechoic|bright\w*": "hyper",
+           r"hypodens\w*|hypointens\w*|hypoechoic|anechoic|dark\w*": "hypo",
+           r"isodens\w*|isointens\w*|isoechoic": "iso", r"heterogene\w*": "heterogeneous",
+           r"homogene\w*": "homogeneous", r"enhanc\w*": "enhancing", r"cyst\w*": "cystic",
+           r"calcif\w*": "calcified", r"hemorrha\w*|haemorrha\w*|bleed\w*": "hemorrhage", r"edema\w*": "edema",
+           r"necro\w*": "necrosis", r"fluid|effusion": "fluid", r"mass(es)?": "mass", r"nodul\w*": "nodule",
+           r"lesions?": "lesion", r"tumou?rs?": "tumor"}
+RELATIONS = {r"adjacent|abut\w*|border\w*|contact\w*": "adjacent", r"compress\w*": "compression",
+             r"displac\w*|shift\w*|mass effect": "mass effect", r"extend\w*|extension": "extension",
+             r"invad\w*|invasion|infiltrat\w*": "invasion", r"surround\w*": "surrounding",
+             r"within|inside": "within", r"obstruct\w*": "obstruction", r"overlap\w*": "overlap"}
+OPPOSITE = {"hyper": "hypo", "hypo": "hyper", "heterogeneous": "homogeneous", "homogeneous": "heterogeneous",
+            "left": "right", "right": "left"}
+
+
+def _compile(vocabulary: dict[str, str]) -> list[tuple[re.Pattern[str], str]]:
+    return [(re.compile(rf"\b(?:{pattern})\b", re.I), value) for pattern, value in vocabulary.items()]
+
+
+VOCABULARIES = {name: _compile(v) for name, v in
+                {"modality": MODALITY, "organs": ORGANS, "sides": SIDES, "planes": PLANES, "texture": TEXTURE,
+                 "relations": RELATIONS}.items()}
+
+
+def terms(text: str, *vocabularies: str) -> set[str]:
+    found: set[str] = set()
+    for name in vocabularies:
+        found |= {value for pattern, value in VOCABULARIES[name] if pattern.search(text or "")}
+    return found
+
+
+def agreement(reference: set[str], description: set[str], exclusive: bool) -> int:
+    """2 agree, 1 unverifiable or mixed, 0 contradict.
+
+    ``exclusive``: the values are alternatives (a modality, a plane), so a value
+    of the description that the reference lacks contradicts it; otherwise only
+    opposites (hyper/hypo, left/right) do.
+    """
+    if not reference or not description:
+        return 1
+    shared = reference & description
+    if exclusive:
+        conflict = description - reference
+    else:
+        conflict = {t for t in description if OPPOSITE.get(t) in reference and t not in reference}
+    if shared and not conflict:
+        return 2
+    if conflict and not shared:
+        return 0
+    return 1
+
+
+class Judge(Protocol):
+    name: str
+
+    def score(self, description: dict[str, str], reference: str) -> dict[str, int]: ...
+
+
+@dataclass(frozen=True)
+class RulesJudge:
+    name: str = "rules"
+
+    def score(self, description: dict[str, str], reference: str) -> dict[str, int]:
+        whole = " ".join(description.values())
+        side_and_plane = description.get("roi_analysis", "") + " " + description.get("modality", "")
+        ref_sides, ref_planes = terms(reference, "sides"), terms(reference, "planes")
+        sides = agreement(ref_sides, terms(side_and_plane, "sides"), exclusive=False)
+        planes = agreement(ref_planes, terms(side_and_plane, "planes"), exclusive=True)
+        return {
+            "modality": agreement(terms(reference, "modality"), terms(description.get("modality") or whole,
+                                                                      "modality"), exclusive=True),
+            "organ_detection": agreement(terms(reference, "organs"),
+                                         terms(description.get("organ_detection", ""), "organs"), exclusive=False),
+            "roi_analysis": min(sides, planes) if 0 in (sides, planes) else round((sides + planes) / 2 + 0.01),
+            "texture": agreement(terms(reference, "texture"), terms(description.get("texture", ""), "texture"),
+                                 exclusive=False),
+            "region_relationship": agreement(terms(reference, "relations"),
+                                             terms(description.get("region_relationship", ""), "relations"),
+                                             exclusive=False),
+        }
+
+
+JUDGE_PROMPT = """\
+Score a generated description of a medical image against the human reference, as MedTrinity-25M's
+authors did: 0, 1 or 2 points for each attribute (2 = consistent with the reference, 1 = partly or not
+checkable, 0 = contradicts it or misses what the reference states).
+
+Reference:
+{reference}
+
+Generated description, by attribute:
+{description}
+
+Answer with one JSON object of integers and nothing else:
+{{"modality": 0-2, "organ_detection": 0-2, "roi_analysis": 0-2, "texture": 0-2, "region_relationship": 0-2}}
+"""
+
+
+def parse_scores(text: str) -> dict[str, int]:
+    match = re.search(r"\{.*\}", text, re.S)
+    try:
+        value = json.loads(match.group(0) if match else text)
+        return {k: max(0, min(2, int(value[k]))) for k in ATTRIBUTE_KEYS}
+    except (json.JSONDecodeError, KeyError, TypeError, ValueError):
+        raise ParseError(f"scores are not the JSON asked for: {text[:120]!r}") from None
+
+
+class OpenAIJudge:
+    name = "openai"
+
+    def __init__(self, config: LLMConfig) -> None:
+        self.client = ChatClient(config)
+
+    def score(self, description: dict[str, str], reference: str) -> dict[str, int]:
+        listed = "\n".join(f"- {k}: {description.get(k, '')}" for k in ATTRIBUTE_KEYS)
+        prompt = JUDGE_PROMPT.format(reference=reference, description=listed)
+        return self.client.ask([{"role": "user", "content": prompt}], parse_scores, stage="validate")
+
+
+def reference_text(row: dict[str, Any]) -> str:
+    reference = row.get("reference") or {}
+    return "\n".join(str(reference[k]) for k in REFERENCE_FIELDS if reference.get(k))
+
+
+def validate(out: Path, judge: Judge, worst: int = 5) -> dict[str, Any]:
+    """Mean scores per attribute and per modality, the number scored, the worst examples."""
+    sums: dict[str, dict[str, float]] = defaultdict(lambda: defaultdict(float))
+    scored: list[tuple[int, dict[str, Any]]] = []
+    skipped = failed = 0
+    for _, row in iter_rows(out, COLUMNS, batch_size=512):
+        reference = reference_text(row)
+        if not reference or not row.get("attributes"):
+            skipped += 1
+            continue
+        try:
+            scores = judge.score(row["attributes"], reference)
+        except Reject:
+            failed += 1
+            continue
+        total = sum(scores.values())
+        for group in (row["modality"], "all"):
+            sums[group]["n"] += 1
+            sums[group]["total"] += total
+            for key, value in scores.items():
+                sums[group][key] += value
+        scored.append((total, {"id": row["id"], "modality": row["modality"], "total": total, "scores": scores,
+                               "reference": reference[:300], "caption": (row["caption"] or "")[:300]}))
+    means = {group: {"n": int(v["n"]), **{k: round(v[k] / v["n"], 3) for k in (*ATTRIBUTE_KEYS, "total")}}
+             for group, v in sums.items()}
+    overall = means.pop("all", {"n": 0})
+    return {"judge": judge.name, "scored": overall["n"], "skipped_without_reference": skipped,
+            "failed": failed, "attributes": {k: overall.get(k) for k in ATTRIBUTE_KEYS},
+            "total": overall.get("total"), "max_total": 2 * len(ATTRIBUTE_KEYS),
+            "by_modality": dict(sorted(means.items())),
+            "worst": [example for _, example in sorted(scored, key=lambda s: s[0])[:worst]]}
+
+
+def markdown(report: dict[str, Any]) -> str:
+    head = ["config", "n", *ATTRIBUTE_KEYS, "total /10"]
+    lines = [f"Judge: {report['judge']}; {report['scored']} descriptions scored, "
+             f"{report['skipped_without_reference']} without a reference, {report['failed']} failed.", "",
+             "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    groups = list(report["by_modality"].items()) + [("all", {"n": report["scored"], **report["attributes"],
+                                                            "total": report["total"]})]
+    for name, values in groups:
+        cells = [name, str(values["n"])] + [f"{values[k]:.2f}" if values.get(k) is not None else "-"
+                                            for k in (*ATTRIBUTE_KEYS, "total")]
+        lines.append("| " + " | ".join(cells) + " |")
+    if report["worst"]:
+        lines += ["", "Lowest scores:", ""]
+        lines += [f"- `{w['id']}` ({w['modality']}) {w['total']}/10 {w['scores']}" for w in report["worst"]]
+    return "\n".join(lines)

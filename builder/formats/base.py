@@ -1,0 +1,158 @@
+"""The writer interface and the roll-over logic shared by every format.
+
+A :class:`ShardWriter` writes the rows of one (modality, split) to numbered
+shards, rolling over by row count and by bytes (after the ``ShardWriter`` of
+webdataset). Each shard is written under a hidden temporary name and renamed
+when complete, so no reader ever sees a partial file. ``on_shard`` is called
+with every finished shard.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Iterator, Protocol
+
+from PIL import Image
+
+
+@dataclass(frozen=True)
+class ShardLimits:
+    max_rows: int = 10_000
+    max_bytes: int = 500 * 1024**2  # ~ the Hub's recommended Parquet shard size
+
+
+@dataclass(frozen=True)
+class Shard:
+    path: Path
+    rows: int
+    modality: str
+    split: str
+    format: str
+
+
+ShardHook = Callable[[Shard], None]
+
+
+class ShardWriter(Protocol):
+    """Rows of one (modality, split) into shards of one format."""
+
+    def write(self, row: dict[str, Any]) -> None: ...
+
+    def close(self) -> list[Shard]:
+        """Finish the last shard; return every shard written, final names."""
+        ...
+
+
+RowCheck = Iterator[tuple[str, "str | None"]]  # (row id or member, problem) of each row of a shard
+
+
+@dataclass(frozen=True)
+class OutputFormat:
+    """One output format: where its shards live, how they are named, read back and written.
+
+    The engine's journal names final shards with it, the card points configs at
+    ``data_files`` with its ``features``, ``verify`` checks shards with ``rows``,
+    and ``pull`` downloads its ``folder``. A new format is one module that builds
+    one of these, registered in :data:`builder.formats.FORMATS`.
+    """
+
+    name: str
+    folder: str  # under the dataset folder: "data", "webdataset"
+    extension: str
+    final_pattern: str  # "{split}-{index:05d}-of-{total:05d}.parquet"
+    writer: type  # a ShardStream subclass: (folder, modality, split, stem, limits, on_shard)
+    features: Any  # datasets.Features the card declares for this layout
+    rows: Callable[[Path, bool], RowCheck]  # (path, decode) -> (id, problem) per row
+
+    def final_name(self, split: str, index: int, total: int) -> str:
+        return self.final_pattern.format(split=split, index=index, total=total)
+
+    def data_files(self, modality: str, split: str) -> str:
+        """The glob a card config names for one split of one modality ("*" for every modality)."""
+        return f"{self.folder}/{modality}/{split}-*.{self.extension}"
+
+
+def decode_problem(data: bytes | None) -> str | None:
+    """Why image bytes do not decode, or None."""
+    if data is None:
+        return None
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with Image.open(io.BytesIO(data)) as img:
+                img.load()
+    except Exception as exc:  # any decoder failure is the shard's problem, named
+        return f"{type(exc).__name__}: {exc}"
+    return None
+
+
+def row_bytes(row: dict[str, Any]) -> int:
+    """Roughly what a row weighs in a shard: its images plus its text."""
+    size = 512 + sum(len(row.get(k) or "") for k in ("caption", "coarse_caption"))
+    for key in ("image", "mask"):
+        if row.get(key):
+            size += len(row[key]["bytes"])
+    return size
+
+
+class RollingShards:
+    """Counts rows and bytes of the open shard and says when to roll over."""
+
+    def __init__(self, limits: ShardLimits) -> None:
+        self.limits = limits
+        self.rows = 0
+        self.bytes = 0
+
+    def full_after(self, row: dict[str, Any]) -> bool:
+        self.rows += 1
+        self.bytes += row_bytes(row)
+        return self.rows >= self.limits.max_rows or self.bytes >= self.limits.max_bytes
+
+    def reset(self) -> None:
+        self.rows = self.bytes = 0
+
+
+def temp_path(final: Path) -> Path:
+    """A hidden name beside ``final``: ignored by ``load_dataset``'s patterns."""
+    return final.with_name(f".{final.name}.tmp")
+
+
+def finalize(temp: Path, final: Path) -> None:
+    """Make a finished file visible under its final name, atomically."""
+    with open(temp, "rb") as fh:
+        os.fsync(fh.fileno())
+    os.replace(temp, final)
+
+
+class ShardStream:
+    """What every format's writer shares: names, roll-over counts, finished shards, the hook.
+
+    Parts are named ``<stem>-pNNN.<ext>``; a subclass writes a part under its
+    temporary name and calls :meth:`_published` when the part is complete.
+    """
+
+    format = ""
+    extension = ""
+
+    def __init__(self, folder: Path, modality: str, split: str, stem: str, limits: ShardLimits,
+                 on_shard: ShardHook | None = None) -> None:
+        self.folder, self.modality, self.split, self.stem = folder, modality, split, stem
+        self.rolling = RollingShards(limits)
+        self.on_shard = on_shard
+        self.shards: list[Shard] = []
+
+    def _final(self) -> Path:
+        return self.folder / f"{self.stem}-p{len(self.shards):03d}.{self.extension}"
+
+    def _published(self) -> None:
+        final = self._final()
+        finalize(temp_path(final), final)
+        shard = Shard(final, self.rolling.rows, self.modality, self.split, self.format)
+        self.shards.append(shard)
+        if self.on_shard:
+            self.on_shard(shard)
+        self.rolling.reset()

@@ -1,0 +1,103 @@
+"""Parquet shards: ``<stem>-pNNN.parquet`` parts, renamed by the engine at the end.
+
+Images are stored as ``{bytes, path}`` structs (the ``datasets`` ``Image``
+layout); row groups hold 100 rows, as ``datasets`` writes image data, which
+keeps them small enough for the Hub's viewer.
+"""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from builder.formats.base import (
+    OutputFormat,
+    RowCheck,
+    Shard,
+    ShardHook,
+    ShardLimits,
+    ShardStream,
+    decode_problem,
+    temp_path,
+)
+from medtrinity_25m import ARROW_SCHEMA, FEATURES
+
+ROW_GROUP_ROWS = 100
+#: PNG bytes do not compress: spending zstd on them only costs the writing process time.
+STORED = ("image.bytes", "mask.bytes")
+
+
+def _codecs() -> dict[str, str]:
+    """zstd for every leaf column of the schema but the image bytes."""
+    buf = io.BytesIO()
+    pq.write_table(ARROW_SCHEMA.empty_table(), buf)
+    schema = pq.ParquetFile(io.BytesIO(buf.getvalue())).schema
+    paths = [schema.column(i).path for i in range(len(schema))]
+    return {path: "none" if path in STORED else "zstd" for path in paths}
+
+
+CODECS = _codecs()
+
+
+class ParquetShardWriter(ShardStream):
+    format = "parquet"
+    extension = "parquet"
+
+    def __init__(self, folder: Path, modality: str, split: str, stem: str, limits: ShardLimits,
+                 on_shard: ShardHook | None = None) -> None:
+        super().__init__(folder, modality, split, stem, limits, on_shard)
+        self.buffer: list[dict[str, Any]] = []
+        self.writer: pq.ParquetWriter | None = None
+
+    def write(self, row: dict[str, Any]) -> None:
+        self.buffer.append(row)
+        full = self.rolling.full_after(row)
+        if len(self.buffer) >= ROW_GROUP_ROWS or full:
+            self._flush()
+        if full:
+            self._finish()
+
+    def _flush(self) -> None:
+        if not self.buffer:
+            return
+        if self.writer is None:
+            self.folder.mkdir(parents=True, exist_ok=True)
+            self.writer = pq.ParquetWriter(temp_path(self._final()), ARROW_SCHEMA, compression=CODECS)
+        self.writer.write_table(pa.Table.from_pylist(self.buffer, schema=ARROW_SCHEMA),
+                                row_group_size=ROW_GROUP_ROWS)
+        self.buffer = []
+
+    def _finish(self) -> None:
+        if self.writer is None:
+            return
+        self.writer.close()
+        self.writer = None
+        self._published()
+
+    def close(self) -> list[Shard]:
+        self._flush()
+        self._finish()
+        return self.shards
+
+
+def check_rows(path: Path, decode: bool) -> RowCheck:
+    """(id, problem) of each row of a Parquet shard."""
+    columns = ["id", "image", "mask"] if decode else ["id"]
+    for batch in pq.ParquetFile(path).iter_batches(batch_size=256, columns=columns):
+        for row in batch.to_pylist():
+            problem = None
+            if decode:
+                image = row["image"] or {}
+                problem = "row has no image bytes" if not image.get("bytes") else (
+                    decode_problem(image["bytes"]) or (decode_problem(row["mask"]["bytes"]) if row.get("mask")
+                                                       else None))
+            yield row["id"], problem
+
+
+PARQUET = OutputFormat(name="parquet", folder="data", extension="parquet",
+                       final_pattern="{split}-{index:05d}-of-{total:05d}.parquet", writer=ParquetShardWriter,
+                       features=FEATURES, rows=check_rows)

@@ -1,0 +1,34 @@
+"""Facts about images that every stage shares, stated once."""
+
+from __future__ import annotations
+
+import hashlib
+
+import numpy as np
+
+__all__ = ["LUMA", "MISSING", "RADIOLOGY", "RASTER_SUFFIXES", "STEM_SUFFIXES", "gray", "pixel_hash"]
+
+#: ITU-R BT.601 luma weights: gray from RGB.
+LUMA = np.array([0.299, 0.587, 0.114], dtype=np.float32)
+#: Modalities shown in radiological convention (patient's right on the image's left).
+RADIOLOGY = frozenset({"ct", "mri", "xray", "pet"})
+#: Raster image files Pillow reads.
+RASTER_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp")
+#: Suffixes a file stem is joined on without (``scan01.nii.gz`` -> ``scan01``).
+STEM_SUFFIXES = (".nii.gz", ".nii", ".dcm", ".dicom", *RASTER_SUFFIXES)
+#: Values of a text field that mean "no value" (compared lower-cased and stripped).
+MISSING = frozenset({"", "n/a", "na", "none", "null"})
+
+
+def gray(pixels: np.ndarray) -> np.ndarray:
+    """Luminance in float32, in the pixels' own scale (an alpha channel is ignored)."""
+    values = pixels.astype(np.float32)
+    return values[..., :3] @ LUMA if values.ndim == 3 else values
+
+
+def pixel_hash(pixels: np.ndarray) -> str:
+    """Identity of decoded pixels, whatever file format or compression held them."""
+    digest = hashlib.blake2b(digest_size=16)
+    digest.update(f"{pixels.shape}{pixels.dtype}".encode())
+    digest.update(np.ascontiguousarray(pixels).data)
+    return digest.hexdigest()

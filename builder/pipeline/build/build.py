@@ -1,0 +1,261 @@
+"""The build: sources -> units -> (pool) -> text stage -> shards -> card.
+
+Units are processed in manifest order (sources in order, files sorted) by a
+pool (:mod:`builder.pipeline.engines.local`) that yields results in that order; rows stream
+to the shard writers of the current work group, so memory does not grow with
+the dataset and the output is the same whatever ``workers`` or ``engine`` is.
+Work groups and resuming: :mod:`builder.pipeline.build.journal`.
+"""
+
+from __future__ import annotations
+
+import json
+import platform
+import time
+from dataclasses import asdict, dataclass, field
+from importlib import metadata
+from pathlib import Path
+from typing import Any, Callable, Iterable
+
+from builder.errors import Reject
+from builder.layout import sha256_file
+from builder.pipeline.accounting import Ledger
+from builder.pipeline.build.collect import CollectError, collect
+from builder.pipeline.build.journal import Journal, JournalError
+from builder.pipeline.build.outdir import BUILD_JSON, LOCK, PRIVATE, FolderError, folder_lock, prepare
+from builder.pipeline.engines import Engine, EngineError
+from builder.pipeline.engines.local import LocalOptions
+from builder.pipeline.build.router import DatasetWriter, Shard, ShardLimits
+from builder.pipeline.process import TripletOptions, UnitResult
+from builder.pipeline.sources.manifest import Manifest
+from builder.pipeline.text.options import TextOptions
+from builder.pipeline.text.registry import DESCRIBERS
+from builder.pipeline.text.stage import TextStage
+from builder.privacy import IdKey, load_id_key, redact
+
+PROVENANCE = f"{PRIVATE}/provenance.jsonl"  # row ids -> the real input file: local, never published
+LOCAL_REJECTS = f"{PRIVATE}/rejects.jsonl"  # the rejects with real paths, for the person running the build
+PACKAGES = ("medtrinity-25m", "datasets", "pyarrow", "pydicom", "nibabel", "numpy", "pillow", "webdataset")
+
+
+class BuildError(RuntimeError):
+    """A build that cannot start (the output folder, the options)."""
+
+
+@dataclass(frozen=True)
+class BuildOptions:
+    out: Path
+    formats: tuple[str, ...] = ("parquet",)
+    engine: Any = field(default_factory=LocalOptions)  # an engine's options (builder.pipeline.engines.ENGINES)
+    overwrite: bool = False
+    shard_units: int = 1000  # input files per work group: the unit of resuming
+    triplets: TripletOptions = field(default_factory=TripletOptions)
+    limits: ShardLimits = field(default_factory=ShardLimits)
+    repo: str = "medtrinity-25m"  # the name the card's examples load
+    id_key: str | None = None  # the secret of the pseudonymous ids (default: the user's key file)
+    demo: bool = False  # a demo build: may replace only an earlier demo
+    allow_commands: bool = False  # let the manifest run local commands (roi method command)
+
+    @property
+    def text(self) -> TextOptions:
+        return self.triplets.text
+
+    def fingerprint(self, manifest: Manifest) -> dict[str, Any]:
+        """What must not change between a build and its resumption (the engine and its workers may)."""
+        text = self.text
+        triplets = {k: v for k, v in asdict(self.triplets).items() if k != "text"}
+        return {"manifest": manifest.sha256, "formats": list(self.formats),
+                "shard_units": self.shard_units, "limits": asdict(self.limits),
+                "triplets": triplets, "describer": text.describer,
+                "model": text.llm.model if text.llm else text.model, "kb": text.kb, "k": text.k, "demo": self.demo}
+
+
+@dataclass
+class Progress:
+    """What a progress display is told after each unit."""
+
+    units_total: int
+    units_done: int = 0
+    rows: int = 0
+    rejects: int = 0
+    resumed: int = 0  # units skipped because their group was already done
+    started: float = field(default_factory=time.monotonic)
+
+
+ProgressHook = Callable[[Progress], None]
+
+
+def _versions() -> dict[str, str]:
+    versions = {"python": platform.python_version()}
+    for name in PACKAGES:
+        try:
+            versions[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            versions[name] = "not installed"
+    return versions
+
+
+class Deduplicator:
+    """Exact duplicates by decoded pixels: the first row seen is kept."""
+
+    def __init__(self, everywhere: bool, seen: dict[str, str] | None = None) -> None:
+        self.everywhere = everywhere
+        self.seen: dict[str, str] = seen or {}
+        self.added: dict[str, str] = {}  # since the last group was committed
+
+    def twin(self, result: UnitResult, index: int) -> str | None:
+        """The id of an earlier row with the same pixels, if this row is to be dropped."""
+        spec = result.unit.spec
+        if not (self.everywhere or spec.dedup):
+            return None
+        row_id, key = result.rows[index]["id"], result.hashes[index]
+        first = self.seen.setdefault(key, row_id)
+        if first == row_id:
+            self.added[key] = row_id
+            return None
+        return None if result.unit_id in spec.curation else first  # a person's keep overrides the rule
+
+
+def _dedup(result: UnitResult, dedup: Deduplicator) -> tuple[list[dict], list[tuple[dict, Reject]]]:
+    kept, dropped = [], list(result.dropped)
+    for index, row in enumerate(result.rows):
+        twin = dedup.twin(result, index)
+        if twin is None:
+            kept.append(row)
+        else:
+            dropped.append((row, Reject("curation", f"same pixels as {twin}", rule="duplicate_pixels")))
+    return kept, dropped
+
+
+def _consume(results: Iterable[UnitResult], writer: DatasetWriter, ledger: Ledger, dedup: Deduplicator,
+             state: Progress, progress: ProgressHook | None, provenance: Any) -> None:
+    for result in results:
+        unit = result.unit
+        kept, dropped = _dedup(result, dedup)
+        where = {"public": unit.label, "names": unit.names}
+        if result.reject is not None or (dropped and not kept):
+            reject = result.reject or dropped[0][1]
+            ledger.reject_file(unit.spec.name, unit.rel, reject.stage, reject.reason, rule=reject.rule,
+                               id=dropped[0][0]["id"] if dropped else result.unit_id, **where)
+            state.rejects += 1
+        else:
+            for row, reject in dropped:
+                ledger.reject_other(unit.spec.name, unit.rel, reject.stage, reject.reason, rule=reject.rule,
+                                    id=row["id"], **where)
+            for row in kept:
+                writer.write(row, unit.split)
+            ledger.accept_file(unit.spec.name, kept, unit.split)
+            ledger.note(result.notes)
+            provenance.write(json.dumps({"file_id": unit.id, "source": unit.spec.name, "file": unit.rel,
+                                         "ids": [row["id"] for row in kept]}, ensure_ascii=False) + "\n")
+            state.rows += len(kept)
+        state.units_done += 1
+        if progress:
+            progress(state)
+
+
+def _text_stage(options: BuildOptions, engine: Engine) -> tuple[TextStage, dict[str, Any]]:
+    """The main process's text stage, and what build.json records of it."""
+    text = options.text
+    name = text.describer
+    try:
+        entry = DESCRIBERS[name]
+        describer = engine.describer(text) if entry.where == "main" else None
+        retriever = None
+        if text.kb:
+            from builder.pipeline.knowledge import KnowledgeBase, Retriever
+
+            retriever = Retriever(KnowledgeBase.load(Path(text.kb)), k=text.k)
+    except (KeyError, ValueError, Reject) as exc:
+        raise BuildError(f"describer {name!r}: {exc}") from None
+    info = {"describer": describer.info() if describer else entry.make(text).info()}
+    if retriever is not None:
+        info["knowledge"] = {"kb": Path(text.kb).name, "k": text.k, "encoder": retriever.kb.info["encoder"],
+                             "snippets": retriever.kb.info["snippets"], "index": retriever.kb.info["index"]}
+    actors = getattr(options.engine, "describer_actors", 0)
+    concurrency = actors or (text.llm.concurrency if text.llm else 1)
+    return TextStage(describer, retriever, concurrency), info
+
+
+def _record(group: int, ledger: Ledger, shards: list[Shard], root: Path, hashes: dict[str, str]) -> dict[str, Any]:
+    return {"group": group, "ledger": ledger.to_dict(), "rejects": ledger.lines, "hashes": hashes,
+            "shards": [{"staged": s.path.relative_to(root).as_posix(), "format": s.format, "modality": s.modality,
+                        "split": s.split, "rows": s.rows, "bytes": s.path.stat().st_size,
+                        "sha256": sha256_file(s.path)} for s in shards]}
+
+
+def build(manifest: Manifest, options: BuildOptions, progress: ProgressHook | None = None) -> dict[str, Any]:
+    """Run (or resume) a whole build; return what it wrote to ``build.json``.
+
+    The folder is locked for the whole build (a second build into it fails at
+    once), and only a new folder, an unfinished build's, or (with ``overwrite``)
+    a finished build's holding nothing else, is written into.
+    """
+    asking = [s.name for s in manifest.sources if s.roi is not None and s.roi.method == "command"]
+    if asking and not options.allow_commands:
+        raise BuildError(f"source(s) {', '.join(asking)} ask to run a local command (roi method command); read "
+                         "the manifest, then pass --allow-commands to allow it")
+    try:
+        prepare(options.out, options.overwrite, options.demo)
+        with folder_lock(options.out):
+            prepare(options.out, options.overwrite, options.demo)  # again, now that no other build can start
+            return _run(manifest, options, progress, load_id_key(options.id_key))
+    except (FolderError, CollectError, JournalError) as exc:
+        raise BuildError(str(exc)) from None
+
+
+def _run(manifest: Manifest, options: BuildOptions, progress: ProgressHook | None, key: IdKey) -> dict[str, Any]:
+    started = time.time()
+    units, setup = collect(manifest, key)
+    journal = Journal(options.out)
+    records = journal.start({**options.fingerprint(manifest), "id_key": key.fingerprint})
+    try:
+        engine = options.engine.start(options.triplets)
+    except EngineError as exc:
+        raise BuildError(str(exc)) from None
+    try:
+        stage, text_info = _text_stage(options, engine)
+    except BuildError:
+        engine.close()
+        raise
+    text_info["engine"] = engine.info()
+    if not any(r["group"] == -1 for r in records):
+        record = _record(-1, setup, [], journal.root, {})
+        journal.commit(record)
+        records.append(record)
+    done = {r["group"] for r in records}
+    dedup = Deduplicator(options.triplets.dedup, {k: v for r in records for k, v in r.get("hashes", {}).items()})
+    size = max(1, options.shard_units)
+    groups = [(g, units[start:start + size]) for g, start in enumerate(range(0, len(units), size))]
+    state = Progress(units_total=len(units), resumed=sum(len(u) for g, u in groups if g in done))
+    state.units_done = state.resumed
+    try:
+        for group, members in groups:
+            if group not in done:
+                records.append(_group(group, members, options, journal, stage, engine, dedup, state, progress))
+    except EngineError as exc:
+        raise BuildError(f"{exc}; run the build again to resume") from None
+    finally:
+        engine.close()
+    from builder.pipeline.build.finish import finish
+
+    return finish(manifest, options, journal, records, text_info, started)
+
+
+def _group(group: int, members: list[Any], options: BuildOptions, journal: Journal, stage: TextStage, engine: Engine,
+           dedup: Deduplicator, state: Progress, progress: ProgressHook | None) -> dict[str, Any]:
+    """Build one work group into staged shards and commit it to the journal."""
+    ledger = Ledger()
+    journal.provenance.mkdir(parents=True, exist_ok=True)
+    with open(journal.provenance / f"g{group:05d}.jsonl", "w", encoding="utf-8") as provenance, \
+            DatasetWriter(journal.shards, options.formats, options.limits, tag=f"g{group:05d}") as writer:
+        _consume(stage(engine.map(members)), writer, ledger, dedup, state, progress, provenance)
+        shards = writer.close()
+    record = _record(group, ledger, shards, journal.root, dedup.added)
+    dedup.added = {}
+    journal.commit(record)
+    return record
+
+
+__all__ = ["BUILD_JSON", "LOCK", "LOCAL_REJECTS", "PROVENANCE", "BuildError", "BuildOptions", "Progress", "build",
+           "redact", "sha256_file"]

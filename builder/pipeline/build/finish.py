@@ -1,0 +1,128 @@
+"""The end of a build: shards published, rejects and provenance written, card and build.json.
+
+What is written, and where it may go:
+
+- published (``build.json`` ``published``): the shards, ``README.md``, ``rejects.jsonl``
+  (input names replaced by public names or pseudonymous file ids, reasons
+  scrubbed of paths) and ``build.json`` itself;
+- local (``build.json`` ``local``, never pushed): ``.private/rejects.jsonl`` (the
+  same lines with the real paths) and ``.private/provenance.jsonl`` (each file id
+  and its row ids -> the real input file), and the folder's lock.
+"""
+
+from __future__ import annotations
+
+import json
+import platform
+import shutil
+import sys
+import time
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+from builder.pipeline import card
+from builder.formats import FORMATS
+from builder.pipeline.engines import ENGINES
+from builder.pipeline.accounting import REJECTS, Ledger, local_line, public_line
+from builder.pipeline.build.build import LOCAL_REJECTS, PROVENANCE, BuildOptions, _versions
+from builder.pipeline.build.journal import Journal
+from builder.pipeline.build.outdir import BUILD_JSON, LOCK
+from builder.pipeline.sources.manifest import Manifest
+from builder.privacy import redact
+
+__all__ = ["finish"]
+
+
+def _engine_name(options: Any) -> str:
+    return next((name for name, cls in ENGINES.items() if isinstance(options, cls)), type(options).__name__)
+
+
+def _jsonl(path: Path, lines: list[dict[str, Any]]) -> None:
+    with open(path, "w", encoding="utf-8") as fh:
+        for line in lines:
+            fh.write(json.dumps(line, ensure_ascii=False) + "\n")
+
+
+def _rejects(out: Path, records: list[dict[str, Any]]) -> Ledger:
+    """Both reject logs, and the merged ledger."""
+    ledger = Ledger()
+    lines: list[dict[str, Any]] = []
+    for record in sorted(records, key=lambda r: r["group"]):
+        ledger.merge(Ledger.from_dict(record["ledger"]))
+        lines += record["rejects"]
+    _jsonl(out / REJECTS, [public_line(line) for line in lines])
+    _jsonl(out / LOCAL_REJECTS, [local_line(line) for line in lines])
+    return ledger
+
+
+def _provenance(out: Path, journal: Journal, records: list[dict[str, Any]]) -> None:
+    with open(out / PROVENANCE, "wb") as target:
+        for group in sorted(r["group"] for r in records if r["group"] >= 0):
+            part = journal.provenance / f"g{group:05d}.jsonl"
+            if part.is_file():
+                with open(part, "rb") as fh:
+                    shutil.copyfileobj(fh, target)
+
+
+def finish(manifest: Manifest, options: BuildOptions, journal: Journal, records: list[dict[str, Any]],
+           text_info: dict[str, Any], started: float) -> dict[str, Any]:
+    out = options.out
+    shards = journal.publish(records)
+    (out / PROVENANCE).parent.mkdir(parents=True, exist_ok=True)
+    ledger = _rejects(out, records)
+    _provenance(out, journal, records)
+    summary = _summary(manifest, options, ledger, shards, started)
+    summary.update(text_info)
+    _write_card(manifest, options, ledger, shards, text_info["describer"]["name"])
+    summary["published"] = ["README.md", REJECTS, *sorted(s["path"] for s in shards)]
+    summary["local"] = [LOCK, LOCAL_REJECTS, PROVENANCE]
+    (out / BUILD_JSON).write_text(redact(json.dumps(summary, indent=2)) + "\n", encoding="utf-8")
+    journal.remove()
+    return summary
+
+
+def sources_table(manifest: Manifest, ledger: Ledger) -> list[dict[str, Any]]:
+    rows = []
+    for spec in manifest.sources:
+        count = ledger.sources.get(spec.name, {})
+        rows.append({"name": spec.name, "format": spec.format, "license": spec.license,
+                     "files": count.get("files", 0), "rows": count.get("rows", 0),
+                     "rejected": count.get("rejected", 0)})
+    return rows
+
+
+def _summary(manifest: Manifest, options: BuildOptions, ledger: Ledger, shards: list[dict[str, Any]],
+             started: float) -> dict[str, Any]:
+    seconds = time.time() - started
+    summary = ledger.summary()
+    summary.update(
+        manifest={"name": manifest.path.name, "sha256": manifest.sha256},
+        sources=sources_table(manifest, ledger),
+        options={"formats": list(options.formats), **{k: v for k, v in asdict(options.engine).items()},
+                 "engine": _engine_name(options.engine),
+                 "shard_units": options.shard_units, "limits": asdict(options.limits),
+                 "png_level": options.triplets.png_level, "memory_limit": options.triplets.memory_limit},
+        shards=sorted(shards, key=lambda s: s["path"]),
+        versions=_versions(),
+        platform=f"{sys.platform}-{platform.machine()}",
+        started=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(started)),
+        seconds=round(seconds, 3),
+        rows_per_second=round(ledger.rows_total / seconds, 1) if seconds > 0 else None,
+        demo=options.demo,
+    )
+    return summary
+
+
+def _write_card(manifest: Manifest, options: BuildOptions, ledger: Ledger, shards: list[dict[str, Any]],
+                describer: str) -> None:
+    layout = next(name for name in FORMATS if name in options.formats)  # the registry's order decides
+    splits: dict[str, list[str]] = {}
+    for shard in shards:
+        if shard["format"] == layout and shard["split"] not in splits.setdefault(shard["modality"], []):
+            splits[shard["modality"]].append(shard["split"])
+    inputs = card.CardInputs(
+        ledger=ledger, layout=layout, splits=splits, shards=shards, sources=sources_table(manifest, ledger),
+        describer=describer, version=_versions()["medtrinity-25m"], repo=options.repo,
+    )
+    (options.out / "README.md").write_text(card.render(inputs), encoding="utf-8")

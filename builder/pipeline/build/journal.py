@@ -1,0 +1,110 @@
+"""The build journal: what lets an interrupted build resume exactly.
+
+Units (input files, in manifest order) are cut into work groups of
+``shard_units`` consecutive units. A group writes its shards into the hidden
+``OUT/.build/shards/`` and, once all are complete, appends one line to
+``OUT/.build/journal.jsonl`` with their row counts and checksums, its accounting
+and its reject lines (fsynced). A build run again skips the groups found there
+and redoes the others. At the end the shards are renamed, in group order, to
+their public names (``data/<modality>/<split>-NNNNN-of-MMMMM.parquet``,
+``webdataset/<modality>/<split>-NNNNNN.tar``): nothing under ``data/`` is ever a
+partial file, and a build killed at any moment ends, when run again, with the
+rows of an uninterrupted one.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from pathlib import Path
+from typing import Any
+
+from builder.formats import FORMATS
+from builder.layout import JOURNAL_DIR
+
+
+
+class JournalError(RuntimeError):
+    """A journal that belongs to another build."""
+
+
+class Journal:
+    def __init__(self, out: Path) -> None:
+        self.out = out
+        self.root = out / JOURNAL_DIR
+        self.shards = self.root / "shards"
+        self.provenance = self.root / "provenance"  # one file per group: row ids -> input file (local)
+        self.path = self.root / "journal.jsonl"
+
+    def exists(self) -> bool:
+        return (self.root / "state.json").is_file()
+
+    def start(self, fingerprint: dict[str, Any]) -> list[dict[str, Any]]:
+        """Open (or resume) the journal of a build with this fingerprint; return its records."""
+        state = self.root / "state.json"
+        if state.is_file():
+            try:
+                found = json.loads(state.read_text(encoding="utf-8"))
+            except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+                raise JournalError(f"{state} is unreadable; pass --overwrite to start over") from None
+            found = {k: v for k, v in found.items() if k != "writer"} if isinstance(found, dict) else {}
+            if found != fingerprint:
+                changed = sorted(k for k in set(found) | set(fingerprint) if found.get(k) != fingerprint.get(k))
+                raise JournalError(f"{self.out} holds an unfinished build with other settings ({', '.join(changed)}); "
+                                   "run it with the same ones to resume, or pass --overwrite")
+        else:
+            self.shards.mkdir(parents=True, exist_ok=True)
+            state.write_text(json.dumps({**fingerprint, "writer": "medtrinity-25m"}, indent=2, sort_keys=True),
+                             encoding="utf-8")
+        records = self.records()
+        self._sweep(records)
+        return records
+
+    def records(self) -> list[dict[str, Any]]:
+        if not self.path.is_file():
+            return []
+        records = []
+        for line in self.path.read_text(encoding="utf-8").splitlines():
+            try:
+                records.append(json.loads(line))
+            except json.JSONDecodeError:  # the torn last line of a killed build
+                break
+        return records
+
+    def _sweep(self, records: list[dict[str, Any]]) -> None:
+        """Remove staged files that no committed group owns (a killed group's)."""
+        owned = {s["staged"] for r in records for s in r.get("shards", [])}
+        for path in self.shards.rglob("*"):
+            if path.is_file() and path.relative_to(self.root).as_posix() not in owned:
+                path.unlink()
+
+    def commit(self, record: dict[str, Any]) -> None:
+        with open(self.path, "a", encoding="utf-8") as fh:
+            fh.write(json.dumps(record, ensure_ascii=False) + "\n")
+            fh.flush()
+            os.fsync(fh.fileno())
+
+    def publish(self, records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """Rename every staged shard to its public name; idempotent. Return build.json's shard entries."""
+        staged = [s for r in sorted(records, key=lambda r: r["group"]) for s in r.get("shards", [])]
+        by_stream: dict[tuple[str, str, str], list[dict[str, Any]]] = {}
+        for shard in staged:
+            by_stream.setdefault((shard["format"], shard["modality"], shard["split"]), []).append(shard)
+        entries = []
+        for (fmt, modality, split), shards in sorted(by_stream.items()):
+            spec = FORMATS[fmt]
+            for index, shard in enumerate(shards):
+                final = self.out / spec.folder / modality / spec.final_name(split, index, len(shards))
+                source = self.root / shard["staged"]
+                if source.is_file():
+                    final.parent.mkdir(parents=True, exist_ok=True)
+                    os.replace(source, final)
+                elif not final.is_file():
+                    raise JournalError(f"{shard['staged']} is neither staged nor published")
+                entry = {k: v for k, v in shard.items() if k != "staged"}
+                entries.append({"path": final.relative_to(self.out).as_posix(), **entry})
+        return entries
+
+    def remove(self) -> None:
+        shutil.rmtree(self.root, ignore_errors=True)

@@ -1,0 +1,193 @@
+"""The dataset card: ``OUT/README.md``, rendered from ``dataset_card.md``.
+
+Its YAML header carries the ``configs:`` that ``load_dataset`` reads (one per
+modality present, plus ``all``), the features, license, task categories and
+tags; its body the counts, the schema, the conventions and the provenance.
+"""
+
+from __future__ import annotations
+
+import html
+import string
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+from typing import Any, Iterable, Sequence
+
+import datasets
+import yaml
+
+from builder.formats import FORMATS
+from builder.pipeline.accounting import Ledger
+from medtrinity_25m import FEATURES, MODALITIES, MODALITY_NAMES
+
+TEMPLATE_NAME = "dataset_card.md"
+TASKS = ["image-to-text", "visual-question-answering", "object-detection", "image-segmentation"]
+FIELD_DOCS = {
+    "id": "stable id from source, file and slice",
+    "image": "PNG of the original pixels",
+    "mask": "label-map PNG: 0 background, i+1 for `rois[i]`; null without a mask",
+    "modality": "one of " + ", ".join(MODALITIES),
+    "organ": "organ or body region, from the source's metadata",
+    "disease": "disease or finding from the source's metadata; null if none",
+    "rois": "list of {bbox, label, area_ratio, position, origin, score}",
+    "coarse_caption": "caption from the source's metadata rule",
+    "caption": "multigranular description: the five attributes joined",
+    "attributes": "{modality, organ_detection, roi_analysis, texture, region_relationship}",
+    "knowledge": "ids of the knowledge snippets the describer was given",
+    "reference": "human-written reference text, where the source has one",
+    "source": "source collection (manifest `name`)",
+    "source_file": "input file, relative to the manifest",
+    "plane": "axial, coronal or sagittal; null when unknown",
+    "slice_index": "slice of the volume or frame of a multi-frame file; null for 2D",
+    "width": "image width in pixels",
+    "height": "image height in pixels",
+    "license": "license of the source",
+}
+
+
+@dataclass(frozen=True)
+class CardInputs:
+    ledger: Ledger
+    layout: str  # the output format the configs point at (builder.formats.FORMATS)
+    splits: dict[str, list[str]]  # modality -> splits present
+    shards: Sequence[dict[str, Any]]  # build.json's shard entries
+    sources: Sequence[dict[str, Any]]  # name, format, license, files, rows, rejected
+    describer: str
+    version: str
+    repo: str = "medtrinity-25m"
+    title: str = "MedTrinity-style multigranular medical dataset"
+
+
+def template_text() -> str:
+    """``dataset_card.md`` of the repository (also shipped inside the package)."""
+    local = Path(__file__).resolve().parents[2] / TEMPLATE_NAME
+    if local.is_file():
+        return local.read_text(encoding="utf-8")
+    return resources.files("builder").joinpath("templates", TEMPLATE_NAME).read_text(encoding="utf-8")
+
+
+def _data_files(layout: str, modality: str, splits: Iterable[str]) -> list[dict[str, str]]:
+    return [{"split": s, "path": FORMATS[layout].data_files(modality, s)} for s in sorted(splits)]
+
+
+def configs(layout: str, splits: dict[str, list[str]]) -> list[dict[str, Any]]:
+    """The ``configs:`` entries: ``all`` (default) then one per modality present."""
+    every = sorted({s for ss in splits.values() for s in ss})
+    entries = [{"config_name": "all", "data_files": _data_files(layout, "*", every), "default": True}]
+    for modality in (m for m in MODALITIES if m in splits):
+        entries.append({"config_name": modality, "data_files": _data_files(layout, modality, splits[modality])})
+    return entries
+
+
+def _license(sources: Sequence[dict[str, Any]]) -> str:
+    licenses = {str(s["license"]).lower() for s in sources}
+    return licenses.pop() if len(licenses) == 1 and "unknown" not in licenses else "other"
+
+
+def front_matter(inputs: CardInputs) -> dict[str, Any]:
+    features = FORMATS[inputs.layout].features
+    yaml_features = datasets.DatasetInfo(features=features)._to_yaml_dict()["features"]
+    entries = configs(inputs.layout, inputs.splits)
+    return {
+        "license": _license(inputs.sources),
+        "pretty_name": inputs.title,
+        "task_categories": TASKS,
+        "language": ["en"],
+        "tags": ["medical", "multimodal", "medtrinity"] + sorted(inputs.splits),
+        "size_categories": [_size_category(inputs.ledger.rows_total)],
+        "configs": entries,
+        "dataset_info": [dict(config_name=e["config_name"], features=yaml_features,
+                              **_sizes(inputs, e["config_name"])) for e in entries],
+    }
+
+
+def _sizes(inputs: CardInputs, config: str) -> dict[str, Any]:
+    """Split sizes and bytes of a config's files.
+
+    ``datasets`` checks ``num_examples`` when it prepares a split, and hashes
+    this info into its cache key: a rebuilt folder is not served from the cache
+    of the previous build.
+    """
+    shards = [s for s in inputs.shards
+              if s["format"] == inputs.layout and config in ("all", s["modality"])]
+    splits: dict[str, dict[str, int]] = {}
+    for shard in shards:
+        entry = splits.setdefault(shard["split"], {"name": shard["split"], "num_bytes": 0, "num_examples": 0})
+        entry["num_bytes"] += shard["bytes"]
+        entry["num_examples"] += shard["rows"]
+    total = sum(s["bytes"] for s in shards)
+    return {"splits": [splits[k] for k in sorted(splits)], "download_size": total, "dataset_size": total}
+
+
+def _size_category(n: int) -> str:
+    for limit, name in ((1_000, "n<1K"), (10_000, "1K<n<10K"), (100_000, "10K<n<100K"),
+                        (1_000_000, "100K<n<1M"), (10_000_000, "1M<n<10M")):
+        if n < limit:
+            return name
+    return "10M<n<100M"
+
+
+def _table(header: Sequence[str], rows: Iterable[Sequence[Any]]) -> str:
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(_cell(c) for c in row) + " |" for row in rows]
+    return "\n".join(lines) if len(lines) > 2 else "_none_"
+
+
+def _cell(value: Any) -> str:
+    """A table cell from metadata: HTML escaped, pipes escaped, on one line."""
+    text = html.escape(str(value), quote=False).replace("|", "\\|")
+    return " ".join(text.split())
+
+
+class _Dumper(yaml.SafeDumper):
+    """Plain YAML for the Hub: every config spells its features out (no anchors)."""
+
+    def ignore_aliases(self, data: Any) -> bool:
+        return True
+
+
+def render(inputs: CardInputs) -> str:
+    ledger = inputs.ledger
+    entries = configs(inputs.layout, inputs.splits)
+    example = next((e["config_name"] for e in entries[1:]), "all")
+    values = {
+        "front_matter": yaml.dump(front_matter(inputs), Dumper=_Dumper, sort_keys=False, allow_unicode=True).strip(),
+        "title": inputs.title,
+        "version": inputs.version,
+        "rows": f"{ledger.rows_total:,}",
+        "files": f"{ledger.files_accepted:,}",
+        "rejected": f"{ledger.files_rejected:,}",
+        "describer": inputs.describer,
+        "repo": inputs.repo,
+        "example_config": example,
+        "config_table": _table(
+            ["config", "splits", "files"],
+            [(e["config_name"], ", ".join(d["split"] for d in e["data_files"]),
+              ", ".join(f"`{d['path']}`" for d in e["data_files"])) for e in entries],
+        ),
+        "modality_table": _table(
+            ["modality", "config", "rows"],
+            [(MODALITY_NAMES[m], m, f"{n:,}") for m, n in sorted(ledger.by_modality.items())],
+        ),
+        "organ_table": _table(["organ", "rows"], ledger.by_organ.most_common(20)),
+        "disease_table": _table(["disease", "rows"], ledger.by_disease.most_common(20)),
+        "roi_summary": ", ".join(f"{n:,} from {o}" for o, n in sorted(ledger.roi_origins.items())) or "none",
+        "schema_table": _table(["field", "type", "meaning"],
+                               [(f"`{k}`", _type_name(v), FIELD_DOCS.get(k, "")) for k, v in FEATURES.items()]),
+        "provenance_table": _table(
+            ["source", "format", "license", "files", "rows", "rejected"],
+            [(s["name"], s["format"], s["license"], s["files"], s["rows"], s["rejected"]) for s in inputs.sources],
+        ),
+    }
+    return string.Template(template_text()).substitute(values)
+
+
+def _type_name(feature: Any) -> str:
+    if isinstance(feature, datasets.Image):
+        return "image"
+    if isinstance(feature, datasets.Value):
+        return feature.dtype
+    if isinstance(feature, datasets.List):
+        return "list"
+    return "struct"

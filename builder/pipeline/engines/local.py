@@ -1,0 +1,131 @@
+"""``--engine local``: this machine's processes.
+
+Units run in ``workers`` processes (forkserver; one worker: in this process) and
+results come back in unit order, with at most ``4 x workers`` units in flight,
+so memory stays bounded and the output is the same whatever the number of
+workers. A model-backed describer runs in this process.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+from collections import deque
+from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
+from dataclasses import dataclass
+from functools import partial
+from itertools import islice
+from typing import Any, Iterable, Iterator
+
+from builder.errors import Reject, Stage
+from builder.pipeline.engines.base import main_describer
+from builder.pipeline.engines.limits import limit_memory, memory_limit
+from builder.pipeline.process import TripletOptions, UnitResult, process_unit
+from builder.pipeline.sources.base import Unit
+
+
+def _start_worker(extra: int) -> None:
+    """A worker's start: load the readers' libraries, then cap its memory (see :mod:`.limits`)."""
+    import nibabel  # noqa: F401
+    import pydicom  # noqa: F401
+
+    limit_memory(extra)
+
+
+class SerialPool:
+    """Units in this process, one after the other."""
+
+    def __init__(self, options: TripletOptions) -> None:
+        self.work = partial(process_unit, options=options)
+        self.extra = options.memory_limit
+
+    def map(self, units: Iterable[Unit]) -> Iterator[UnitResult]:
+        for unit in units:
+            with memory_limit(self.extra):
+                result = self.work(unit)
+            yield result
+
+    def close(self) -> None:
+        pass
+
+
+class LocalPool:
+    """``workers`` processes of this machine (forkserver: no fork of Arrow's threads).
+
+    A unit that outlives ``timeout`` seconds, or whose worker dies (a decoder
+    crash, the kernel's OOM killer), costs the pool its processes: they are
+    replaced, the unit is tried once more alone, and if it fails again it
+    becomes a reject; the other units in flight are submitted again.
+    """
+
+    def __init__(self, options: TripletOptions, workers: int, timeout: float = 600.0) -> None:
+        self.work = partial(process_unit, options=options)
+        self.workers, self.window, self.timeout = workers, 4 * workers, timeout
+        self.extra = options.memory_limit
+        self.executor = self._executor()
+
+    def _executor(self) -> ProcessPoolExecutor:
+        return ProcessPoolExecutor(self.workers, mp_context=multiprocessing.get_context("forkserver"),
+                                   initializer=_start_worker, initargs=(self.extra,))
+
+    def _restart(self) -> None:
+        for process in list(getattr(self.executor, "_processes", {}).values()):
+            process.kill()
+        self.executor.shutdown(wait=True, cancel_futures=True)
+        self.executor = self._executor()
+
+    def _alone(self, unit: Unit, why: str) -> UnitResult:
+        self._restart()
+        try:
+            return self.executor.submit(self.work, unit).result(timeout=self.timeout)
+        except (BrokenProcessPool, TimeoutError):
+            self._restart()
+            return UnitResult(unit, reject=Reject(Stage.WORKER, f"{why} twice while reading this file"))
+
+    def map(self, units: Iterable[Unit]) -> Iterator[UnitResult]:
+        todo = iter(units)
+        pending = deque((unit, self.executor.submit(self.work, unit)) for unit in islice(todo, self.window))
+        while pending:
+            unit, future = pending.popleft()
+            try:
+                result = future.result(timeout=self.timeout)
+            except (BrokenProcessPool, TimeoutError) as exc:
+                why = "took longer than the unit time limit" if isinstance(exc, TimeoutError) else \
+                    "a worker process died"
+                result = self._alone(unit, why)
+                pending = deque((u, self.executor.submit(self.work, u)) for u, _ in pending)
+            for unit in islice(todo, 1):
+                pending.append((unit, self.executor.submit(self.work, unit)))
+            yield result
+
+    def close(self) -> None:
+        self.executor.shutdown(cancel_futures=True)
+
+
+@dataclass(frozen=True)
+class LocalOptions:
+    """``--engine local``: how many worker processes."""
+
+    workers: int = 1
+
+    def start(self, triplets: TripletOptions) -> LocalEngine:
+        return LocalEngine(self, triplets)
+
+
+class LocalEngine:
+    def __init__(self, options: LocalOptions, triplets: TripletOptions) -> None:
+        self.options = options
+        self.pool: SerialPool | LocalPool = SerialPool(triplets) if options.workers <= 1 else \
+            LocalPool(triplets, options.workers, timeout=triplets.unit_timeout + 60)
+
+    def map(self, units: Iterable[Unit]) -> Iterator[UnitResult]:
+        return self.pool.map(units)
+
+    def describer(self, text: Any) -> Any:
+        return main_describer(text)
+
+    def info(self) -> dict[str, Any]:
+        return {"engine": "local", "workers": self.options.workers}
+
+    def close(self) -> None:
+        self.pool.close()

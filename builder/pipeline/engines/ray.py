@@ -1,0 +1,129 @@
+"""``--engine ray``: units as Ray tasks; model describers as Ray actors.
+
+The same units run as Ray tasks on a cluster (``ray_address``) or a local Ray
+with ``workers`` CPUs; results come back in unit order, at most four per CPU in
+flight. ``describer_actors`` > 0 serves the model-backed describer from that many
+actors, ``describer_gpus`` GPUs each; the text stage calls them from as many
+threads.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from dataclasses import dataclass
+from itertools import islice
+from typing import Any, Iterable, Iterator
+
+from builder.pipeline.engines.base import EngineError, main_describer
+from builder.pipeline.process import TripletOptions, UnitResult, process_unit
+from builder.pipeline.sources.base import Unit
+
+
+@dataclass(frozen=True)
+class RayOptions:
+    """``--engine ray``: the cluster, the CPUs of a local Ray, and the describer's actors."""
+
+    workers: int = 1
+    ray_address: str | None = None
+    describer_actors: int = 0
+    describer_gpus: float = 0.0
+
+    def start(self, triplets: TripletOptions) -> RayEngine:
+        return RayEngine(self, triplets)
+
+
+class RayPool:
+    """Ray tasks on a cluster (``address``) or a local Ray; results fetched in order."""
+
+    def __init__(self, options: TripletOptions, workers: int, address: str | None = None) -> None:
+        try:
+            import ray
+        except ImportError:
+            raise EngineError("--engine ray needs: pip install 'medtrinity-25m[ray]'") from None
+        self.ray = ray
+        if not ray.is_initialized():
+            ray.init(address=address, include_dashboard=False, log_to_driver=False,
+                     **({} if address else {"num_cpus": workers}))
+        self.task = ray.remote(process_unit).options(max_retries=2)
+        self.options = ray.put(options)
+        self.window = 4 * max(workers, int(ray.cluster_resources().get("CPU", workers)))
+
+    def map(self, units: Iterable[Unit]) -> Iterator[UnitResult]:
+        todo = iter(units)
+        pending = deque(self.task.remote(unit, self.options) for unit in islice(todo, self.window))
+        while pending:
+            result = self.ray.get(pending.popleft())
+            for unit in islice(todo, 1):
+                pending.append(self.task.remote(unit, self.options))
+            yield result
+
+    def close(self) -> None:
+        pass  # a Ray the build started ends with the process; a cluster stays up
+
+
+class RayEngine:
+    def __init__(self, options: RayOptions, triplets: TripletOptions) -> None:
+        self.options = options
+        self.pool = RayPool(triplets, options.workers, options.ray_address)
+
+    def map(self, units: Iterable[Unit]) -> Iterator[UnitResult]:
+        return self.pool.map(units)
+
+    def describer(self, text: Any) -> Any:
+        if self.options.describer_actors > 0:
+            return RayDescribers(text, self.options.describer_actors, self.options.describer_gpus)
+        return main_describer(text)
+
+    def info(self) -> dict[str, Any]:
+        return {"engine": "ray", "workers": self.options.workers, "describer_actors": self.options.describer_actors}
+
+    def close(self) -> None:
+        self.pool.close()
+
+
+class _DescriberActor:
+    """One model-backed describer inside a Ray actor (which may hold a GPU)."""
+
+    def __init__(self, text: Any) -> None:
+        self.describer = main_describer(text)
+
+    def info(self) -> dict[str, Any]:
+        return self.describer.info()
+
+    def describe(self, request: Any) -> Any:
+        from builder.errors import Reject
+
+        try:
+            return self.describer.describe(request)
+        except Reject as exc:
+            return exc
+
+
+class RayDescribers:
+    """A model-backed describer served by ``actors`` Ray actors, ``num_gpus`` each.
+
+    The text stage calls :meth:`describe` from as many threads as there are
+    actors; each call goes to the next actor in turn.
+    """
+
+    def __init__(self, text: Any, actors: int, num_gpus: float) -> None:
+        import ray
+
+        remote = ray.remote(num_gpus=num_gpus)(_DescriberActor) if num_gpus else ray.remote(_DescriberActor)
+        self.ray = ray
+        self.actors = [remote.remote(text) for _ in range(actors)]
+        self.name = text.describer
+        self._info = {**ray.get(self.actors[0].info.remote()), "ray_actors": actors, "num_gpus": num_gpus}
+        self._turn = 0
+
+    def info(self) -> dict[str, Any]:
+        return self._info
+
+    def describe(self, request: Any) -> dict[str, str]:
+        from builder.errors import Reject
+
+        self._turn = (self._turn + 1) % len(self.actors)
+        answer = self.ray.get(self.actors[self._turn].describe.remote(request))
+        if isinstance(answer, Reject):
+            raise answer
+        return answer

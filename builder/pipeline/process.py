@@ -1,0 +1,277 @@
+"""From a work unit to finished rows: ROIs, coarse caption, description, PNGs.
+
+:func:`process_unit` is what a worker runs. It returns a :class:`UnitResult`:
+all of the unit's rows, or none of them and the reason (no partial file).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import signal
+import threading
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any, Iterator
+
+import numpy as np
+from PIL import Image
+
+from builder.errors import Reject, Stage
+from builder.imaging import pixel_hash
+from builder.pipeline.proposers import PROPOSERS, ProposalInput
+from builder.pipeline.roi import Roi, convention, rois_from_boxes, rois_from_labelmap, rois_from_proposals
+from builder.pipeline.sources import ADAPTERS
+from builder.pipeline.sources.base import Record, Unit, check_inside
+from builder.pipeline.text.caption import coarse_caption, render, subject, template_values
+from builder.pipeline.text.describers import Describer, DescribeRequest, join_caption
+from builder.pipeline.text.measure import measure
+from builder.pipeline.text.options import TextOptions
+from builder.pipeline.text.template import Template, TemplateError
+from medtrinity_25m import ATTRIBUTE_KEYS, REFERENCE_KEYS
+
+
+@dataclass(frozen=True)
+class TripletOptions:
+    text: TextOptions = field(default_factory=TextOptions)  # the describer, its model and knowledge
+    png_level: int = 1  # zlib level: 1 is ~as small as 6 on medical images, and faster
+    unit_timeout: float = 300.0  # seconds one input file may take; then it is a reject
+    dedup: bool = False  # drop exact pixel duplicates in every source (medpix sources always do)
+    memory_limit: int = 4 * 1024**3  # bytes of address space a worker may grow by (0: no limit)
+    on_error: str = "reject"  # a pipeline bug: "reject" (a reject line, the build exits non-zero) or "raise"
+
+
+MIN_SIDE = 4  # pixels: smaller images (empty, 1-pixel) are rejects, not samples
+
+
+class _Timeout(BaseException):  # not an Exception: no reader's broad except may swallow it
+    pass
+
+
+@contextmanager
+def time_limit(seconds: float) -> Iterator[None]:
+    """Raise a reject if the block outlives ``seconds`` (main thread only; else no limit).
+
+    Python code is interrupted; a decoder stuck inside C code is caught by the
+    pool's own watchdog, which replaces the worker.
+    """
+    if seconds <= 0 or threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def expire(signum: int, frame: Any) -> None:
+        raise _Timeout()
+
+    previous = signal.signal(signal.SIGALRM, expire)
+    signal.setitimer(signal.ITIMER_REAL, seconds)
+    try:
+        yield
+    except _Timeout:
+        raise Reject("timeout", f"reading took longer than the {seconds:.0f} s limit") from None
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+
+
+@dataclass
+class UnitResult:
+    unit: Unit
+    rows: list[dict[str, Any]] = field(default_factory=list)
+    hashes: list[str] = field(default_factory=list)  # of each row's decoded pixels, for dedup
+    requests: list[DescribeRequest] = field(default_factory=list)  # rows still to describe (main process)
+    dropped: list[tuple[dict[str, Any], Reject]] = field(default_factory=list)  # rows refused after the worker
+    reject: Reject | None = None
+    notes: dict[str, int] = field(default_factory=dict)  # reader decisions, counted in build.json
+
+    @property
+    def unit_id(self) -> str:
+        return self.unit.id
+
+
+def row_id(unit: Unit, plane: str | None, index: int | None) -> str:
+    """Stable id from the file's key and the slice: ``<source>-<20 hex digits>``.
+
+    A 2D image's id is its file's (:attr:`Unit.id`); a slice or frame hashes
+    the file key with plane and index. The file key is pseudonymous
+    (:mod:`builder.privacy`), so no id reveals an input name. Dots are replaced
+    so the id is a valid WebDataset key.
+    """
+    if index is None:
+        return unit.id
+    digest = hashlib.sha1(f"{unit.key}\0{plane or ''}\0{index}".encode())
+    return f"{unit.spec.name.replace('.', '_')}-{digest.hexdigest()[:20]}"
+
+
+def encode_png(pixels: np.ndarray, level: int) -> bytes:
+    """PNG bytes of the pixels as they are: 8-bit, 16-bit gray or RGB; no metadata."""
+    buf = io.BytesIO()
+    Image.fromarray(pixels).save(buf, format="PNG", compress_level=level)
+    return buf.getvalue()
+
+
+def curate(unit: Unit) -> None:
+    """Apply the curation file, then the format's rules; raise a reject naming the rule."""
+    decision = unit.spec.curation.get(unit.id)
+    if decision is not None:
+        if decision.action == "drop":
+            raise Reject("curation", f"dropped by the curation file: {decision.note or 'no note'}", rule="curation")
+        return  # kept by a person: the rules do not apply
+    for rule in ADAPTERS[unit.spec.format].rules:
+        reason = rule.check(unit)
+        if reason:
+            raise Reject("curation", reason, rule=rule.name)
+
+
+def _texts(templates: dict[str, str], values: dict[str, Any]) -> dict[str, str | None]:
+    return {key: (render(template, values, key) or None) for key, template in templates.items()}
+
+
+def annotate(record: Record) -> tuple[list[Roi], np.ndarray | None]:
+    """The record's annotated ROIs (its mask's labels, its boxes) and the stored mask."""
+    spec = record.unit.spec
+    height, width = record.pixels.shape[:2]
+    if min(height, width) < MIN_SIDE:
+        raise Reject(Stage.SIZE, f"image is {width}x{height} pixels, smaller than {MIN_SIDE}x{MIN_SIDE}")
+    rois, mask = ([], None)
+    if record.labelmap is not None:
+        rois, mask = rois_from_labelmap(record.labelmap, spec.options.label_names, default=spec.disease or "region")
+    return rois + rois_from_boxes(record.unit.boxes, width, height), mask
+
+
+def propose(records: list[Record], annotated: list[list[Roi]]) -> list[list[Roi]]:
+    """Proposed ROIs per record: for those without annotations (or all, with ``mode: add``)."""
+    found: list[list[Roi]] = [[] for _ in records]
+    config = records[0].unit.spec.roi if records else None
+    if config is None:
+        return found
+    wanted = [i for i, rois in enumerate(annotated) if config.mode == "add" or not rois]
+    inputs = []
+    for i in wanted:
+        values = template_values(records[i], [])
+        subj = subject(records[i], values)
+        try:
+            prompt = Template(config.prompt).render(dict(values, organ=subj.organ, disease=subj.disease))
+        except TemplateError:
+            prompt = ""
+        inputs.append(ProposalInput(f"{i:05d}", records[i].pixels, records[i].modality, prompt))
+    proposer = PROPOSERS[config.method]
+    for i, proposals in zip(wanted, proposer.propose(inputs, config) if inputs else []):
+        height, width = records[i].pixels.shape[:2]
+        found[i] = rois_from_proposals(proposals, width, height, origin=proposer.name)
+    return found
+
+
+def make_row(record: Record, rois: list[Roi], mask: np.ndarray | None, describer: Describer | None,
+             options: TripletOptions) -> tuple[dict[str, Any], DescribeRequest]:
+    """One row (see ``medtrinity_25m.FEATURES``) and what its describer is given.
+
+    ``rois`` are annotated then proposed; ``mask`` the stored label map of the
+    annotated ones. With ``describer`` None the row's text is left to the main process.
+    """
+    unit, spec = record.unit, record.unit.spec
+    height, width = record.pixels.shape[:2]
+    values = template_values(record, rois)
+    subj = subject(record, values)
+    caption = coarse_caption(record, rois, values, subj)
+    image = encode_png(record.pixels, options.png_level)
+    request = DescribeRequest(
+        id=row_id(unit, record.plane, record.slice_index),
+        modality=record.modality, organ=subj.organ, disease=subj.disease, plane=record.plane,
+        slice_index=record.slice_index, coarse_caption=caption, rois=rois,
+        stats=measure(record.pixels, mask, rois), view=convention(record.modality, record.plane),
+        image_png=None if describer else image,
+    )
+    texts = dict(values, organ=subj.organ, disease=subj.disease)
+    spec_texts = _texts({"case_id": spec.case_id, "location": spec.location}, texts)
+    reference = _texts(dict(spec.reference), texts)
+    row = {
+        "id": request.id,
+        "image": {"bytes": image, "path": None},
+        "mask": None if mask is None else {"bytes": encode_png(mask, options.png_level), "path": None},
+        "modality": record.modality,
+        "organ": subj.organ,
+        "disease": subj.disease or None,
+        "rois": [roi.as_row() for roi in rois],
+        "coarse_caption": caption,
+        "caption": None,
+        "attributes": None,
+        "knowledge": [],
+        "reference": {key: reference.get(key) for key in REFERENCE_KEYS},
+        "case_id": spec_texts["case_id"],
+        "location": spec_texts["location"],
+        "details": details(record),
+        "source": spec.name,
+        "source_file": unit.label,
+        "plane": record.plane,
+        "slice_index": record.slice_index,
+        "width": width,
+        "height": height,
+        "license": spec.license,
+    }
+    if describer is not None:
+        set_text(row, describer.describe(request), describer.name)
+    return row, request
+
+
+def set_text(row: dict[str, Any], attributes: dict[str, str], describer: str) -> None:
+    """Put a describer's five attributes, and their join, into a row."""
+    missing = [key for key in ATTRIBUTE_KEYS if not attributes.get(key)]
+    if missing:
+        raise Reject("describe", f"describer {describer!r} gave no {', '.join(missing)}")
+    row["attributes"] = {key: attributes[key] for key in ATTRIBUTE_KEYS}
+    row["caption"] = join_caption(attributes)
+
+
+def details(record: Record) -> dict[str, str | None]:
+    """Descriptive fields as given: a public release's, or metadata columns the source's templates name.
+
+    A metadata column that no template names (``age``, ``sex``, ...) never reaches a row.
+    """
+    unit = record.unit
+    public = bool(getattr(ADAPTERS[unit.spec.format], "public_names", False))
+
+    def given(name: str) -> str | None:
+        return _text(unit.meta.get(name)) if public or name in unit.spec.referenced else None
+
+    return {"modality_detail": given("modality_detail"),
+            "plane": given("plane_given") or given("plane") or record.plane,
+            "age": given("age"), "sex": given("sex")}
+
+
+def _text(value: Any) -> str | None:
+    return None if value is None or str(value).strip() == "" else str(value)
+
+
+def process_unit(unit: Unit, options: TripletOptions) -> UnitResult:
+    """All rows of one unit, or a reject naming the stage and the reason."""
+    from builder.pipeline.text.registry import DESCRIBERS
+
+    entry = DESCRIBERS[options.text.describer]
+    describer = entry.make(options.text) if entry.where == "worker" else None
+    rows, hashes, requests = [], [], []
+    try:
+        with time_limit(options.unit_timeout):
+            curate(unit)
+            check_inside(unit)
+            records = list(ADAPTERS[unit.spec.format].records(unit))
+            annotated = [annotate(record) for record in records]
+            proposed = propose(records, [rois for rois, _ in annotated])
+            for record, (rois, mask), extra in zip(records, annotated, proposed):
+                row, request = make_row(record, rois + extra, mask, describer, options)
+                rows.append(row)
+                if options.dedup or unit.spec.dedup:  # the hash costs a pass over the pixels
+                    hashes.append(pixel_hash(record.pixels))
+                requests.append(request)
+    except Reject as exc:
+        return UnitResult(unit, reject=exc)
+    except MemoryError:
+        return UnitResult(unit, reject=Reject("read", "out of memory while reading"))
+    except Exception as exc:  # a bug: a reject line and a failed build, or (on_error raise) the exception
+        if options.on_error == "raise":
+            raise
+        return UnitResult(unit, reject=Reject(Stage.INTERNAL, f"{type(exc).__name__}: {exc}"))
+    notes: dict[str, int] = {}
+    for record in records:
+        for name, count in record.notes.items():
+            notes[name] = notes.get(name, 0) + count
+    return UnitResult(unit, rows=rows, hashes=hashes, requests=requests if describer is None else [], notes=notes)

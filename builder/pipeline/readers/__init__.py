@@ -1,0 +1,61 @@
+"""Readers: one interface, ``read(path) -> (array, meta)``, picked by a registry.
+
+=========  ============================  ==========================================
+format     array                         meta (plain, JSON-able values)
+=========  ============================  ==========================================
+dicom      frames: (F, H, W[, 3])        allowlisted header attributes, ``window``,
+           modality LUT applied           ``invert`` (MONOCHROME1), ``plane``
+nifti      volume (X, Y, Z), RAS+         ``affine``, ``zooms``
+image      (H, W) or (H, W, 3)           ``mode``, ``bits``
+=========  ============================  ==========================================
+
+A reader raises :class:`builder.errors.Reject` for input it cannot read.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+
+from builder.pipeline.readers.dicom import DicomReader
+from builder.pipeline.readers.nifti import NiftiReader
+from builder.pipeline.readers.raster import RasterReader
+from builder.registry import Registry
+
+
+class Reader(Protocol):
+    @property
+    def suffixes(self) -> tuple[str, ...]: ...
+
+    def read(self, path: Path) -> tuple[np.ndarray, dict[str, Any]]: ...
+
+
+READERS: Registry[Reader] = Registry("readers", {
+    "dicom": DicomReader(),
+    "nifti": NiftiReader(),
+    "image": RasterReader(),
+})
+
+
+def read_labelmap_2d(path: Path, shape: tuple[int, int]) -> np.ndarray:
+    """A 2D label map (PNG/TIFF, one channel) that must match an image's (H, W)."""
+    from PIL import Image
+
+    from builder.errors import Reject
+
+    try:
+        with Image.open(path) as img:
+            img.load()
+            arr = np.asarray(img)
+    except Exception as exc:
+        raise Reject("mask", f"mask {path.name} is not a readable image ({type(exc).__name__}: {exc})") from None
+    if arr.ndim == 3:
+        if arr.shape[2] not in (3, 4) or not (arr[..., :1] == arr[..., 1:3]).all():
+            raise Reject("mask", f"mask {path.name} is a colour image, not a single-channel label map")
+        arr = arr[..., 0]
+    if arr.shape != tuple(shape):
+        raise Reject("mask", f"mask {path.name} is {arr.shape[1]}x{arr.shape[0]}, image is {shape[1]}x{shape[0]}")
+    return arr
+__all__ = ["READERS", "DicomReader", "NiftiReader", "RasterReader", "Reader", "read_labelmap_2d"]

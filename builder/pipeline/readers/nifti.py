@@ -1,0 +1,131 @@
+"""NIfTI with nibabel: whole volume loaded once, reoriented to RAS+.
+
+Slices are returned in radiological display orientation, the convention of the
+stored images (see the dataset card):
+
+- axial: anterior at the top, the patient's right on the image's left;
+- coronal: superior at the top, the patient's right on the image's left;
+- sagittal: superior at the top, anterior on the image's left.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from builder.errors import Reject
+
+#: Volume axis that each plane slices across (RAS+: x=R, y=A, z=S).
+PLANE_AXIS = {"sagittal": 0, "coronal": 1, "axial": 2}
+MAX_VOXELS = 1024**3 // 2  # 512 Mi voxels: larger volumes are refused, not swapped
+
+
+def n_slices(shape: tuple[int, ...], plane: str) -> int:
+    return int(shape[PLANE_AXIS[plane]])
+
+
+def slice_display(volume: np.ndarray, plane: str, index: int) -> np.ndarray:
+    """Slice ``index`` of a RAS+ volume across ``plane``, as displayed (rows, cols)."""
+    if plane == "axial":
+        section = volume[:, :, index]  # (x, y)
+    elif plane == "coronal":
+        section = volume[:, index, :]  # (x, z)
+    else:
+        section = volume[index, :, :]  # (y, z)
+    # rows: the second axis reversed (A or S at the top); columns: the first axis reversed
+    return np.ascontiguousarray(section[::-1, ::-1].T)
+
+
+MAX_IN_MEMORY = 2 * 1024**3  # bytes of stored voxels a compressed volume may inflate to
+MAX_VALUE = 1e30  # scaled values beyond this are not a scanner's
+CHUNK = 1 << 24  # voxels per pass of the finiteness check
+
+
+def finite_count(volume: np.ndarray) -> int:
+    """Non-finite voxels, counted in chunks (no volume-sized temporary)."""
+    if volume.dtype.kind != "f":
+        return 0
+    flat = volume.reshape(-1) if volume.flags.c_contiguous or volume.flags.f_contiguous else None
+    chunks = (flat[i:i + CHUNK] for i in range(0, flat.size, CHUNK)) if flat is not None else iter(volume)
+    return sum(int(np.count_nonzero(~np.isfinite(chunk))) for chunk in chunks)
+
+
+def _scale(header: Any, raw: np.ndarray) -> tuple[float, float]:
+    """The header's (slope, intercept), refused when it makes the values meaningless."""
+    slope, inter = header.get_slope_inter() if hasattr(header, "get_slope_inter") else (None, None)
+    slope = 1.0 if slope is None or not np.isfinite(slope) or slope == 0 else float(slope)
+    inter = 0.0 if inter is None or not np.isfinite(inter) else float(inter)
+    if raw.dtype.kind in "iub" and raw.size:
+        info = np.iinfo(raw.dtype) if raw.dtype.kind != "b" else None
+        top = max(abs(int(info.min)), abs(int(info.max))) if info else 1
+        if abs(slope) * top + abs(inter) > MAX_VALUE:
+            raise Reject("read", f"scl_slope {slope} / scl_inter {inter} give values beyond {MAX_VALUE:g}")
+    return slope, inter
+
+
+@dataclass(frozen=True)
+class NiftiReader:
+    """Stored voxels, reoriented to RAS+ as a view (no copy, no float64); ``meta['scale']`` to apply per slice."""
+
+    suffixes: tuple[str, ...] = (".nii", ".nii.gz")
+
+    def read(self, path: Path) -> tuple[np.ndarray, dict[str, Any]]:
+        import nibabel as nib
+        from nibabel.orientations import apply_orientation, io_orientation
+
+        try:
+            img = nib.load(str(path))
+            shape = tuple(int(s) for s in img.shape)
+            while len(shape) > 3 and shape[-1] == 1:
+                shape = shape[:-1]
+            if len(shape) != 3:
+                raise Reject("read", f"expected a 3D volume, got shape {tuple(img.shape)}")
+            if int(np.prod(shape)) > MAX_VOXELS:
+                raise Reject("read", f"volume of {shape} voxels exceeds the limit of {MAX_VOXELS}")
+            dtype = img.get_data_dtype()
+            stored = int(np.prod(shape)) * dtype.itemsize
+            if str(path).lower().endswith(".gz") and stored > MAX_IN_MEMORY:
+                raise Reject("read", f"compressed volume inflates to {stored / 2**30:.1f} GiB, over the limit of "
+                                     f"{MAX_IN_MEMORY / 2**30:.0f} GiB")
+            proxy = img.dataobj
+            raw = proxy.get_unscaled() if hasattr(proxy, "get_unscaled") else np.asanyarray(proxy)
+            raw = np.asarray(raw).reshape(shape)
+            volume = apply_orientation(raw, io_orientation(img.affine))
+            canonical = img.affine @ nib.orientations.inv_ornt_aff(io_orientation(img.affine), shape)
+        except Reject:
+            raise
+        except MemoryError:
+            raise Reject("read", "out of memory while reading the volume") from None
+        except Exception as exc:
+            raise Reject("read", f"not a readable NIfTI volume ({type(exc).__name__}: {exc})") from None
+        if volume.dtype.kind not in "iubf":
+            raise Reject("read", f"unsupported voxel type {volume.dtype}")
+        bad = finite_count(volume)
+        if bad:
+            raise Reject("read", f"{bad} voxels are NaN or infinite")
+        meta = {
+            "affine": np.round(canonical, 6).tolist(),
+            "zooms": [float(z) for z in img.header.get_zooms()[:3]],
+            "scale": _scale(img.header, volume),
+        }
+        return volume, meta
+
+
+def scaled(values: np.ndarray, scale: tuple[float, float]) -> np.ndarray:
+    """Stored values times slope plus intercept, in float32 (a slice or a sample, never the volume)."""
+    slope, inter = scale
+    out = values.astype(np.float32)
+    if slope != 1.0:
+        out *= np.float32(slope)
+    if inter != 0.0:
+        out += np.float32(inter)
+    return out
+
+
+def sample(volume: np.ndarray, limit: int = 2_000_000) -> np.ndarray:
+    """A strided sample of a volume's voxels, for a window's percentiles."""
+    step = max(1, int(np.ceil((volume.size / limit) ** (1 / 3))))
+    return np.ascontiguousarray(volume[::step, ::step, ::step])

@@ -1,0 +1,249 @@
+"""Regions of interest: from label maps and box tables to geometry and words.
+
+- A label map gives one ROI per label value present: ``bbox`` is the smallest
+  box around its pixels, ``area_ratio`` its pixel count over the image's.
+- A box table's boxes pass through (``area_ratio`` is the box's area).
+- ``position`` is the cell of a 3x3 grid holding the ROI's centroid, in image
+  terms ("upper-left" ... "center" ... "lower-right"). Text about radiology
+  views turns image left/right into the patient's (see :func:`position_text`).
+
+Boxes are ``[x_min, y_min, x_max, y_max]`` in pixel-edge coordinates: a ROI
+covering columns 3..7 has ``x_min=3, x_max=8``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Iterable, Mapping
+
+import numpy as np
+
+from builder.errors import Reject
+from builder.imaging import RADIOLOGY
+
+ROWS = ("upper", "center", "lower")
+COLS = ("left", "center", "right")
+
+
+@dataclass(frozen=True)
+class Box:
+    """A drawn box of a box table, in pixel-edge coordinates."""
+
+    x_min: float
+    y_min: float
+    x_max: float
+    y_max: float
+    label: str
+
+
+@dataclass(frozen=True)
+class Roi:
+    bbox: tuple[float, float, float, float]
+    label: str
+    area_ratio: float
+    position: str
+    origin: str = "annotation"
+    score: float | None = None
+    pixels: int = 0  # pixels in the label map (0 for a box)
+
+    def as_row(self) -> dict[str, object]:
+        return {
+            "bbox": [float(v) for v in self.bbox],
+            "label": self.label,
+            "area_ratio": float(self.area_ratio),
+            "position": self.position,
+            "origin": self.origin,
+            "score": self.score,
+        }
+
+
+def position_of(cx: float, cy: float, width: int, height: int) -> str:
+    """The 3x3 grid cell of a point, e.g. "upper-left", "center", "lower-center"."""
+    row = ROWS[min(2, int(3 * cy / height))]
+    col = COLS[min(2, int(3 * cx / width))]
+    if row == col == "center":
+        return "center"
+    return f"{row}-{col}"
+
+
+def convention(modality: str, plane: str | None) -> str:
+    """How image left/right read for this view: radiological, sagittal or image."""
+    if modality not in RADIOLOGY:
+        return "image"
+    return "sagittal" if plane == "sagittal" else "radiological"
+
+
+_SIDE = {
+    "radiological": {"left": "the patient's right", "right": "the patient's left"},
+    "sagittal": {"left": "anterior", "right": "posterior"},
+    "image": {"left": "left", "right": "right"},
+}
+_VERTICAL = {"upper": "upper", "center": "middle", "lower": "lower"}
+
+
+def relation_words(view: str, side: str) -> str:
+    """How box B lying ``side`` (image left/right) of box A reads: "to the patient's right of", "anterior to"."""
+    words = _SIDE[view][side]
+    return {"radiological": f"to {words} of", "sagittal": f"{words} to"}.get(view, f"{words} of")
+
+
+def position_text(position: str, view: str) -> str:
+    """Words for a grid cell under a display convention.
+
+    >>> position_text("upper-left", "radiological")
+    "upper part, on the patient's right"
+    """
+    if position == "center":
+        return "center of the image"
+    row, col = position.split("-")
+    vertical = _VERTICAL[row]
+    if col == "center":
+        return f"{vertical} center of the image"
+    side = _SIDE[view][col]
+    if view == "radiological":
+        return f"{vertical} part, on {side}"
+    if view == "sagittal":
+        return f"{vertical} {side} part"
+    return f"{vertical}-{side} of the image"
+
+
+MAX_ROIS = 65_535  # distinct labels one image may hold: the stored mask is a 16-bit PNG
+
+
+def _narrowest(top: int) -> type:
+    for dtype in (np.uint8, np.uint16, np.uint32):
+        if top <= np.iinfo(dtype).max:
+            return dtype
+    return np.uint64
+
+
+def as_labels(labelmap: np.ndarray) -> np.ndarray:
+    """A label map as non-negative integers of the narrowest type; a reject if it holds anything else.
+
+    Float label maps (atlases are often stored as float32) are checked and
+    converted one slab at a time, never through a volume-sized int64 copy.
+    """
+    if labelmap.dtype.kind == "b":
+        return labelmap.astype(np.uint8)
+    if labelmap.dtype.kind not in "iuf":
+        raise Reject("roi", f"label map of type {labelmap.dtype}")
+    if labelmap.size == 0:
+        return labelmap.astype(np.uint8)
+    low, high = labelmap.min(), labelmap.max()
+    if labelmap.dtype.kind == "f" and not (np.isfinite(low) and np.isfinite(high)):
+        raise Reject("roi", "label map holds non-integer values")
+    if low < 0:
+        raise Reject("roi", "label map holds negative values")
+    if labelmap.dtype.kind in "iu":
+        return labelmap
+    out = np.empty(labelmap.shape, dtype=_narrowest(int(high)))
+    slabs = range(labelmap.shape[-1]) if labelmap.ndim == 3 else [slice(None)]
+    for slab in slabs:
+        part = labelmap[..., slab]
+        if (part != np.round(part)).any():
+            raise Reject("roi", "label map holds non-integer values")
+        out[..., slab] = part
+    return out
+
+
+def rois_from_labelmap(
+    labelmap: np.ndarray, names: Mapping[int, str], default: str
+) -> tuple[list[Roi], np.ndarray | None]:
+    """ROIs of every label value present, and the stored mask (0, or ROI index + 1).
+
+    ``names`` maps label values to names; when it is not empty, a value missing
+    from it is a reject (the mask does not fit its labels). Without names a
+    binary mask's one label is called ``default`` and others ``region <value>``.
+    """
+    if labelmap.ndim != 2:
+        raise Reject("roi", f"label map must be 2D, got shape {labelmap.shape}")
+    labelmap = as_labels(labelmap)
+    height, width = labelmap.shape
+    ys, xs = np.nonzero(labelmap)
+    if ys.size == 0:
+        return [], None
+    values = labelmap[ys, xs]
+    order = np.argsort(values, kind="stable")
+    values, ys, xs = values[order], ys[order], xs[order]
+    uniq, starts, counts = np.unique(values, return_index=True, return_counts=True)
+    if len(uniq) > MAX_ROIS:
+        raise Reject("roi", f"label map holds {len(uniq)} distinct labels in one image, over the {MAX_ROIS} a "
+                            "16-bit mask can store")
+    missing = [int(v) for v in uniq if names and int(v) not in names]
+    if missing:
+        raise Reject("roi", f"mask value(s) {missing[:5]} not in the source's labels")
+    x0, x1 = np.minimum.reduceat(xs, starts), np.maximum.reduceat(xs, starts) + 1
+    y0, y1 = np.minimum.reduceat(ys, starts), np.maximum.reduceat(ys, starts) + 1
+    cx = np.add.reduceat(xs.astype(np.float64), starts) / counts + 0.5
+    cy = np.add.reduceat(ys.astype(np.float64), starts) / counts + 0.5
+    total = float(height * width)
+    rois = []
+    for i, value in enumerate(uniq.tolist()):
+        name = names.get(value) or (default if len(uniq) == 1 else f"region {value}")
+        rois.append(
+            Roi(
+                bbox=(float(x0[i]), float(y0[i]), float(x1[i]), float(y1[i])),
+                label=name,
+                area_ratio=float(counts[i]) / total,
+                position=position_of(cx[i], cy[i], width, height),
+                pixels=int(counts[i]),
+            )
+        )
+    return rois, _stored_mask(labelmap, uniq)
+
+
+def _stored_mask(labelmap: np.ndarray, uniq: np.ndarray) -> np.ndarray:
+    """The mask as stored: 0, or the ROI's index + 1 (8- or 16-bit)."""
+    dtype = np.uint8 if len(uniq) < 256 else np.uint16
+    if int(uniq[-1]) < 1 << 20:  # a lookup table is cheapest while it is small
+        lut = np.zeros(int(uniq[-1]) + 1, dtype=dtype)
+        lut[uniq] = np.arange(1, len(uniq) + 1)
+        return lut[labelmap]
+    index = np.searchsorted(uniq, labelmap) + 1
+    return np.where(labelmap == 0, 0, index).astype(dtype)
+
+
+def rois_from_boxes(boxes: Iterable[Box], width: int, height: int) -> list[Roi]:
+    """Boxes of a box table, checked against the image's size."""
+    rois = []
+    for box in boxes:
+        if box.x_min < 0 or box.y_min < 0 or box.x_max > width + 0.5 or box.y_max > height + 0.5:
+            raise Reject("roi", f"box {box.label!r} {[box.x_min, box.y_min, box.x_max, box.y_max]} "
+                                f"lies outside the {width}x{height} image")
+        area = (box.x_max - box.x_min) * (box.y_max - box.y_min)
+        cx, cy = (box.x_min + box.x_max) / 2, (box.y_min + box.y_max) / 2
+        rois.append(
+            Roi(
+                bbox=(box.x_min, box.y_min, box.x_max, box.y_max),
+                label=box.label,
+                area_ratio=area / float(width * height),
+                position=position_of(cx, cy, width, height),
+            )
+        )
+    return rois
+
+
+def rois_from_proposals(proposals: Iterable[Any], width: int, height: int, origin: str) -> list[Roi]:
+    """ROIs from proposed masks or boxes: same geometry as annotations, their ``origin`` and ``score``.
+
+    A proposal's mask gives its box and area ratio but is not stored: proposals
+    may overlap (a lesion inside the body region), which one label map cannot hold.
+    """
+    rois = []
+    for proposal in proposals:
+        if proposal.mask is not None:
+            ys, xs = np.nonzero(proposal.mask)
+            if ys.size == 0:
+                continue
+            box = (float(xs.min()), float(ys.min()), float(xs.max() + 1), float(ys.max() + 1))
+            area, (cx, cy) = ys.size / float(width * height), (xs.mean() + 0.5, ys.mean() + 0.5)
+        else:
+            x0, y0, x1, y1 = proposal.box
+            box = (max(0.0, x0), max(0.0, y0), min(float(width), x1), min(float(height), y1))
+            if box[2] <= box[0] or box[3] <= box[1]:
+                continue
+            area = (box[2] - box[0]) * (box[3] - box[1]) / float(width * height)
+            cx, cy = (box[0] + box[2]) / 2, (box[1] + box[3]) / 2
+        rois.append(Roi(bbox=box, label=proposal.label, area_ratio=area, position=position_of(cx, cy, width, height),
+                        origin=origin, score=round(float(proposal.score), 4)))
+    return rois

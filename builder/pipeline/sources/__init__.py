@@ -1,0 +1,22 @@
+"""Sources: the manifest, and adapters from input files to 2D records.
+
+``ADAPTERS`` maps a manifest ``format`` to its adapter; a new format is one
+module with an adapter (``units(spec)``, ``records(unit)``) and its options
+dataclass, registered here or through the ``medtrinity_25m.sources`` entry point.
+"""
+
+from __future__ import annotations
+
+from builder.pipeline.sources.adapters import DicomSource, ImageSource, NiftiSource
+from builder.pipeline.sources.base import Record, SourceAdapter, Unit, enumerate_units
+from builder.pipeline.sources.medpix import MedpixSource
+from builder.registry import Registry
+
+ADAPTERS: Registry[SourceAdapter] = Registry("sources", {
+    "dicom": DicomSource(),
+    "nifti": NiftiSource(),
+    "image": ImageSource(),
+    "medpix": MedpixSource(),
+})
+
+__all__ = ["ADAPTERS", "Record", "SourceAdapter", "Unit", "enumerate_units"]

@@ -1,0 +1,274 @@
+"""Each source format's own options: one dataclass per format, checked generically.
+
+A format declares its options class (as ``datasets``' packaged builders declare
+``BUILDER_CONFIG_CLASS``); every field says in its metadata how a manifest value
+becomes the field's value (``parse``) and whether the key is ``required``. The
+manifest loader knows only the keys every source shares; the rest it hands to
+:func:`parse_options`, so a new format with new options is one dataclass.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Mapping
+
+from builder.errors import ManifestError
+from builder.pipeline.sources import tables
+from builder.pipeline.text.template import Template, TemplateError
+
+__all__ = ["DicomOptions", "FileOptions", "ImageOptions", "MedpixOptions", "NiftiOptions", "RoiConfig", "Slicing",
+           "glob_of", "parse_options", "path_of"]
+
+PLANES = ("axial", "coronal", "sagittal")
+MASK_SUFFIXES = ("_mask", "_seg", "_label", "_labels", "-mask", "-seg", "-label")
+Parse = Callable[[Any, Path, str], Any]  # (manifest value, manifest folder, key) -> field value
+
+
+def glob_of(value: Any, root: Path, key: str) -> str:
+    """A glob under the manifest's folder (or absolute)."""
+    if not isinstance(value, str) or not value.strip():
+        raise ManifestError(key, "must be a glob pattern (a string)")
+    if os.path.isabs(value):
+        return value
+    fixed = value.split("*")[0].split("?")[0].split("[")[0]
+    resolved = os.path.normpath(os.path.join(root, fixed))
+    if os.path.commonpath([resolved, str(root)]) != str(root) or ".." in Path(value).parts:
+        raise ManifestError(key, f"{value!r} climbs out of the manifest's folder; give an absolute path")
+    return value
+
+
+def path_of(value: Any, root: Path, key: str, folder: bool = False) -> Path:
+    """A file (or folder) that exists, under the manifest's folder unless absolute."""
+    path = Path(glob_of(value, root, key))
+    path = path if path.is_absolute() else root / path
+    if not (path.is_dir() if folder else path.is_file()):
+        raise ManifestError(key, f"{'folder' if folder else 'file'} not found: {path}")
+    return path
+
+
+def _folder(value: Any, root: Path, key: str) -> Path:
+    return path_of(value, root, key, folder=True)
+
+
+def flag(value: Any, root: Path, key: str) -> bool:
+    if not isinstance(value, bool):
+        raise ManifestError(key, "must be true or false")
+    return value
+
+
+def _strings(value: Any, root: Path, key: str) -> tuple[str, ...]:
+    if not isinstance(value, (list, tuple)) or not all(isinstance(s, str) for s in value):
+        raise ManifestError(key, "must be a list of strings")
+    return tuple(value)
+
+
+def _labels(value: Any, root: Path, key: str) -> dict[int, str]:
+    if not isinstance(value, dict):
+        raise ManifestError(key, "must be a mapping {value: name}")
+    try:
+        return {int(k): str(v) for k, v in value.items()}
+    except (TypeError, ValueError):
+        raise ManifestError(key, "keys must be integer label values") from None
+
+
+def _labels_file(value: Any, root: Path, key: str) -> dict[int, str]:
+    try:
+        return tables.read_labels_file(path_of(value, root, key))
+    except ValueError as exc:
+        raise ManifestError(key, str(exc)) from None
+
+
+def _table(columns: tuple[str, ...] = ()) -> Parse:
+    def parse(value: Any, root: Path, key: str) -> Path:
+        path = path_of(value, root, key)
+        try:
+            found = tables.columns(path)
+        except tables.TableError as exc:
+            raise ManifestError(key, str(exc)) from None
+        missing = [c for c in columns if c not in found]
+        if found and missing:
+            raise ManifestError(key, f"{path.name} lacks the column(s) {', '.join(missing)}")
+        return path
+
+    return parse
+
+
+def _int(low: int) -> Callable[[Any, str], int]:
+    def check(value: Any, key: str) -> int:
+        if not isinstance(value, int) or isinstance(value, bool) or value < low:
+            raise ManifestError(key, f"must be an integer of at least {low}")
+        return value
+
+    return check
+
+
+def nested(cls: type) -> Parse:
+    """A mapping checked key by key against a dataclass's fields (``slicing:``, ``roi:``)."""
+    def parse(value: Any, root: Path, key: str) -> Any:
+        if not isinstance(value, dict):
+            names = ", ".join(f.name for f in dataclasses.fields(cls))
+            raise ManifestError(key, f"must be a mapping with {names}")
+        try:
+            return parse_options(cls, value, root)
+        except ManifestError as exc:
+            raise ManifestError(f"{key}.{exc.key}", exc.reason) from None
+
+    return parse
+
+
+@dataclass(frozen=True)
+class Slicing:
+    """How a volume (or a multi-frame file) becomes 2D samples."""
+
+    plane: str = field(default="axial", metadata={"parse": lambda v, r, k: _choice(v, k, PLANES)})
+    step: int = field(default=1, metadata={"parse": lambda v, r, k: _int(1)(v, k)})
+    only_with_roi: bool = field(default=False, metadata={"parse": flag})
+
+
+def _choice(value: Any, key: str, choices: tuple[str, ...]) -> str:
+    if value not in choices:
+        raise ManifestError(key, f"{value!r} is not one of {', '.join(choices)}")
+    return str(value)
+
+
+def _threshold(value: Any, root: Path, key: str) -> float:
+    if not isinstance(value, (int, float)) or isinstance(value, bool) or not 0 <= value <= 1:
+        raise ManifestError(key, "must be a number between 0 and 1")
+    return float(value)
+
+
+def _text(value: Any, root: Path, key: str) -> str:
+    if not isinstance(value, str):
+        raise ManifestError(key, "must be a string")
+    return value
+
+
+def _method(value: Any, root: Path, key: str) -> str:
+    from builder.pipeline.proposers import PROPOSERS  # the registry decides which methods exist
+
+    return _choice(value, key, tuple(PROPOSERS))
+
+
+@dataclass(frozen=True)
+class RoiConfig:
+    """ROI proposals of a source (:mod:`builder.pipeline.proposers`)."""
+
+    method: str = field(default="classical", metadata={"parse": _method, "required": True})
+    model: str | None = field(default=None, metadata={"parse": _text})
+    command: str | None = field(default=None, metadata={"parse": _text})
+    prompt: str = field(default="{disease} in the {organ}", metadata={"parse": _text})
+    threshold: float = field(default=0.3, metadata={"parse": _threshold})
+    max_rois: int = field(default=3, metadata={"parse": lambda v, r, k: _int(1)(v, k)})
+    mode: str = field(default="fill", metadata={"parse": lambda v, r, k: _choice(v, k, ("fill", "add"))})
+    timeout: float = 600.0  # command: seconds per input file
+
+    def check(self) -> None:
+        if self.method == "transformers" and not self.model:
+            raise ManifestError("model", "is required by method transformers")
+        if self.method == "command" and not self.command:
+            raise ManifestError("command", "is required by method command")
+
+
+@dataclass(frozen=True)
+class FileOptions:
+    """Formats whose inputs are the files a glob matches, with masks, labels and side tables."""
+
+    images: str = field(default="", metadata={"parse": glob_of, "required": True})
+    masks: str | None = field(default=None, metadata={"parse": glob_of})
+    mask_suffixes: tuple[str, ...] = field(default=MASK_SUFFIXES, metadata={"parse": _strings})
+    labels: Mapping[int, str] = field(default_factory=dict, metadata={"parse": _labels})
+    labels_file: Mapping[int, str] = field(default_factory=dict, metadata={"parse": _labels_file})
+    boxes: Path | None = field(default=None, metadata={"parse": _table(tables.BOX_COLUMNS)})
+    metadata: Path | None = field(default=None, metadata={"parse": _table()})
+
+    def check(self) -> None:
+        if self.labels and self.labels_file:
+            raise ManifestError("labels", "give labels or labels_file, not both")
+
+    @property
+    def label_names(self) -> Mapping[int, str]:
+        return self.labels or self.labels_file
+
+    def columns(self) -> set[str]:
+        """Template fields the metadata table adds."""
+        try:
+            return tables.columns(self.metadata) if self.metadata else set()
+        except tables.TableError as exc:
+            raise ManifestError("metadata", str(exc)) from None
+
+    def inputs(self) -> str:
+        return f"images {self.images!r}"
+
+    @property
+    def data_root(self) -> Path | None:
+        """The folder a format reads whole (none: the inputs are what ``images`` matches)."""
+        return None
+
+
+@dataclass(frozen=True)
+class ImageOptions(FileOptions):
+    """``format: image``: PNG, JPEG, TIFF, BMP."""
+
+
+@dataclass(frozen=True)
+class NiftiOptions(FileOptions):
+    """``format: nifti``: volumes, sliced."""
+
+    slicing: Slicing = field(default_factory=Slicing, metadata={"parse": nested(Slicing)})
+
+
+@dataclass(frozen=True)
+class DicomOptions(FileOptions):
+    """``format: dicom``: frames (``slicing.step`` keeps every n-th of a multi-frame file)."""
+
+    slicing: Slicing = field(default_factory=Slicing, metadata={"parse": nested(Slicing)})
+    allow_burned_in: bool = field(default=False, metadata={"parse": flag})
+
+
+@dataclass(frozen=True)
+class MedpixOptions:
+    """``format: medpix``: the folder MedPix 2.0's authors publish."""
+
+    root: Path = field(default=Path("."), metadata={"parse": _folder, "required": True})
+
+    def columns(self) -> set[str]:
+        return set()
+
+    def inputs(self) -> str:
+        return f"root {self.root}"
+
+    @property
+    def data_root(self) -> Path | None:
+        return self.root
+
+
+def parse_options(cls: type, raw: Mapping[str, Any], root: Path) -> Any:
+    """``cls`` from the manifest keys that name its fields; each field's ``parse`` checks its value."""
+    values: dict[str, Any] = {}
+    for f in dataclasses.fields(cls):
+        if f.name in raw and raw[f.name] is not None:
+            parse: Parse = f.metadata.get("parse", lambda v, r, k: v)
+            values[f.name] = parse(raw[f.name], root, f.name)
+        elif f.metadata.get("required"):
+            raise ManifestError(f.name, "is required")
+    options = cls(**values)
+    check = getattr(options, "check", None)
+    if check is not None:
+        check()
+    return options
+
+
+def option_keys(cls: type) -> set[str]:
+    return {f.name for f in dataclasses.fields(cls) if "parse" in f.metadata}
+
+
+def check_template(value: Any, key: str, known: set[str]) -> None:
+    if not isinstance(value, str):
+        raise ManifestError(key, "must be a string (a constant or a template)")
+    try:
+        Template(value).check(known)
+    except TemplateError as exc:
+        raise ManifestError(key, str(exc)) from None

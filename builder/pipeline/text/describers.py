@@ -1,0 +1,174 @@
+"""Multigranular description: the describer interface and the offline default.
+
+A describer receives a :class:`DescribeRequest` (coarse caption, ROIs with
+their measured features, the image, retrieved knowledge) and returns the five
+attributes of MedTrinity-25M. :class:`TemplateDescriber` is deterministic and
+offline: it states only what the metadata says or what was measured.
+Model-backed describers implement the same protocol and join ``DESCRIBERS``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Protocol, Sequence
+
+from builder.pipeline.roi import Roi, position_text, relation_words
+from builder.pipeline.text.measure import RoiStats
+from medtrinity_25m import ATTRIBUTE_KEYS, MODALITY_NAMES
+
+MAX_ROIS_DESCRIBED = 5
+CONTRAST_THRESHOLD = 0.05  # luminance difference (0..1) under which a ROI is "iso"
+HETEROGENEITY = ((0.15, "homogeneous"), (0.35, "mildly heterogeneous"), (float("inf"), "heterogeneous"))
+#: Words for brighter / darker / similar, per modality.
+INTENSITY_WORDS: dict[str, tuple[str, str, str]] = {
+    "ct": ("hyperdense", "hypodense", "isodense"),
+    "mri": ("hyperintense", "hypointense", "isointense"),
+    "ultrasound": ("hyperechoic", "hypoechoic", "isoechoic"),
+    "pet": ("more tracer-avid", "less tracer-avid", "of similar uptake"),
+}
+DEFAULT_WORDS = ("brighter", "darker", "of similar brightness")
+
+
+@dataclass(frozen=True)
+class DescribeRequest:
+    id: str
+    modality: str
+    organ: str
+    disease: str
+    plane: str | None
+    slice_index: int | None
+    coarse_caption: str
+    rois: Sequence[Roi]
+    stats: Sequence[RoiStats]
+    view: str  # display convention: radiological, sagittal or image
+    image_png: bytes | None = None  # the stored image, for model-backed describers
+    knowledge: Sequence[str] = field(default_factory=tuple)  # retrieved snippet texts
+
+
+class Describer(Protocol):
+    name: str
+
+    def info(self) -> dict[str, object]:
+        """What ``build.json`` records of it: backend, model, prompt version."""
+        ...
+
+    def describe(self, request: DescribeRequest) -> dict[str, str]:
+        """The five attributes, keyed by :data:`medtrinity_25m.ATTRIBUTE_KEYS`."""
+        ...
+
+
+def join_caption(attributes: dict[str, str]) -> str:
+    """The integrated description: the five attributes in order."""
+    return " ".join(attributes[key].strip() for key in ATTRIBUTE_KEYS if attributes.get(key, "").strip())
+
+
+def _cap(text: str) -> str:
+    """A sentence starting with a capital, even when it starts with a label."""
+    return text[:1].upper() + text[1:]
+
+
+def _pct(ratio: float) -> str:
+    pct = 100.0 * ratio
+    return f"{pct:.1f}%" if pct >= 0.1 else f"{pct:.2f}%"
+
+
+def _largest(request: DescribeRequest) -> list[tuple[Roi, RoiStats]]:
+    pairs = sorted(zip(request.rois, request.stats), key=lambda p: -p[0].area_ratio)
+    return pairs[:MAX_ROIS_DESCRIBED]
+
+
+def _more(request: DescribeRequest) -> str:
+    rest = len(request.rois) - MAX_ROIS_DESCRIBED
+    return f" {rest} smaller region{'s' if rest > 1 else ''} are annotated as well." if rest > 0 else ""
+
+
+@dataclass(frozen=True)
+class TemplateDescriber:
+    """Deterministic offline describer: metadata and measurements into sentences."""
+
+    name: str = "template"
+
+    def info(self) -> dict[str, object]:
+        return {"name": self.name, "version": 1}
+
+    def describe(self, request: DescribeRequest) -> dict[str, str]:
+        return {
+            "modality": self._modality(request),
+            "organ_detection": self._organs(request),
+            "roi_analysis": self._rois(request),
+            "texture": self._texture(request),
+            "region_relationship": self._relationship(request),
+        }
+
+    def _modality(self, r: DescribeRequest) -> str:
+        name = MODALITY_NAMES.get(r.modality, r.modality)
+        article = "An" if name[:1].lower() in "aeiou" or name.startswith(("MRI", "X-")) else "A"
+        where = f" in the {r.plane} plane" if r.plane else ""
+        index = "" if r.slice_index is None else f" ({'slice' if r.plane else 'frame'} {r.slice_index})"
+        return f"{article} {name} image{where}{index}."
+
+    def _organs(self, r: DescribeRequest) -> str:
+        text = f"Organ or region: {r.organ}." if r.organ != "unspecified" else "The imaged organ is not specified."
+        if r.rois:
+            names = list(dict.fromkeys(roi.label for roi in r.rois))
+            shown = ", ".join(names[:8]) + (f" and {len(names) - 8} more" if len(names) > 8 else "")
+            text += f" Annotated structure{'s' if len(names) > 1 else ''}: {shown}."
+        if r.disease:
+            text += f" The source records the finding as {r.disease}."
+        return text
+
+    def _rois(self, r: DescribeRequest) -> str:
+        if not r.rois:
+            return "No region of interest is annotated; the description is of the whole image."
+        parts = []
+        for roi, _ in _largest(r):
+            x0, y0, x1, y1 = roi.bbox
+            parts.append(_cap(
+                f"{roi.label} lies in the {position_text(roi.position, r.view)}, "
+                f"area ratio {_pct(roi.area_ratio)} (box {x1 - x0:.0f}x{y1 - y0:.0f} px).")
+            )
+        return " ".join(parts) + _more(r)
+
+    def _texture(self, r: DescribeRequest) -> str:
+        if not r.rois:
+            return "No region is measured for texture."
+        brighter, darker, similar = INTENSITY_WORDS.get(r.modality, DEFAULT_WORDS)
+        parts = []
+        for roi, st in _largest(r):
+            word = brighter if st.contrast > CONTRAST_THRESHOLD else darker if st.contrast < -CONTRAST_THRESHOLD else similar
+            texture = next(name for limit, name in HETEROGENEITY if st.cv < limit)
+            text = (f"{roi.label} is {word} relative to its surroundings (mean {st.mean_in:.2f} vs "
+                    f"{st.mean_ring:.2f}) and {texture} (coefficient of variation {st.cv:.2f})")
+            if st.redness_in is not None and st.redness_ring is not None:
+                delta = st.redness_in - st.redness_ring
+                if abs(delta) > CONTRAST_THRESHOLD:
+                    text += f", {'redder' if delta > 0 else 'less red'} than around it"
+            parts.append(_cap(text) + ".")
+        return " ".join(parts)
+
+    def _relationship(self, r: DescribeRequest) -> str:
+        if not r.rois:
+            return "With no annotated region, no local-global relation is stated."
+        pairs = _largest(r)
+        total = sum(roi.area_ratio for roi in r.rois)
+        first = pairs[0][0]
+        text = (f"Together the regions cover {_pct(min(total, 1.0))} of the image; "
+                f"the largest is {first.label} ({_pct(first.area_ratio)}).")
+        relations = [_relation(a, b, r.view) for (a, _), (b, _) in zip(pairs, pairs[1:3])]
+        return text + "".join(f" {_cap(rel)}" for rel in relations)
+
+
+def _relation(a: Roi, b: Roi, view: str) -> str:
+    ax0, ay0, ax1, ay1 = a.bbox
+    bx0, by0, bx1, by1 = b.bbox
+    gap_x, gap_y = max(bx0 - ax1, ax0 - bx1), max(by0 - ay1, ay0 - by1)
+    if gap_x < 0 and gap_y < 0:
+        return f"The boxes of {a.label} and {b.label} overlap."
+    if max(gap_x, gap_y) <= 2:
+        return f"{b.label} borders {a.label}."
+    if gap_x >= gap_y:
+        side = "left" if bx1 <= ax0 else "right"
+        words = relation_words(view, side)
+        return f"{b.label} lies {words} {a.label}."
+    return f"{b.label} lies {'above' if by1 <= ay0 else 'below'} {a.label}."
+

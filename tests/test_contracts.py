@@ -1,0 +1,263 @@
+"""Contracts every registry entry must keep: a new entry is tested by being registered.
+
+Each test is parametrized over a registry's names, so an adapter, output format,
+engine, describer, exporter, proposer or reader added to a registry runs here.
+The toy format and the toy source at the end show that adding one touches one
+module (here: this file) plus its registration.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import io
+import json
+from pathlib import Path
+from typing import Any, Callable, Iterator
+
+import nibabel as nib
+import numpy as np
+import pydicom
+import pytest
+from PIL import Image
+
+from builder.dataset.export import EXPORTERS
+from builder.errors import ManifestError, Reject
+from builder.formats import FORMATS
+from builder.formats.base import OutputFormat, ShardLimits, ShardStream, temp_path
+from builder.pipeline.engines import ENGINES
+from builder.pipeline.proposers import PROPOSERS, ProposalInput
+from builder.pipeline.readers import READERS
+from builder.pipeline.sources import ADAPTERS
+from builder.pipeline.sources.base import FileSource, Record, Unit
+from builder.pipeline.sources.options import ImageOptions, RoiConfig, parse_options
+from builder.pipeline.text.describers import DescribeRequest
+from builder.pipeline.text.options import TextOptions
+from builder.pipeline.text.registry import DESCRIBERS
+from conftest import MEDPIX, build, dicom_file, run_cli, shard_rows, write_manifest
+from medtrinity_25m import ATTRIBUTE_KEYS, FEATURES
+
+
+def _png(folder: Path) -> dict[str, Any]:
+    folder.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(np.arange(24 * 32, dtype=np.uint8).reshape(24, 32)).save(folder / "a.png")
+    return {"format": "image", "images": f"{folder.name}/*.png", "modality": "xray"}
+
+
+def _dicom(folder: Path) -> dict[str, Any]:
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "a.dcm").write_bytes(dicom_file("CT_small.dcm").read_bytes())
+    return {"format": "dicom", "images": f"{folder.name}/*.dcm"}
+
+
+def _nifti(folder: Path) -> dict[str, Any]:
+    folder.mkdir(parents=True, exist_ok=True)
+    nib.save(nib.Nifti1Image(np.arange(8 * 8 * 3, dtype=np.int16).reshape(8, 8, 3), np.eye(4)), folder / "a.nii.gz")
+    return {"format": "nifti", "images": f"{folder.name}/*.nii.gz", "modality": "mri"}
+
+
+def _medpix(folder: Path) -> dict[str, Any]:
+    test = MEDPIX / "test"
+    if not test.exists():
+        pytest.skip(f"reference data {test} is absent (it lives in ../shared/data beside the repository)")
+    return {"format": "medpix", "root": str(test)}
+
+
+#: A small real input of every source format; a new format adds one here.
+SAMPLES: dict[str, Callable[[Path], dict[str, Any]]] = {"image": _png, "dicom": _dicom, "nifti": _nifti,
+                                                         "medpix": _medpix}
+
+
+@pytest.mark.parametrize("name", ADAPTERS.names())
+def test_every_source_format_declares_options_and_builds_rows(name: str, tmp_path: Path) -> None:
+    adapter = ADAPTERS[name]
+    assert dataclasses.is_dataclass(adapter.options)
+    for field in dataclasses.fields(adapter.options):
+        if "parse" in field.metadata:
+            assert callable(field.metadata["parse"]), field.name
+    required = [f.name for f in dataclasses.fields(adapter.options) if f.metadata.get("required")]
+    if required:
+        with pytest.raises(ManifestError, match=required[0]):
+            parse_options(adapter.options, {}, tmp_path)
+    assert name in SAMPLES, f"source format {name!r} has no sample input in tests/test_contracts.py"
+    entry = {"name": f"contract-{name}", **SAMPLES[name](tmp_path / "in")}
+    summary = build(write_manifest(tmp_path, entry), tmp_path / "out")
+    assert summary["rows"]["total"] > 0
+    assert run_cli("verify", tmp_path / "out", "--no-decode").exit_code == 0
+
+
+def _row(i: int) -> dict[str, Any]:
+    buf = io.BytesIO()
+    Image.fromarray(np.full((8, 8), i, np.uint8)).save(buf, format="PNG")
+    return {"id": f"c-{i}", "image": {"bytes": buf.getvalue(), "path": None}, "mask": None, "modality": "ct",
+            "organ": "x", "disease": None, "rois": [], "coarse_caption": "c", "caption": "c", "attributes": None,
+            "knowledge": [], "reference": None, "case_id": None, "location": None, "details": None, "source": "s",
+            "source_file": "f", "plane": None, "slice_index": None, "width": 8, "height": 8, "license": "l"}
+
+
+@pytest.mark.parametrize("name", FORMATS.names())
+def test_every_output_format_writes_names_and_reads_back_its_rows(name: str, tmp_path: Path) -> None:
+    spec = FORMATS[name]
+    assert spec.name == name and spec.folder and spec.extension
+    writer = spec.writer(tmp_path / spec.folder / "ct", "ct", "train", "train-g00000", ShardLimits(max_rows=2))
+    for i in range(3):
+        writer.write(_row(i))
+    shards = writer.close()
+    assert [s.rows for s in shards] == [2, 1] and {s.format for s in shards} == {name}
+    found = [row_id for shard in shards for row_id, problem in spec.rows(shard.path, True) if problem is None]
+    assert sorted(found) == ["c-0", "c-1", "c-2"]
+    assert spec.final_name("train", 0, 2) != spec.final_name("train", 1, 2)
+    assert Path(spec.final_name("train", 0, 2)).match(Path(spec.data_files("ct", "train")).name)
+    assert set(spec.features) >= {"json"} or set(spec.features) == set(FEATURES)
+
+
+@pytest.mark.parametrize("name", ENGINES.names())
+def test_every_engine_maps_units_in_order_and_closes(name: str, tmp_path: Path) -> None:
+    if name == "ray":
+        pytest.importorskip("ray", reason="--engine ray needs the ray extra")
+    options_cls = ENGINES[name]
+    assert dataclasses.is_dataclass(options_cls)
+    folder = tmp_path / "img"
+    folder.mkdir()
+    for i in range(5):
+        Image.fromarray(np.full((10, 12), i * 20, np.uint8)).save(folder / f"{i}.png")
+    out = tmp_path / "out"
+    summary = build(write_manifest(tmp_path, {"name": "e", "format": "image", "images": "img/*.png",
+                                              "modality": "xray"}), out, "--engine", name, "--workers", "2")
+    assert summary["engine"]["engine"] == name
+    assert summary["rows"]["total"] == 5
+
+
+@pytest.mark.parametrize("name", DESCRIBERS.names())
+def test_every_describer_says_where_it_runs_and_answers_the_five_attributes(name: str) -> None:
+    entry = DESCRIBERS[name]
+    assert entry.where in ("worker", "main")
+    if entry.where == "main":  # a model describer needs its model: without it, a clear error
+        with pytest.raises(ValueError, match="--"):
+            entry.make(TextOptions(describer=name))
+        return
+    describer = entry.make(TextOptions(describer=name))
+    request = DescribeRequest(id="x", modality="ct", organ="liver", disease="", plane="axial", slice_index=3,
+                              coarse_caption="CT of the liver", rois=[], stats=[], view="radiological")
+    answer = describer.describe(request)
+    assert set(answer) == set(ATTRIBUTE_KEYS) and answer["modality"]
+    assert describer.info()["name"] == describer.name == name
+
+
+@pytest.mark.parametrize("name", EXPORTERS.names())
+def test_every_exporter_writes_inside_its_folder(name: str, demo_out: Path, tmp_path: Path) -> None:
+    dest = tmp_path / "export"
+    dest.mkdir()
+    count = EXPORTERS[name](demo_out, dest, None)
+    assert count > 0
+    written = [p for p in tmp_path.rglob("*") if p.is_file()]
+    assert written and all(dest in p.parents for p in written)
+
+
+@pytest.mark.parametrize("name", PROPOSERS.names())
+def test_every_proposer_is_named_by_its_key_and_refuses_a_config_it_cannot_run(name: str) -> None:
+    proposer = PROPOSERS[name]
+    assert proposer.name == name
+    pixels = np.zeros((32, 32), np.uint8)
+    pixels[8:24, 8:24] = 200
+    item = ProposalInput("0", pixels, "ct", "region")
+    try:
+        found = proposer.propose([item], RoiConfig(method=name))
+    except Reject as exc:  # a model or command it needs is not configured
+        assert exc.stage == "roi" and exc.reason
+    else:
+        assert len(found) == 1 and found[0] and found[0][0].mask is not None
+
+
+SAMPLE_FILES: dict[str, Callable[[Path], Path]] = {
+    "dicom": lambda d: Path(dicom_file("CT_small.dcm")),
+    "nifti": lambda d: _nifti(d) and d / "a.nii.gz",
+    "image": lambda d: _png(d) and d / "a.png",
+}
+
+
+@pytest.mark.parametrize("name", READERS.names())
+def test_every_reader_gives_an_array_and_plain_meta(name: str, tmp_path: Path) -> None:
+    reader = READERS[name]
+    assert reader.suffixes
+    array, meta = reader.read(SAMPLE_FILES[name](tmp_path / "in"))
+    assert array.ndim >= 2 and array.size > 0
+    json.dumps({k: v for k, v in meta.items() if k != "notes"}, default=float)
+
+
+# --- a toy output format: JSON lines with the image as hex -------------------------------------------------------
+
+class JsonlShardWriter(ShardStream):
+    format = "jsonl"
+    extension = "jsonl"
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.handle: Any = None
+
+    def write(self, row: dict[str, Any]) -> None:
+        if self.handle is None:
+            self.folder.mkdir(parents=True, exist_ok=True)
+            self.handle = open(temp_path(self._final()), "w", encoding="utf-8")
+        self.handle.write(json.dumps({"id": row["id"], "png": row["image"]["bytes"].hex()}) + "\n")
+        if self.rolling.full_after(row):
+            self.close()
+
+    def close(self) -> list:
+        if self.handle is not None:
+            self.handle.close()
+            self.handle = None
+            self._published()
+        return self.shards
+
+
+def _jsonl_rows(path: Path, decode: bool) -> Iterator[tuple[str, str | None]]:
+    for line in path.read_text().splitlines():
+        yield json.loads(line)["id"], None
+
+
+JSONL = OutputFormat(name="jsonl", folder="jsonl", extension="jsonl",
+                     final_pattern="{split}-{index:05d}-of-{total:05d}.jsonl", writer=JsonlShardWriter,
+                     features=FEATURES, rows=_jsonl_rows)
+
+
+def test_a_toy_output_format_is_one_module_plus_its_registration(tmp_path: Path) -> None:
+    FORMATS.register("jsonl", JSONL)
+    try:
+        entry = {"name": "toy", **_png(tmp_path / "in")}
+        summary = build(write_manifest(tmp_path, entry), tmp_path / "out", "--format", "jsonl")
+        assert [s["path"] for s in summary["shards"]] == ["jsonl/xray/train-00000-of-00001.jsonl"]
+        assert run_cli("verify", tmp_path / "out").exit_code == 0
+        assert "jsonl/xray/train-*.jsonl" in (tmp_path / "out" / "README.md").read_text()
+    finally:
+        FORMATS.unregister("jsonl")
+
+
+# --- a toy source format: .npy arrays ---------------------------------------------------------------------------
+
+@dataclasses.dataclass(frozen=True)
+class NpyOptions(ImageOptions):
+    """``format: npy``: 2D arrays saved with numpy."""
+
+
+class NpySource(FileSource):
+    options = NpyOptions
+
+    def records(self, unit: Unit) -> Iterator[Record]:
+        yield Record(unit=unit, pixels=np.load(unit.image).astype(np.uint8), labelmap=None,
+                     modality=unit.spec.modality or "")
+
+
+def test_a_toy_source_format_is_one_module_plus_its_registration(tmp_path: Path) -> None:
+    ADAPTERS.register("npy", NpySource())
+    try:
+        (tmp_path / "in").mkdir()
+        np.save(tmp_path / "in" / "a.npy", np.arange(100, dtype=np.uint8).reshape(10, 10))
+        summary = build(write_manifest(tmp_path, {"name": "toy", "format": "npy", "images": "in/*.npy",
+                                                  "modality": "microscopy"}), tmp_path / "out")
+        assert summary["rows"]["by_modality"] == {"microscopy": 1}
+        (row,) = shard_rows(tmp_path / "out", "microscopy")
+        assert np.array_equal(np.asarray(Image.open(io.BytesIO(row["image"]["bytes"]))),
+                              np.arange(100, dtype=np.uint8).reshape(10, 10))
+    finally:
+        ADAPTERS.unregister("npy")
+    assert pydicom  # the DICOM sample reads through pydicom-data
