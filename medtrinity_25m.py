@@ -34,17 +34,17 @@ import pyarrow.parquet as pq
 from datasets import Features, Image, List, Value
 
 __all__ = [
-    "MODALITIES",
-    "MODALITY_NAMES",
+    "ARROW_SCHEMA",
     "ATTRIBUTE_KEYS",
-    "REFERENCE_KEYS",
+    "COLUMNS",
     "DETAIL_KEYS",
     "FEATURES",
+    "MODALITIES",
+    "MODALITY_NAMES",
+    "REFERENCE_KEYS",
     "WEBDATASET_FEATURES",
-    "ARROW_SCHEMA",
-    "COLUMNS",
-    "MedTrinity25MConfig",
     "MedTrinity25M",
+    "MedTrinity25MConfig",
     "roi_collate",
     "stream",
 ]

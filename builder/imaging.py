@@ -6,7 +6,7 @@ import hashlib
 
 import numpy as np
 
-__all__ = ["LUMA", "MISSING", "RADIOLOGY", "RASTER_SUFFIXES", "STEM_SUFFIXES", "gray", "pixel_hash"]
+__all__ = ["LUMA", "MISSING", "RADIOLOGY", "RASTER_SUFFIXES", "STEM_SUFFIXES", "gray", "pixel_hash", "rescaled"]
 
 #: ITU-R BT.601 luma weights: gray from RGB.
 LUMA = np.array([0.299, 0.587, 0.114], dtype=np.float32)
@@ -32,3 +32,13 @@ def pixel_hash(pixels: np.ndarray) -> str:
     digest.update(f"{pixels.shape}{pixels.dtype}".encode())
     digest.update(np.ascontiguousarray(pixels).data)
     return digest.hexdigest()
+
+
+def rescaled(values: np.ndarray, slope: float, intercept: float) -> np.ndarray:
+    """``values * slope + intercept`` in float32 (a new array; never float64)."""
+    out = values.astype(np.float32)
+    if slope != 1.0:
+        out *= np.float32(slope)
+    if intercept != 0.0:
+        out += np.float32(intercept)
+    return out

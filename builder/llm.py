@@ -82,8 +82,8 @@ class ChatClient:
         def attempt() -> T:
             try:
                 answer = self.client.chat.completions.create(
-                    model=self.config.model, messages=messages, temperature=self.config.temperature,
-                    max_tokens=self.config.max_tokens)
+                    model=self.config.model, messages=messages,  # type: ignore[arg-type]
+                    temperature=self.config.temperature, max_tokens=self.config.max_tokens)
                 return parse(answer.choices[0].message.content or "")
             except ParseError as exc:
                 raise TryAgain(f"unusable answer: {exc}") from None

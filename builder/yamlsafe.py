@@ -32,7 +32,7 @@ class _NoAliasLoader(yaml.SafeLoader):
 def load_yaml(text: str | bytes, name: str = "<yaml>") -> Any:
     """The document in ``text``; :class:`YamlError` naming ``name`` and the reason otherwise."""
     try:
-        return yaml.load(text, Loader=_NoAliasLoader)  # noqa: S506 (a SafeLoader subclass)
+        return yaml.load(text, Loader=_NoAliasLoader)
     except YamlError as exc:
         raise YamlError(f"{name}: {exc}") from None
     except (yaml.YAMLError, RecursionError) as exc:

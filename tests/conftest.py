@@ -19,7 +19,6 @@ from click.testing import CliRunner
 
 from builder.cli import main
 
-
 ROOT = Path(__file__).resolve().parent.parent
 SHARED = ROOT.parent / "shared" / "data"
 COLIN = SHARED / "colin27-aal"

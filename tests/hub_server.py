@@ -78,7 +78,7 @@ class HubServer:
     def url(self) -> str:
         return f"http://127.0.0.1:{self.httpd.server_address[1]}"
 
-    def __enter__(self) -> "HubServer":
+    def __enter__(self) -> HubServer:
         self.thread.start()
         return self
 
@@ -134,7 +134,7 @@ class HubServer:
                 except FileNotFoundError as exc:
                     self._error(404, str(exc))
 
-            do_GET = do_POST = do_PUT = do_HEAD = _dispatch
+            do_GET = do_POST = do_PUT = do_HEAD = _dispatch  # noqa: N815 (http.server's names)
 
         return Handler
 

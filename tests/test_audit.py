@@ -8,10 +8,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import MEDPIX, build, need, real_files, rejects, run_cli, write_manifest
 from datasets import load_dataset
 from PIL import Image
-
-from conftest import need, MEDPIX, build, real_files, rejects, run_cli, write_manifest
 
 
 @pytest.fixture(scope="module")

@@ -9,10 +9,9 @@ import nibabel as nib
 import numpy as np
 import pydicom
 import pytest
-from PIL import Image
-
 from bombs import deflated_bomb, nifti_bomb
 from conftest import build, dicom_file, rejects, shard_rows, write_manifest
+from PIL import Image
 
 
 def _neighbour(folder: Path) -> None:

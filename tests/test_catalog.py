@@ -8,9 +8,8 @@ import threading
 from pathlib import Path
 
 import pytest
-from datasets import load_dataset
-
 from conftest import run_cli
+from datasets import load_dataset
 
 pytest.importorskip("duckdb", reason="the catalog needs duckdb (pip install 'medtrinity-25m[catalog]')")
 

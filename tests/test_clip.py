@@ -8,8 +8,7 @@ import sys
 from pathlib import Path
 
 import pytest
-
-from conftest import need, MEDPIX, ROOT, build, write_manifest
+from conftest import MEDPIX, ROOT, build, need, write_manifest
 
 
 def test_train_evaluate_save_and_predict(tmp_path: Path) -> None:

@@ -7,9 +7,8 @@ from pathlib import Path
 import nibabel as nib
 import numpy as np
 import pytest
-from datasets import load_dataset
-
 from conftest import COLIN, build, need, write_manifest
+from datasets import load_dataset
 
 PLANES = {"axial": 2, "coronal": 1, "sagittal": 0}
 

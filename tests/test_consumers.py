@@ -7,11 +7,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import build, run_cli, write_manifest
 from datasets import load_dataset
 from datasets.distributed import split_dataset_by_node
 from PIL import Image
-
-from conftest import build, run_cli, write_manifest
 
 N = 64
 

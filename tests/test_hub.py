@@ -11,10 +11,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from PIL import Image
-
 from conftest import build, run_cli, write_manifest
 from hub_server import HubServer
+from PIL import Image
 
 TOKEN = "hf_SeCrEtToKeN_1234567890abcdef"
 CLI = [sys.executable, "-m", "builder"]

@@ -7,11 +7,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import build, rejects, run_cli, shard_rows, write_manifest
 from PIL import Image
 
 from builder.errors import ManifestError
 from builder.pipeline.sources.manifest import load_manifest
-from conftest import build, rejects, run_cli, shard_rows, write_manifest
 
 
 def _pngs(folder: Path, names: list[str]) -> None:

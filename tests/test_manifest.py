@@ -5,11 +5,11 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from conftest import run_cli, write_manifest
 
 from builder.errors import ManifestError
 from builder.pipeline.sources.manifest import load_manifest
 from builder.pipeline.text.template import Template
-from conftest import run_cli, write_manifest
 
 BASE = {"name": "src", "format": "image", "images": "img/*.png", "modality": "xray"}
 
@@ -58,7 +58,7 @@ def test_metadata_columns_are_template_fields(tmp_path: Path) -> None:
     (tmp_path / "meta.csv").write_text("image,diagnosis\na,pneumonia\n")
     manifest = load_manifest(write_manifest(tmp_path, {**BASE, "metadata": "meta.csv", "disease": "{diagnosis}"}))
     assert manifest.sources[0].disease == "{diagnosis}"
-    with pytest.raises(ManifestError, match="disease.*diagnosys"):
+    with pytest.raises(ManifestError, match=r"disease.*diagnosys"):
         load_manifest(write_manifest(tmp_path, {**BASE, "metadata": "meta.csv", "disease": "{diagnosys}"}))
 
 

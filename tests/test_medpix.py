@@ -7,9 +7,8 @@ import shutil
 from pathlib import Path
 
 import pytest
+from conftest import MEDPIX, build, need, rejects, write_manifest
 from datasets import get_dataset_config_names, load_dataset
-
-from conftest import need, MEDPIX, build, rejects, write_manifest
 
 TEST = MEDPIX / "test"
 

@@ -11,9 +11,8 @@ from pathlib import Path
 import numpy as np
 import pydicom
 import pytest
-from PIL import Image
-
 from conftest import build, dicom_file, published_rejects, real_files, rejects, run_cli, shard_rows, write_manifest
+from PIL import Image
 
 NAMES = ("Doe^John_MRN55555", "IMG0001", "MRN55555", "Doe")
 

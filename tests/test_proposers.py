@@ -7,10 +7,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import MEDPIX, build, real_files, write_manifest
 from datasets import load_dataset
 from PIL import Image
-
-from conftest import MEDPIX, build, real_files, write_manifest
 
 
 @pytest.fixture(scope="module")
@@ -90,7 +89,8 @@ def test_command_masks_become_rois_as_annotated_masks_do(tmp_path: Path) -> None
     proposed = tmp_path / "proposed"
     build(write_manifest(tmp_path, {"name": "a", "format": "image", "images": "img/scan?.png", "modality": "ct",
                                     "roi": {"method": "command",
-                                            "command": f"{sys.executable} {tmp_path / 'expert.py'} {{input}} {{output}}"}}),
+                                            "command": f"{sys.executable} {tmp_path / 'expert.py'} "
+                                                       "{input} {output}"}}),
           proposed, "--allow-commands")
 
     def geometry(out: Path) -> dict[str, list[tuple]]:

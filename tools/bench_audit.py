@@ -25,8 +25,8 @@ import numpy as np
 from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from builder.dataset.audit import NEAR_THRESHOLD, Item, _near_pairs, phash  # noqa: E402
-from builder.imaging import pixel_hash  # noqa: E402
+from builder.dataset.audit import NEAR_THRESHOLD, Item, _near_pairs, phash
+from builder.imaging import pixel_hash
 
 MEDPIX = Path(__file__).resolve().parent.parent.parent / "shared" / "data" / "medpix-2.0" / "train-256"
 KINDS = ("resized+jpeg", "jpeg", "cropped", "contrast")
@@ -90,7 +90,9 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
     rng = random.Random(args.seed)
-    items, truth, per_kind = [], set(), defaultdict(set)
+    items: list[Item] = []
+    truth: set[tuple[str, str]] = set()
+    per_kind: dict[str, set[tuple[str, str]]] = defaultdict(set)
     for number, (stem, pixels) in enumerate(originals(args.n)):
         items.append(Item(stem, "-", "dataset", pixel_hash(pixels), phash(pixels)))
         if number % 2:  # half the originals get a copy; the rest are look-alikes only
@@ -98,7 +100,8 @@ def main() -> None:
         kind = KINDS[(number // 2) % len(KINDS)]
         copy = copy_of(pixels, kind, rng)
         items.append(Item(f"copy:{stem}", "-", "against", pixel_hash(copy), phash(copy)))
-        pair = tuple(sorted((stem, f"copy:{stem}")))
+        first, second = sorted((stem, f"copy:{stem}"))
+        pair = (first, second)
         truth.add(pair)
         per_kind[kind].add(pair)
     results = [evaluate(items, truth, t) for t in (4, 6, 8, 10, 12, 14)]

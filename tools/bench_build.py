@@ -24,6 +24,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import yaml
@@ -48,7 +49,7 @@ def make_workload(root: Path, volumes: int, dicoms: int, pngs: int) -> Path:
         nib.save(nib.Nifti1Image(volume.astype(np.int16), affine), root / "nifti" / f"vol{i:03d}.nii.gz")
         nib.save(nib.Nifti1Image(labels, affine), root / "nifti" / f"vol{i:03d}_seg.nii.gz")
     (root / "dicom").mkdir()
-    template = pydicom.dcmread(get_testdata_file("693_UNCR.dcm"))
+    template = pydicom.dcmread(str(get_testdata_file("693_UNCR.dcm", download=False)))
     for i in range(dicoms):
         template.SOPInstanceUID = f"1.2.826.0.1.3680043.8.498.{i + 1}"
         template.InstanceNumber = i + 1
@@ -87,9 +88,10 @@ def baseline(root: Path, out: Path) -> int:
     def window(values: np.ndarray) -> np.ndarray:
         return np.clip((values - (40 - 200)) / 400 * 255, 0, 255).astype(np.uint8)
 
-    rows = []
+    rows: list[dict[str, Any]] = []
     for path in sorted((root / "nifti").glob("vol???.nii.gz")):
-        img, seg = nib.load(path), nib.load(str(path).replace(".nii.gz", "_seg.nii.gz"))
+        img: Any = nib.load(path)
+        seg: Any = nib.load(str(path).replace(".nii.gz", "_seg.nii.gz"))
         for k in range(img.shape[2]):
             rows.append({"image": png(window(np.asarray(img.dataobj[:, :, k]))),
                          "mask": png(np.asarray(seg.dataobj[:, :, k]).astype(np.uint8)), "file": path.name})

@@ -23,7 +23,7 @@ import yaml
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests"))
-from bombs import deflated_bomb, nifti_bomb  # noqa: E402
+from bombs import deflated_bomb, nifti_bomb
 
 PEAK = ("import resource, subprocess, sys; subprocess.run(sys.argv[1:], stdout=subprocess.DEVNULL, "
         "stderr=subprocess.DEVNULL); print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)")
@@ -50,7 +50,7 @@ def build_peak(folder: Path, entry: dict, name: str) -> tuple[float, str]:
 
 
 def main() -> None:
-    results = {}
+    results: dict[str, object] = {}
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
         (folder / "small").mkdir()

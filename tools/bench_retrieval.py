@@ -63,8 +63,8 @@ def main() -> None:
         print(f"recall@{args.k} = {value:.3f} over {n} cases ({kb.info['encoder']}, {kb.info['snippets']} snippets)")
     else:
         times = cache_bench(kb, args.rows, args.captions)
-        print("| retrieval of {:,} rows, {} distinct captions | seconds | rows/s |\n|---|---|---|".format(
-            args.rows, args.captions))
+        print(f"| retrieval of {args.rows:,} rows, {args.captions} distinct captions | seconds | rows/s |")
+        print("|---|---|---|")
         for name, seconds in times.items():
             print(f"| {name} | {seconds:.2f} | {args.rows / seconds:,.0f} |")
         print(f"\nspeed-up: {times['without cache'] / times['with cache']:.0f}x")

@@ -32,7 +32,7 @@ from PIL import Image
 from transformers.utils import logging as hf_logging
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from medtrinity_25m import stream  # noqa: E402
+from medtrinity_25m import stream
 
 MODALITIES = {"ct": "CT", "mri": "MR"}
 LOCATIONS = ("Head", "Thorax", "Abdomen", "Spine and Muscles", "Reproductive and Urinary System")

@@ -227,21 +227,4 @@ def demo_cmd(out: Path, **kwargs: Any) -> None:
                f"print(load_dataset('{out}', 'ct')['train'][0]['caption'])\"")
 
 
-def _emit(result: Any, output: str) -> None:
-    import csv
-    import json
-
-    if output == "json":
-        click.echo(json.dumps(result.records(), indent=2, default=str, ensure_ascii=False))
-    elif output == "csv":
-        writer = csv.writer(sys.stdout)
-        writer.writerow(result.columns)
-        writer.writerows(result.rows)
-    else:
-        cells = [[("" if v is None else str(v)).replace("\n", " ")[:60] for v in row] for row in result.rows]
-        widths = [max([len(c)] + [len(r[i]) for r in cells]) for i, c in enumerate(result.columns)]
-        click.echo("  ".join(c.ljust(w) for c, w in zip(result.columns, widths)))
-        for row in cells:
-            click.echo("  ".join(v.ljust(w) for v, w in zip(row, widths)))
-
 

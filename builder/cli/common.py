@@ -17,7 +17,7 @@ class LazyChoice(click.Choice):
         self._load = load
         super().__init__([], case_sensitive=case_sensitive)
 
-    @property  # type: ignore[override]
+    @property
     def choices(self) -> tuple[str, ...]:
         return tuple(self._load())
 

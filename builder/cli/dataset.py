@@ -151,7 +151,7 @@ def push_cmd(out: Path, repo_id: str, private: bool, revision: str | None, creat
 
     gate = None
     if gated:
-        fields = dict(f.rsplit(":", 1) if ":" in f else (f, "text") for f in gate_fields)
+        fields = dict((f.rsplit(":", 1)[0], f.rsplit(":", 1)[1]) if ":" in f else (f, "text") for f in gate_fields)
         gate = Gate(mode=gated, prompt=gate_prompt or "", fields=fields)
     options = PushOptions(private=private, revision=revision, create_pr=create_pr, message=message,
                           dry_run=dry_run, gate=gate)

@@ -97,7 +97,8 @@ def rle(mask: np.ndarray) -> dict[str, Any]:
 
 def export_coco(out: Path, dest: Path, config: str | None = None) -> int:
     categories: dict[str, int] = {}
-    images, annotations = [], []
+    images: list[dict[str, Any]] = []
+    annotations: list[dict[str, Any]] = []
     for number, (split, row) in enumerate(rows(out, config), 1):
         name = _write_image(row, dest / "images")
         images.append({"id": number, "file_name": f"images/{name}", "width": row["width"], "height": row["height"],
@@ -133,7 +134,7 @@ def export_folder(out: Path, dest: Path, config: str | None = None) -> int:
         for split, row in rows(out, config):
             name = _write_image(row, dest / split)
             if split not in handles:
-                handles[split] = open(dest / split / "metadata.jsonl", "w", encoding="utf-8")
+                handles[split] = open(dest / split / "metadata.jsonl", "w", encoding="utf-8")  # noqa: SIM115
             record = {"file_name": name, **{k: row[k] for k in FOLDER_FIELDS},
                       "rois": json.dumps(row["rois"]), "attributes": json.dumps(row["attributes"])}
             handles[split].write(json.dumps(record, ensure_ascii=False) + "\n")

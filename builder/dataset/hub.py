@@ -104,7 +104,7 @@ def _upload(out: Path, repo_id: str, options: PushOptions, paths: list[str]) -> 
     api = HfApi()
     api.create_repo(repo_id, repo_type="dataset", private=options.private or None, exist_ok=True)
     if options.gate is not None:
-        api.update_repo_settings(repo_id, gated=options.gate.mode, repo_type="dataset")
+        api.update_repo_settings(repo_id, gated=options.gate.mode, repo_type="dataset")  # type: ignore[arg-type]
     return api.upload_folder(
         repo_id=repo_id, folder_path=out, repo_type="dataset", revision=options.revision,
         create_pr=options.create_pr or None, commit_message=options.message or f"Upload {out.name}",

@@ -19,7 +19,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from importlib import resources
 from pathlib import Path
 from threading import Lock
-from typing import Any
+from typing import Any, Callable
 from urllib.parse import parse_qs, urlparse
 
 import numpy as np
@@ -77,8 +77,8 @@ class Browser:
         data = self.image(row_id)
         if data is None:
             return None
-        img = Image.open(io.BytesIO(data))
-        img = img.convert("RGB") if img.mode not in ("L", "RGB") else img
+        opened = Image.open(io.BytesIO(data))
+        img = opened.convert("RGB") if opened.mode not in ("L", "RGB") else opened
         img.thumbnail((THUMB, THUMB))
         return _png(img)
 
@@ -141,7 +141,7 @@ def handler(browser: Browser, bound: str = "127.0.0.1") -> type[BaseHTTPRequestH
         def _json(self, value: Any, status: int = 200) -> None:
             self._send(status, json.dumps(value, default=str).encode(), "application/json")
 
-        def do_GET(self) -> None:  # noqa: N802 (http.server's name)
+        def do_GET(self) -> None:
             if not host_allowed(self.headers.get("Host"), allowed):
                 return self._json({"error": "unknown Host: this server answers its own names only"},
                                   HTTPStatus.MISDIRECTED_REQUEST)
@@ -165,7 +165,9 @@ def handler(browser: Browser, bound: str = "127.0.0.1") -> type[BaseHTTPRequestH
             match = _ID.match(path)
             if match:
                 kind, row_id = match.groups()
-                maker = {"image": browser.image, "thumb": browser.thumb, "overlay": browser.overlay}[kind]
+                makers: dict[str, Callable[[str], bytes | None]] = {
+                    "image": browser.image, "thumb": browser.thumb, "overlay": browser.overlay}
+                maker = makers[kind]
                 body = maker(row_id)
                 if body is not None:
                     return self._send(200, body, "image/png", cache=True)

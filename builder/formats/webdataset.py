@@ -51,7 +51,7 @@ class TarShardWriter(ShardStream):
 
         if self.tar is None:
             self.folder.mkdir(parents=True, exist_ok=True)
-            self.stream = open(temp_path(self._final()), "wb")
+            self.stream = open(temp_path(self._final()), "wb")  # noqa: SIM115 (open until the shard rolls over)
             self.tar = wds.TarWriter(self.stream, mtime=0, encoder=False)
         self.tar.write(sample_of(row))
         if self.rolling.full_after(row):

@@ -24,7 +24,7 @@ PUBLIC_KEYS = ("file", "source", "stage", "reason", "rule", "id")
 
 def _line(file: str, source: str, stage: str, reason: str, extra: dict[str, Any]) -> dict[str, Any]:
     """A reject line as kept in the journal: local ``file`` and the ``public`` name, ``names`` to scrub."""
-    line = {"file": file, "source": source, "stage": Stage(stage).value, "reason": redact(reason)}
+    line: dict[str, Any] = {"file": file, "source": source, "stage": Stage(stage).value, "reason": redact(reason)}
     line.update({k: (list(v) if isinstance(v, tuple) else v) for k, v in extra.items() if v is not None})
     line.setdefault("public", source)
     return line
@@ -97,7 +97,7 @@ class Ledger:
     def rows_total(self) -> int:
         return sum(self.by_modality.values())
 
-    def merge(self, other: "Ledger") -> None:
+    def merge(self, other: Ledger) -> None:
         """Add another ledger's counts (its reject lines are not kept)."""
         self.files_seen += other.files_seen
         self.files_accepted += other.files_accepted
@@ -109,13 +109,13 @@ class Ledger:
             self._source(source).update(counts)
 
     def to_dict(self) -> dict[str, Any]:
-        data = {name: dict(getattr(self, name)) for name in COUNTERS}
+        data: dict[str, Any] = {name: dict(getattr(self, name)) for name in COUNTERS}
         data.update(files=[self.files_seen, self.files_accepted, self.files_rejected], other=self.other_rejects,
                     sources={k: dict(v) for k, v in self.sources.items()})
         return data
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> "Ledger":
+    def from_dict(cls, data: dict[str, Any]) -> Ledger:
         seen, accepted, rejected = data["files"]
         ledger = cls(seen, accepted, rejected, data["other"])
         for name in COUNTERS:

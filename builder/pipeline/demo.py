@@ -23,7 +23,8 @@ SEED = 25
 
 def _ellipsoid(shape: tuple[int, ...], center: tuple[float, ...], radii: tuple[float, ...]) -> np.ndarray:
     grids = np.ogrid[tuple(slice(0, n) for n in shape)]
-    return sum(((g - c) / r) ** 2 for g, c, r in zip(grids, center, radii)) <= 1.0
+    distance = sum(((g - c) / r) ** 2 for g, c, r in zip(grids, center, radii))
+    return np.asarray(distance <= 1.0)
 
 
 def ct_phantom(folder: Path, rng: np.random.Generator) -> dict:

@@ -132,7 +132,8 @@ def annotate(record: Record) -> tuple[list[Roi], np.ndarray | None]:
     height, width = record.pixels.shape[:2]
     if min(height, width) < MIN_SIDE:
         raise Reject(Stage.SIZE, f"image is {width}x{height} pixels, smaller than {MIN_SIDE}x{MIN_SIDE}")
-    rois, mask = ([], None)
+    rois: list[Roi] = []
+    mask: np.ndarray | None = None
     if record.labelmap is not None:
         rois, mask = rois_from_labelmap(record.labelmap, spec.options.label_names, default=spec.disease or "region")
     return rois + rois_from_boxes(record.unit.boxes, width, height), mask

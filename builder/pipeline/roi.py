@@ -136,8 +136,8 @@ def as_labels(labelmap: np.ndarray) -> np.ndarray:
         raise Reject("roi", "label map holds negative values")
     if labelmap.dtype.kind in "iu":
         return labelmap
-    out = np.empty(labelmap.shape, dtype=_narrowest(int(high)))
-    slabs = range(labelmap.shape[-1]) if labelmap.ndim == 3 else [slice(None)]
+    out: np.ndarray = np.empty(labelmap.shape, dtype=_narrowest(int(high)))
+    slabs: Any = range(labelmap.shape[-1]) if labelmap.ndim == 3 else [slice(None)]
     for slab in slabs:
         part = labelmap[..., slab]
         if (part != np.round(part)).any():

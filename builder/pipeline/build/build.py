@@ -170,7 +170,7 @@ def _text_stage(options: BuildOptions, engine: Engine) -> tuple[TextStage, dict[
         raise BuildError(f"describer {name!r}: {exc}") from None
     info = {"describer": describer.info() if describer else entry.make(text).info()}
     if retriever is not None:
-        info["knowledge"] = {"kb": Path(text.kb).name, "k": text.k, "encoder": retriever.kb.info["encoder"],
+        info["knowledge"] = {"kb": Path(str(text.kb)).name, "k": text.k, "encoder": retriever.kb.info["encoder"],
                              "snippets": retriever.kb.info["snippets"], "index": retriever.kb.info["index"]}
     actors = getattr(options.engine, "describer_actors", 0)
     concurrency = actors or (text.llm.concurrency if text.llm else 1)

@@ -85,7 +85,7 @@ def finish(manifest: Manifest, options: BuildOptions, journal: Journal, records:
 def sources_table(manifest: Manifest, ledger: Ledger) -> list[dict[str, Any]]:
     rows = []
     for spec in manifest.sources:
-        count = ledger.sources.get(spec.name, {})
+        count: Any = ledger.sources.get(spec.name, {})
         rows.append({"name": spec.name, "format": spec.format, "license": spec.license,
                      "files": count.get("files", 0), "rows": count.get("rows", 0),
                      "rejected": count.get("rejected", 0)})

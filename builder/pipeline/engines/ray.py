@@ -43,7 +43,7 @@ class RayPool:
         self.ray = ray
         if not ray.is_initialized():
             ray.init(address=address, include_dashboard=False, log_to_driver=False,
-                     **({} if address else {"num_cpus": workers}))
+                     num_cpus=None if address else workers)
         self.task = ray.remote(process_unit).options(max_retries=2)
         self.options = ray.put(options)
         self.window = 4 * max(workers, int(ray.cluster_resources().get("CPU", workers)))
@@ -109,9 +109,9 @@ class RayDescribers:
     def __init__(self, text: Any, actors: int, num_gpus: float) -> None:
         import ray
 
-        remote = ray.remote(num_gpus=num_gpus)(_DescriberActor) if num_gpus else ray.remote(_DescriberActor)
+        remote: Any = ray.remote(num_gpus=num_gpus)(_DescriberActor) if num_gpus else ray.remote(_DescriberActor)
         self.ray = ray
-        self.actors = [remote.remote(text) for _ in range(actors)]
+        self.actors: list[Any] = [remote.remote(text) for _ in range(actors)]
         self.name = text.describer
         self._info = {**ray.get(self.actors[0].info.remote()), "ray_actors": actors, "num_gpus": num_gpus}
         self._turn = 0
@@ -123,7 +123,7 @@ class RayDescribers:
         from builder.errors import Reject
 
         self._turn = (self._turn + 1) % len(self.actors)
-        answer = self.ray.get(self.actors[self._turn].describe.remote(request))
+        answer: Any = self.ray.get(self.actors[self._turn].describe.remote(request))
         if isinstance(answer, Reject):
             raise answer
-        return answer
+        return dict(answer)

@@ -12,5 +12,14 @@ from builder.pipeline.knowledge.corpus import Document, Snippet, chunk, read_cor
 from builder.pipeline.knowledge.encoders import Encoder, load_encoder
 from builder.pipeline.knowledge.index import Hit, KnowledgeBase, Retriever
 
-__all__ = ["Document", "Snippet", "chunk", "read_corpus", "Encoder", "load_encoder", "Hit", "KnowledgeBase",
-           "Retriever"]
+__all__ = [
+           "Document",
+           "Encoder",
+           "Hit",
+           "KnowledgeBase",
+           "Retriever",
+           "Snippet",
+           "chunk",
+           "load_encoder",
+           "read_corpus",
+]

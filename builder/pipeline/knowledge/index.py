@@ -53,6 +53,7 @@ def make_index(vectors: np.ndarray) -> tuple[Any, dict[str, Any]]:
     """An inner-product index for ``vectors`` and the description saved with it."""
     faiss = _faiss()
     dim = vectors.shape[1]
+    params: dict[str, Any]
     if len(vectors) <= FLAT_LIMIT:
         index, params = faiss.IndexFlatIP(dim), {"type": "flat", "metric": "inner_product"}
     else:
@@ -72,7 +73,7 @@ class KnowledgeBase:
 
     @classmethod
     def build(cls, documents: Iterable[Document], encoder: Encoder, max_chars: int = 800,
-              overlap: int = 1) -> "KnowledgeBase":
+              overlap: int = 1) -> KnowledgeBase:
         docs = list(documents)
         snippets = [s for doc in docs for s in chunk(doc, max_chars, overlap)]
         if not snippets:
@@ -92,7 +93,7 @@ class KnowledgeBase:
         (folder / "kb.json").write_text(json.dumps(self.info, indent=2) + "\n", encoding="utf-8")
 
     @classmethod
-    def load(cls, folder: Path, encoder: Encoder | None = None) -> "KnowledgeBase":
+    def load(cls, folder: Path, encoder: Encoder | None = None) -> KnowledgeBase:
         if not (folder / "kb.json").is_file():
             raise KnowledgeError(f"{folder} is not a knowledge base (no kb.json; make one with 'kb build')")
         info = json.loads((folder / "kb.json").read_text(encoding="utf-8"))

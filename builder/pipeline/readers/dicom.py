@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 
 from builder.errors import Reject
+from builder.imaging import rescaled
 
 #: The header attributes a build may use. Nothing else is copied anywhere.
 ALLOWED_ATTRIBUTES: tuple[str, ...] = (
@@ -132,12 +133,7 @@ def _modality_lut(pixels: np.ndarray, ds: Any) -> np.ndarray:
         except Exception as exc:  # a malformed LUT (empty descriptor...) is bad input, not a bug
             raise Reject("read", f"unusable Modality LUT Sequence ({type(exc).__name__}: {exc})") from None
     else:
-        slope, intercept = linear
-        values = pixels.astype(np.float32)
-        if slope != 1.0:
-            values *= np.float32(slope)
-        if intercept != 0.0:
-            values += np.float32(intercept)
+        values = rescaled(pixels, *linear)
     if not np.isfinite(values).all():
         raise Reject("read", "the modality LUT gives NaN or infinite values")
     return values
@@ -185,7 +181,7 @@ class DicomReader:
         frames = int(_first(meta.get("NumberOfFrames")) or 1)
         if photometric == "PALETTE COLOR":
             pixels, photometric = _palette(apply_color_lut(pixels, ds), ds), "RGB"
-        color = pixels.shape[-1] == 3 and int(meta.get("SamplesPerPixel", 1)) == 3 or photometric == "RGB"
+        color = (pixels.shape[-1] == 3 and int(meta.get("SamplesPerPixel", 1)) == 3) or photometric == "RGB"
         if not color:
             pixels = _modality_lut(pixels, ds)
         if pixels.ndim == (3 if color else 2):

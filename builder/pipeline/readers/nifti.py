@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 
 from builder.errors import Reject
+from builder.imaging import rescaled
 
 #: Volume axis that each plane slices across (RAS+: x=R, y=A, z=S).
 PLANE_AXIS = {"sagittal": 0, "coronal": 1, "axial": 2}
@@ -77,7 +78,7 @@ class NiftiReader:
         from nibabel.orientations import apply_orientation, io_orientation
 
         try:
-            img = nib.load(str(path))
+            img: Any = nib.load(str(path))
             shape = tuple(int(s) for s in img.shape)
             while len(shape) > 3 and shape[-1] == 1:
                 shape = shape[:-1]
@@ -116,13 +117,7 @@ class NiftiReader:
 
 def scaled(values: np.ndarray, scale: tuple[float, float]) -> np.ndarray:
     """Stored values times slope plus intercept, in float32 (a slice or a sample, never the volume)."""
-    slope, inter = scale
-    out = values.astype(np.float32)
-    if slope != 1.0:
-        out *= np.float32(slope)
-    if inter != 0.0:
-        out += np.float32(inter)
-    return out
+    return rescaled(values, *scale)
 
 
 def sample(volume: np.ndarray, limit: int = 2_000_000) -> np.ndarray:

@@ -39,9 +39,9 @@ class RasterReader:
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("error", Image.DecompressionBombWarning)
-                with Image.open(path) as img:
-                    img.load()
-                    img = _normalise(img)
+                with Image.open(path) as opened:
+                    opened.load()
+                    img = _normalise(opened)
         except Reject:
             raise
         except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:

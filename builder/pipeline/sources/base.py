@@ -16,11 +16,10 @@ from typing import Any, Callable, Iterator, Mapping, Protocol
 
 import numpy as np
 
-from builder.errors import Reject
+import builder.pipeline.sources.tables as tables
+from builder.errors import Problem, Reject
 from builder.pipeline.roi import Box
-from builder.pipeline.sources import tables
 from builder.pipeline.sources.manifest import SourceSpec
-from builder.errors import Problem
 
 
 @dataclass(frozen=True)
@@ -174,13 +173,13 @@ def pair_masks(spec: SourceSpec, images: list[Path]) -> tuple[dict[Path, Path], 
     for mask in masks:
         if mask in image_set:
             continue
-        image = by_stem.get(mask_key(mask, spec.options.mask_suffixes)) or by_stem.get(tables.file_stem(mask))
-        if image is None:
+        found = by_stem.get(mask_key(mask, spec.options.mask_suffixes)) or by_stem.get(tables.file_stem(mask))
+        if found is None:
             problems.append(Problem(relative(spec, mask), "mask pairs with no image", "masks"))
-        elif image in pairs:
-            problems.append(Problem(relative(spec, mask), f"second mask for {relative(spec, image)}", "masks"))
+        elif found in pairs:
+            problems.append(Problem(relative(spec, mask), f"second mask for {relative(spec, found)}", "masks"))
         else:
-            pairs[image] = mask
+            pairs[found] = mask
     return pairs, problems
 
 
@@ -202,7 +201,8 @@ def enumerate_units(spec: SourceSpec) -> tuple[list[Unit], list[Problem]]:
     stems = {tables.file_stem(image) for image in images}
     for name, table in (("metadata", meta), ("boxes", boxes)):
         for stem in sorted(set(table) - stems):
-            problems.append(Problem(f"{getattr(spec.options, name)} ({stem})", f"{name} row for {stem!r} matches no image",
+            problems.append(Problem(f"{getattr(spec.options, name)} ({stem})",
+                                    f"{name} row for {stem!r} matches no image",
                                     name))
     broken = {p.stem: p for p in problems if p.stem}
     units = [

@@ -23,6 +23,7 @@ Every error names the key that is wrong (:class:`builder.errors.ManifestError`).
 
 from __future__ import annotations
 
+import contextlib
 import difflib
 import hashlib
 import os
@@ -31,8 +32,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
 
+import builder.pipeline.sources.tables as tables
 from builder.errors import ManifestError
-from builder.pipeline.sources import tables
 from builder.pipeline.sources.options import (
     ImageOptions,
     RoiConfig,
@@ -229,10 +230,8 @@ def _referenced(entry: Mapping[str, Any]) -> frozenset[str]:
     found: set[str] = set()
     for text in texts:
         if isinstance(text, str):
-            try:
+            with contextlib.suppress(TemplateError):  # an unparsable template is reported where it is checked
                 found |= Template(text).fields
-            except TemplateError:
-                pass
     return frozenset(found)
 
 

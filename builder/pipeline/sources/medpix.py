@@ -18,13 +18,12 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any, Iterator, Mapping
 
-from builder.errors import Reject
+from builder.errors import Problem, Reject
 from builder.imaging import MISSING
 from builder.pipeline.readers import READERS
 from builder.pipeline.sources.base import FileSource, Record, Rule, Unit, relative
 from builder.pipeline.sources.manifest import SourceSpec
 from builder.pipeline.sources.options import MedpixOptions
-from builder.errors import Problem
 from medtrinity_25m import REFERENCE_KEYS
 
 TYPES = {"CT": "ct", "MR": "mri"}

@@ -15,8 +15,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
+import builder.pipeline.sources.tables as tables
 from builder.errors import ManifestError
-from builder.pipeline.sources import tables
 from builder.pipeline.text.template import Template, TemplateError
 
 __all__ = ["DicomOptions", "FileOptions", "ImageOptions", "MedpixOptions", "NiftiOptions", "RoiConfig", "Slicing",

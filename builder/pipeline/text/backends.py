@@ -36,7 +36,7 @@ class OpenAIDescriber:
 
     def describe(self, request: DescribeRequest) -> dict[str, str]:
         image = base64.b64encode(request.image_png or b"").decode()
-        messages = [
+        messages: list[dict[str, Any]] = [
             {"role": "system", "content": SYSTEM},
             {"role": "user", "content": [
                 {"type": "image_url", "image_url": {"url": f"data:image/png;base64,{image}"}},

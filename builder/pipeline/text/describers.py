@@ -9,6 +9,7 @@ Model-backed describers implement the same protocol and join ``DESCRIBERS``.
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass, field
 from typing import Protocol, Sequence
 
@@ -46,7 +47,8 @@ class DescribeRequest:
 
 
 class Describer(Protocol):
-    name: str
+    @property
+    def name(self) -> str: ...
 
     def info(self) -> dict[str, object]:
         """What ``build.json`` records of it: backend, model, prompt version."""
@@ -135,7 +137,8 @@ class TemplateDescriber:
         brighter, darker, similar = INTENSITY_WORDS.get(r.modality, DEFAULT_WORDS)
         parts = []
         for roi, st in _largest(r):
-            word = brighter if st.contrast > CONTRAST_THRESHOLD else darker if st.contrast < -CONTRAST_THRESHOLD else similar
+            word = (brighter if st.contrast > CONTRAST_THRESHOLD else
+                    darker if st.contrast < -CONTRAST_THRESHOLD else similar)
             texture = next(name for limit, name in HETEROGENEITY if st.cv < limit)
             text = (f"{roi.label} is {word} relative to its surroundings (mean {st.mean_in:.2f} vs "
                     f"{st.mean_ring:.2f}) and {texture} (coefficient of variation {st.cv:.2f})")
@@ -154,7 +157,7 @@ class TemplateDescriber:
         first = pairs[0][0]
         text = (f"Together the regions cover {_pct(min(total, 1.0))} of the image; "
                 f"the largest is {first.label} ({_pct(first.area_ratio)}).")
-        relations = [_relation(a, b, r.view) for (a, _), (b, _) in zip(pairs, pairs[1:3])]
+        relations = [_relation(a, b, r.view) for (a, _), (b, _) in itertools.pairwise(pairs[:3])]
         return text + "".join(f" {_cap(rel)}" for rel in relations)
 
 

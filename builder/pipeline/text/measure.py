@@ -46,7 +46,7 @@ def measure(pixels: np.ndarray, mask: np.ndarray | None, rois: Sequence[Roi]) ->
     height, width = lum.shape
     stats = []
     for index, roi in enumerate(rois):
-        x0, y0, x1, y1 = (int(round(v)) for v in roi.bbox)
+        x0, y0, x1, y1 = (round(v) for v in roi.bbox)
         gx, gy = max(1, (x1 - x0) // 2), max(1, (y1 - y0) // 2)
         wx0, wy0, wx1, wy1 = max(0, x0 - gx), max(0, y0 - gy), min(width, x1 + gx), min(height, y1 + gy)
         window = lum[wy0:wy1, wx0:wx1]
