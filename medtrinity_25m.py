@@ -125,6 +125,8 @@ FEATURES = Features(
         "source_file": Value("string"),
         "plane": Value("string"),
         "slice_index": Value("int32"),
+        # (row, column) spacing of the stored image's pixels in mm, where the source knows it
+        "pixel_spacing": List(Value("float32"), length=2),
         "width": Value("int32"),
         "height": Value("int32"),
         "license": Value("string"),

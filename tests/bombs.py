@@ -14,7 +14,7 @@ CHUNK = 1 << 24
 
 
 def nifti_bomb(path: Path, shape: tuple[int, int, int] = (1024, 1024, 480), slope: float = 2.0) -> Path:
-    """A .nii.gz of int16 zeros (with one bright cube) and a scl_slope: ~1 MB on disk, 1 GiB of voxels."""
+    """A .nii.gz of int16 zeros (with a bright band) and a scl_slope: ~1 MB on disk, 1 GiB of voxels."""
     header = nib.Nifti1Header()
     header.set_data_shape(shape)
     header.set_data_dtype(np.int16)
@@ -25,8 +25,9 @@ def nifti_bomb(path: Path, shape: tuple[int, int, int] = (1024, 1024, 480), slop
     total = int(np.prod(shape)) * 2
     with gzip.open(path, "wb", compresslevel=9) as fh:
         fh.write(header.binaryblock + b"\0" * (352 - len(header.binaryblock)))
+        fh.write(np.full(1 << 15, 1000, np.int16).tobytes())  # a bright band in the first slice
         zeros = bytes(CHUNK)
-        written = 0
+        written = 1 << 16
         while written < total:
             step = min(CHUNK, total - written)
             fh.write(zeros[:step])

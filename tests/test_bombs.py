@@ -66,7 +66,7 @@ def test_a_meaningless_rescale_is_a_reject_not_a_constant_image(tmp_path: Path, 
 def test_label_maps_beyond_a_16_bit_mask_are_rejected_and_huge_values_cost_nothing(tmp_path: Path) -> None:
     folder = tmp_path / "vol"
     folder.mkdir()
-    image = np.zeros((300, 300, 2), np.int16)
+    image = np.arange(300 * 300 * 2, dtype=np.int16).reshape(300, 300, 2)
     many = np.arange(1, 300 * 300 * 2 + 1, dtype=np.int32).reshape(300, 300, 2)  # 90,000 labels per slice
     huge = np.zeros((300, 300, 2), np.int64)
     huge[10:20, 10:20, :] = 2**40  # a value far beyond any lookup table

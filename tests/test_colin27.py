@@ -10,6 +10,8 @@ import pytest
 from conftest import COLIN, build, need, write_manifest
 from datasets import load_dataset
 
+from builder.pipeline.text.anatomy import plain_label
+
 PLANES = {"axial": 2, "coronal": 1, "sagittal": 0}
 
 
@@ -87,4 +89,4 @@ def test_coarse_caption_names_plane_slice_and_regions(colin_build: tuple[Path, d
     out, _ = colin_build
     row = next(r for r in load_dataset(str(out), "mri", split="train") if r["plane"] == "axial" and r["rois"])
     assert row["coarse_caption"].startswith(f"MRI of the brain, axial slice {row['slice_index']}; regions: ")
-    assert row["rois"][0]["label"] in row["coarse_caption"]
+    assert plain_label(row["rois"][0]["label"]) in row["coarse_caption"]

@@ -93,7 +93,8 @@ def test_openai_describer_with_knowledge(kb: Path, tmp_path: Path, monkeypatch: 
         prompt = prompt_text(request)
         name = re.search(r"image (lesion_\d)", prompt).group(1)
         assert f"Coarse caption: dermoscopy image {name} of the skin; regions: pigmented lesion" in prompt
-        assert re.search(r"ROI 1: pigmented lesion, .+ \((upper|center|lower)[-a-z]*\), area ratio \d+\.\d%", prompt)
+        assert re.search(r"ROI 1: pigmented lesion, (upper|center|lower)[-a-z]* of the image, area ratio \d+\.\d%",
+                         prompt)
         assert "[8] " in prompt and "[9] " not in prompt  # the 8 snippets
         url = image_url(request)
         assert url.startswith("data:image/png;base64,")
@@ -151,8 +152,8 @@ def test_transformers_describer_runs_a_local_checkpoint(tmp_path: Path) -> None:
                      "--vlm-model", model, ok=False)
     assert failed.exit_code != 0 and "wrote no rows" in failed.output  # a build of nothing never succeeds
     summary = json.loads((out / "build.json").read_text())
-    assert summary["describer"] == {"name": "transformers", "model": str(model), "prompt_version": "medtrinity-v1",
-                                    "max_new_tokens": 768}
+    assert summary["describer"] == {"name": "transformers", "model": Path(model).name, "prompt_version": "medtrinity-v1",
+                                    "max_new_tokens": 768, "style": "attributes", "draw_rois": False}
     lines = rejects(out)
     assert [line["stage"] for line in lines] == ["describe", "describe"]
     assert all("unusable answer after 3 tries" in line["reason"] for line in lines)

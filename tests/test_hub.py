@@ -169,3 +169,14 @@ def test_create_pr_commits_to_a_pull_request_ref(demo_out: Path, tmp_path: Path,
     assert not list(repo.files.rglob("*.parquet")), "main must stay untouched"
     assert list(repo.tree("refs/pr/1").rglob("*.parquet"))
     assert "pull request:" in done.stdout
+
+
+def test_a_failed_push_leaves_the_local_card_as_it_was(demo_out: Path, tmp_path: Path, hub: HubServer) -> None:
+    folder = _copy(demo_out, tmp_path / "medtrinity-25m")
+    before = (folder / "README.md").read_bytes()
+    env = _env(hub, tmp_path / "home")
+    hub.fail_commits_after = 0  # every commit is refused
+    failed = _run(CLI + ["push", str(folder), "org/refused", "--gated", "manual"], env, ok=False)
+    assert failed.returncode != 0 and "card is unchanged" in failed.stderr
+    assert (folder / "README.md").read_bytes() == before
+    assert _run(CLI + ["verify", str(folder)], env).returncode == 0

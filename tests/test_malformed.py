@@ -105,7 +105,7 @@ def test_audit_against_a_folder_with_a_decompression_bomb_skips_it(tmp_path: Pat
 
 
 def test_a_pipeline_bug_is_a_reject_and_a_failed_build(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from builder.pipeline.sources.adapters import ImageSource
+    from builder.pipeline.sources.image import ImageSource
 
     original = ImageSource.records
 

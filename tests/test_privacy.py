@@ -222,3 +222,14 @@ def test_pseudonymous_rejects_still_say_why_without_names(tmp_path: Path) -> Non
     (line,) = published_rejects(out)
     assert line["stage"] == "mask" and "31" in line["reason"] and "Doe" not in json.dumps(line)
     assert "MRN55555" in rejects(out)[0]["file"]
+
+
+def test_echoed_credentials_are_redacted_from_any_text() -> None:
+    from builder.privacy import redact
+
+    echoed = ("401 for http://alice:hunter2secret@10.0.0.1/v1: {'headers': {'Authorization': 'Bearer sk-abc123def456'}}"
+              " token hf_AbCdEfGhIjKlMnOp and api_key=zzzsecretvalue")
+    text = redact(echoed)
+    for secret in ("hunter2secret", "sk-abc123def456", "hf_AbCdEfGhIjKlMnOp", "zzzsecretvalue", "alice:"):
+        assert secret not in text
+    assert "401" in text and "[redacted]" in text

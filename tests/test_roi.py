@@ -43,11 +43,12 @@ def test_position_is_the_3x3_cell_of_the_centroid(x: int, y: int, cell: str) -> 
     assert position_of(x, y, 100, 100) == cell
 
 
-def test_radiological_text_swaps_left_and_right() -> None:
-    assert position_text("center-left", "radiological") == "middle part, on the patient's right"
-    assert position_text("upper-right", "radiological") == "upper part, on the patient's left"
-    assert position_text("upper-left", "sagittal") == "upper anterior part"
+def test_text_says_the_stored_cell_and_the_patient_side() -> None:
+    assert position_text("center-left", "radiological") == "center-left of the image (the patient's right)"
+    assert position_text("upper-right", "radiological") == "upper-right of the image (the patient's left)"
+    assert position_text("upper-left", "sagittal") == "upper-left of the image (anterior)"
     assert position_text("lower-left", "image") == "lower-left of the image"
+    assert position_text("lower-center", "radiological") == "lower-center of the image"
 
 
 @settings(max_examples=60, deadline=None)

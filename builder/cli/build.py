@@ -117,6 +117,11 @@ def build_options(fn: Any) -> Any:
                      help="Seconds one input file may take before it becomes a reject."),
         click.option("--describer", type=LazyChoice(_describer_names), default="template",
                      show_default=True, help="Who writes the descriptions."),
+        click.option("--style", type=click.Choice(["attributes", "medtrinity"]), default="attributes",
+                     show_default=True, help="attributes: the five attributes joined; medtrinity: the release's "
+                                             "one-paragraph form and coarse captions."),
+        click.option("--draw-rois", is_flag=True,
+                     help="Draw each ROI's box on the image a model describer sees (never on the stored image)."),
         click.option("--llm-base-url", help="OpenAI-compatible server, e.g. http://localhost:8000/v1 (vLLM)."),
         click.option("--llm-model", help="Model name the server serves."),
         click.option("--llm-concurrency", type=int, default=8, show_default=True, help="Requests in flight."),
@@ -134,7 +139,7 @@ def build_options(fn: Any) -> Any:
 
 def _text_options(describer: str, llm_base_url: str | None, llm_model: str | None, llm_concurrency: int,
                   llm_timeout: float, llm_retries: int, vlm_model: str | None, kb: str | None,
-                  kb_k: int) -> Any:
+                  kb_k: int, style: str = "attributes", draw_rois: bool = False) -> Any:
     from builder.llm import LLMConfig
     from builder.pipeline.text.options import TextOptions
 
@@ -144,7 +149,8 @@ def _text_options(describer: str, llm_base_url: str | None, llm_model: str | Non
             raise click.UsageError("--llm-base-url and --llm-model go together")
         llm = LLMConfig(base_url=llm_base_url, model=llm_model, concurrency=llm_concurrency, timeout=llm_timeout,
                         retries=llm_retries)
-    return TextOptions(describer=describer, llm=llm, model=vlm_model, kb=kb, k=kb_k)
+    return TextOptions(describer=describer, llm=llm, model=vlm_model, kb=kb, k=kb_k, style=style,
+                       draw_rois=draw_rois)
 
 
 ENGINE_FLAGS = ("workers", "ray_address", "describer_actors", "describer_gpus")

@@ -210,14 +210,23 @@ def audit_cmd(out: Path, against: Path | None, threshold: int, as_json: bool) ->
 @click.option("--out", "dest", type=click.Path(file_okay=False, path_type=Path), required=True,
               help="Folder to write.")
 @click.option("--config", help="One modality (default: all).")
-@click.option("--vqa", is_flag=True, help="llava: add a question-answer record per attribute.")
+@click.option("--vqa", type=click.Choice(["fixed", "llm"]), is_flag=False, flag_value="fixed", default=None,
+              help="llava: question-answer records: fixed (one per attribute; --vqa alone) or llm (by a model).")
+@click.option("--vqa-pairs", type=int, default=3, show_default=True, help="--vqa llm: pairs per row.")
+@click.option("--llm-base-url", help="--vqa llm: OpenAI-compatible server.")
+@click.option("--llm-model", help="--vqa llm: model name.")
+@click.option("--draw-rois", is_flag=True, help="llava: draw each ROI's box into the exported images.")
 @click.option("--jsonl", is_flag=True, help="llava: write JSON lines instead of one JSON list.")
-def export_cmd(fmt: str, out: Path, dest: Path, config: str | None, vqa: bool, jsonl: bool) -> None:
+def export_cmd(fmt: str, out: Path, dest: Path, config: str | None, vqa: str | None, vqa_pairs: int,
+               llm_base_url: str | None, llm_model: str | None, draw_rois: bool, jsonl: bool) -> None:
     """Export DATASET for training: LLaVA conversations, COCO detection, or an imagefolder."""
     from builder.dataset.export import EXPORTERS, ExportError
+    from builder.llm import LLMConfig
 
     dest.mkdir(parents=True, exist_ok=True)
-    extra = {"vqa": vqa, "jsonl": jsonl} if fmt == "llava" else {}
+    llm = LLMConfig(base_url=llm_base_url, model=llm_model) if llm_base_url and llm_model else None
+    extra: dict[str, Any] = {"vqa": vqa, "jsonl": jsonl, "draw_rois": draw_rois, "llm": llm,
+                             "pairs": vqa_pairs} if fmt == "llava" else {}
     try:
         count = EXPORTERS[fmt](out, dest, config, **extra)
     except ExportError as exc:

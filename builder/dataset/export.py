@@ -25,6 +25,7 @@ import numpy as np
 from PIL import Image
 
 from builder.dataset.shards import LayoutError, iter_rows, parquet_files
+from builder.imaging import draw_boxes
 from builder.registry import Registry
 
 INSTRUCTION = "Describe this medical image: its modality, the organs shown, each region of interest, " \
@@ -62,19 +63,36 @@ def _write_image(row: dict[str, Any], folder: Path) -> str:
     return f"{row['id']}.png"
 
 
-def export_llava(out: Path, dest: Path, config: str | None = None, vqa: bool = False,
-                 jsonl: bool = False) -> int:
-    records = []
+def _record(record_id: str, image: str, meta: dict[str, Any], question: str, answer: str) -> dict[str, Any]:
+    return {"id": record_id, "image": image, **meta, "conversations": [
+        {"from": "human", "value": f"<image>\n{question}"}, {"from": "gpt", "value": answer}]}
+
+
+def export_llava(out: Path, dest: Path, config: str | None = None, vqa: bool | str | None = None,
+                 jsonl: bool = False, draw_rois: bool = False, llm: Any = None, pairs: int = 3) -> int:
+    """LLaVA records; ``vqa``: ``fixed`` (one question per attribute) or ``llm`` (pairs written by ``llm``);
+    ``draw_rois``: the exported images have each ROI's box drawn in, as the release's images do."""
+    mode = "fixed" if vqa is True else (vqa or None)
+    if mode == "llm" and llm is None:
+        raise ExportError("--vqa llm needs --llm-base-url and --llm-model")
+    records: list[dict[str, Any]] = []
+    asked: list[tuple[str, str]] = []
+    images: dict[str, tuple[str, dict[str, Any]]] = {}
     for split, row in rows(out, config):
+        if draw_rois and row["rois"]:
+            row = {**row, "image": {"bytes": draw_boxes(row["image"]["bytes"], [r["bbox"] for r in row["rois"]])}}
         image = "images/" + _write_image(row, dest / "images")
         meta = {"modality": row["modality"], "split": split}
-        records.append({"id": row["id"], "image": image, **meta, "conversations": [
-            {"from": "human", "value": f"<image>\n{INSTRUCTION}"}, {"from": "gpt", "value": row["caption"]}]})
-        for key, question in QUESTIONS.items() if vqa else ():
+        records.append(_record(row["id"], image, meta, INSTRUCTION, row["caption"]))
+        for key, question in QUESTIONS.items() if mode == "fixed" else ():
             answer = (row["attributes"] or {}).get(key)
             if answer:
-                records.append({"id": f"{row['id']}-{key}", "image": image, **meta, "conversations": [
-                    {"from": "human", "value": f"<image>\n{question}"}, {"from": "gpt", "value": answer}]})
+                records.append(_record(f"{row['id']}-{key}", image, meta, question, answer))
+        if mode == "llm" and row["caption"]:
+            asked.append((row["id"], row["caption"]))
+            images[row["id"]] = (image, meta)
+    if mode == "llm":
+        records += _llm_pairs(llm, pairs, asked, images, dest)
     target = dest / ("llava.jsonl" if jsonl else "llava.json")
     with open(target, "w", encoding="utf-8") as fh:
         if jsonl:
@@ -82,6 +100,24 @@ def export_llava(out: Path, dest: Path, config: str | None = None, vqa: bool = F
         else:
             json.dump(records, fh, ensure_ascii=False, indent=1)
     return len(records)
+
+
+def _llm_pairs(llm: Any, pairs: int, asked: list[tuple[str, str]], images: dict[str, Any],
+               dest: Path) -> list[dict[str, Any]]:
+    from builder.dataset.vqa import VqaWriter
+
+    answers = VqaWriter(llm, pairs).many(asked)
+    records, rejected = [], []
+    for row_id, _ in asked:
+        answer = answers[row_id]
+        if isinstance(answer, list):
+            image, meta = images[row_id]
+            records += [_record(f"{row_id}-qa{i}", image, meta, q, a) for i, (q, a) in enumerate(answer)]
+        else:
+            rejected.append({"id": row_id, "stage": answer.stage, "reason": answer.reason})
+    with open(dest / "vqa_rejects.jsonl", "w", encoding="utf-8") as fh:
+        fh.writelines(json.dumps(line, ensure_ascii=False) + "\n" for line in rejected)
+    return records
 
 
 def rle(mask: np.ndarray) -> dict[str, Any]:

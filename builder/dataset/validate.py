@@ -195,7 +195,7 @@ def validate(out: Path, judge: Judge, worst: int = 5) -> dict[str, Any]:
             skipped += 1
             continue
         try:
-            scores = judge.score(row["attributes"], reference)
+            scores = judge.score({k: v or "" for k, v in (row["attributes"] or {}).items()}, reference)
         except Reject:
             failed += 1
             continue

@@ -52,6 +52,7 @@ def ct_phantom(folder: Path, rng: np.random.Generator) -> dict:
         "name": "synthetic-ct-phantom", "format": "nifti", "images": "phantom/abdomen_ct.nii.gz",
         "masks": "phantom/*_seg.nii.gz", "labels": {1: "liver", 2: "hypodense lesion"},
         "modality": "ct", "organ": "abdomen", "disease": "synthetic liver lesion",
+        "finding_labels": ["hypodense lesion"],  # a slice states the lesion only where it shows it
         "license": "CC0-1.0", "slicing": {"plane": "axial", "step": 4, "only_with_roi": True},
     }
 
@@ -82,14 +83,16 @@ def fundus_phantoms(folder: Path, rng: np.random.Generator, n: int = 4) -> dict:
         disc = _ellipsoid((size, size), (size / 2, size / 2), (size / 2 - 4, size / 2 - 4))
         img = np.zeros((size, size, 3), dtype=np.float32)
         img[disc] = [180, 60, 30]
-        cx, cy = rng.uniform(40, 120), rng.uniform(60, 100)
+        eye = "left" if i % 2 else "right"
+        # the optic disc sits nasally: on the image's right for a right eye, on its left for a left eye
+        cx, cy = (rng.uniform(100, 125) if eye == "right" else rng.uniform(35, 60)), rng.uniform(60, 100)
         optic = _ellipsoid((size, size), (cy, cx), (12, 12))
         img[optic] = [250, 220, 150]
         img += rng.normal(0, 5, img.shape)
         Image.fromarray(np.clip(img, 0, 255).astype(np.uint8)).save(folder / f"eye_{i:02d}.png")
         boxes.append({"image": f"eye_{i:02d}.png", "x_min": round(cx - 12), "y_min": round(cy - 12),
                       "x_max": round(cx + 13), "y_max": round(cy + 13), "label": "optic disc"})
-        meta.append({"image": f"eye_{i:02d}", "eye": "left" if i % 2 else "right",
+        meta.append({"image": f"eye_{i:02d}", "eye": eye,
                      "diagnosis": "synthetic normal fundus"})
     for name, rows in (("boxes.csv", boxes), ("metadata.csv", meta)):
         with open(folder / name, "w", newline="") as fh:

@@ -11,7 +11,7 @@ import io
 import signal
 import threading
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Iterator
 
 import numpy as np
@@ -88,7 +88,7 @@ class UnitResult:
         return self.unit.id
 
 
-def row_id(unit: Unit, plane: str | None, index: int | None) -> str:
+def row_id(unit: Unit, plane: str | None, index: int | None, volume: int | None = None) -> str:
     """Stable id from the file's key and the slice: ``<source>-<20 hex digits>``.
 
     A 2D image's id is its file's (:attr:`Unit.id`); a slice or frame hashes
@@ -98,7 +98,8 @@ def row_id(unit: Unit, plane: str | None, index: int | None) -> str:
     """
     if index is None:
         return unit.id
-    digest = hashlib.sha1(f"{unit.key}\0{plane or ''}\0{index}".encode())
+    where = f"{unit.key}\0{plane or ''}\0{index}" + ("" if volume is None else f"\0{volume}")
+    digest = hashlib.sha1(where.encode())
     return f"{unit.spec.name.replace('.', '_')}-{digest.hexdigest()[:20]}"
 
 
@@ -135,7 +136,8 @@ def annotate(record: Record) -> tuple[list[Roi], np.ndarray | None]:
     rois: list[Roi] = []
     mask: np.ndarray | None = None
     if record.labelmap is not None:
-        rois, mask = rois_from_labelmap(record.labelmap, spec.options.label_names, default=spec.disease or "region")
+        names = record.label_names if record.label_names is not None else spec.options.label_names
+        rois, mask = rois_from_labelmap(record.labelmap, names, default=spec.disease or "region")
     return rois + rois_from_boxes(record.unit.boxes, width, height), mask
 
 
@@ -173,14 +175,16 @@ def make_row(record: Record, rois: list[Roi], mask: np.ndarray | None, describer
     height, width = record.pixels.shape[:2]
     values = template_values(record, rois)
     subj = subject(record, values)
-    caption = coarse_caption(record, rois, values, subj)
+    shown = finding_shown(record, rois, subj.disease)
+    stated = subj if shown is not False else replace(subj, disease="")
+    caption = coarse_caption(record, rois, values, stated, options.text.style)
     image = encode_png(record.pixels, options.png_level)
     request = DescribeRequest(
-        id=row_id(unit, record.plane, record.slice_index),
+        id=row_id(unit, record.plane, record.slice_index, record.volume_index),
         modality=record.modality, organ=subj.organ, disease=subj.disease, plane=record.plane,
         slice_index=record.slice_index, coarse_caption=caption, rois=rois,
         stats=measure(record.pixels, mask, rois), view=convention(record.modality, record.plane),
-        image_png=None if describer else image,
+        image_png=None if describer else image, spacing=record.spacing, finding_shown=shown,
     )
     texts = dict(values, organ=subj.organ, disease=subj.disease)
     spec_texts = _texts({"case_id": spec.case_id, "location": spec.location}, texts)
@@ -205,6 +209,7 @@ def make_row(record: Record, rois: list[Roi], mask: np.ndarray | None, describer
         "source_file": unit.label,
         "plane": record.plane,
         "slice_index": record.slice_index,
+        "pixel_spacing": list(record.spacing) if record.spacing else None,
         "width": width,
         "height": height,
         "license": spec.license,
@@ -214,13 +219,28 @@ def make_row(record: Record, rois: list[Roi], mask: np.ndarray | None, describer
     return row, request
 
 
+def finding_shown(record: Record, rois: list[Roi], disease: str) -> bool | None:
+    """Does this sample show its source's finding? None for a whole image (the finding is the image's).
+
+    A slice or frame shows it only when an ROI the source names in ``finding_labels`` is on it; without
+    that list no slice is said to show it (the text says the slice is from a study with that finding).
+    """
+    if not disease or record.slice_index is None:
+        return None
+    return any(roi.label in record.unit.spec.finding_labels for roi in rois)
+
+
 def set_text(row: dict[str, Any], attributes: dict[str, str], describer: str) -> None:
-    """Put a describer's five attributes, and their join, into a row."""
-    missing = [key for key in ATTRIBUTE_KEYS if not attributes.get(key)]
-    if missing:
-        raise Reject("describe", f"describer {describer!r} gave no {', '.join(missing)}")
-    row["attributes"] = {key: attributes[key] for key in ATTRIBUTE_KEYS}
-    row["caption"] = join_caption(attributes)
+    """Put a describer's five attributes, and their join, into a row.
+
+    The modality must be stated; an attribute with nothing to state is empty
+    (null), never a sentence about its own absence, and the caption leaves it out.
+    """
+    if not str(attributes.get("modality") or "").strip():
+        raise Reject("describe", f"describer {describer!r} gave no modality")
+    row["attributes"] = {key: (str(attributes.get(key) or "").strip() or None) for key in ATTRIBUTE_KEYS}
+    row["caption"] = str(attributes.get("caption") or "").strip() or \
+        join_caption({k: v or "" for k, v in row["attributes"].items()})
 
 
 def details(record: Record) -> dict[str, str | None]:
@@ -250,11 +270,17 @@ def process_unit(unit: Unit, options: TripletOptions) -> UnitResult:
     entry = DESCRIBERS[options.text.describer]
     describer = entry.make(options.text) if entry.where == "worker" else None
     rows, hashes, requests = [], [], []
+    dropped: list[tuple[dict[str, Any], Reject]] = []
     try:
         with time_limit(options.unit_timeout):
             curate(unit)
             check_inside(unit)
-            records = list(ADAPTERS[unit.spec.format].records(unit))
+            records = []
+            for record in ADAPTERS[unit.spec.format].records(unit):
+                if record.reject is None:
+                    records.append(record)
+                else:  # one unusable sample of the file (a blank frame): its own reject line
+                    dropped.append(({"id": row_id(unit, record.plane, record.slice_index)}, record.reject))
             annotated = [annotate(record) for record in records]
             proposed = propose(records, [rois for rois, _ in annotated])
             for record, (rois, mask), extra in zip(records, annotated, proposed):
@@ -275,4 +301,5 @@ def process_unit(unit: Unit, options: TripletOptions) -> UnitResult:
     for record in records:
         for name, count in record.notes.items():
             notes[name] = notes.get(name, 0) + count
-    return UnitResult(unit, rows=rows, hashes=hashes, requests=requests if describer is None else [], notes=notes)
+    return UnitResult(unit, rows=rows, hashes=hashes, requests=requests if describer is None else [], notes=notes,
+                      dropped=dropped)

@@ -78,33 +78,30 @@ _SIDE = {
     "sagittal": {"left": "anterior", "right": "posterior"},
     "image": {"left": "left", "right": "right"},
 }
-_VERTICAL = {"upper": "upper", "center": "middle", "lower": "lower"}
+
+
+def patient_side(side: str, view: str) -> str:
+    """What image left/right is in the body for a view: " (the patient's right)", " (anterior)", or nothing."""
+    return "" if view == "image" else f" ({_SIDE[view][side]})"
 
 
 def relation_words(view: str, side: str) -> str:
-    """How box B lying ``side`` (image left/right) of box A reads: "to the patient's right of", "anterior to"."""
-    words = _SIDE[view][side]
-    return {"radiological": f"to {words} of", "sagittal": f"{words} to"}.get(view, f"{words} of")
+    """How box B lying ``side`` (image left/right) of box A reads: "left of", with the patient's side after A."""
+    return f"{side} of"
 
 
 def position_text(position: str, view: str) -> str:
-    """Words for a grid cell under a display convention.
+    """The stored grid cell in words, in the image frame, with the patient's side where the view has one.
 
-    >>> position_text("upper-left", "radiological")
-    "upper part, on the patient's right"
+    The stored ``position`` and the text say the same cell:
+
+    >>> position_text("center-left", "radiological")
+    "center-left of the image (the patient's right)"
     """
     if position == "center":
         return "center of the image"
-    row, col = position.split("-")
-    vertical = _VERTICAL[row]
-    if col == "center":
-        return f"{vertical} center of the image"
-    side = _SIDE[view][col]
-    if view == "radiological":
-        return f"{vertical} part, on {side}"
-    if view == "sagittal":
-        return f"{vertical} {side} part"
-    return f"{vertical}-{side} of the image"
+    col = position.split("-")[1]
+    return f"{position} of the image" + (patient_side(col, view) if col != "center" else "")
 
 
 MAX_ROIS = 65_535  # distinct labels one image may hold: the stored mask is a 16-bit PNG

@@ -67,7 +67,8 @@ class BuildOptions:
         return {"manifest": manifest.sha256, "formats": list(self.formats),
                 "shard_units": self.shard_units, "limits": asdict(self.limits),
                 "triplets": triplets, "describer": text.describer,
-                "model": text.llm.model if text.llm else text.model, "kb": text.kb, "k": text.k, "demo": self.demo}
+                "model": text.llm.model if text.llm else text.model, "kb": text.kb, "k": text.k, "demo": self.demo,
+                "style": text.style, "draw_rois": text.draw_rois}
 
 
 @dataclass

@@ -34,6 +34,7 @@ class Document:
     id: str
     text: str
     title: str = ""
+    snippet: bool = False  # already a retrieval chunk (MedRAG's corpora): kept whole, under its own id
 
 
 @dataclass(frozen=True)
@@ -67,10 +68,13 @@ def _from_jsonl(path: Path) -> Iterator[Document]:
             text = str(obj["Topic"].get("Disease Discussion") or "")
             if text.strip().lower() not in MISSING:
                 yield Document(str(obj["U_id"]), text, str(obj["Topic"].get("Title") or ""))
+        elif isinstance(obj.get("content"), str) and "id" in obj:  # MedRAG: id, title, content, contents
+            yield Document(str(obj["id"]), obj["content"], str(obj.get("title") or ""), snippet=True)
         elif isinstance(obj.get("text"), str):
             yield Document(str(obj.get("id") or f"{path.stem}:{number}"), obj["text"], str(obj.get("title") or ""))
         else:
-            raise CorpusError(f"{path}:{number}: a line needs 'text' (or be a MedPix case with 'Topic')")
+            raise CorpusError(f"{path}:{number}: a line needs 'text', MedRAG's 'id' and 'content', or be a MedPix "
+                              "case with 'Topic'")
 
 
 def read_corpus(paths: Iterable[str | Path]) -> Iterator[Document]:
@@ -98,7 +102,12 @@ def sentences(text: str) -> list[tuple[int, str]]:
 
 
 def chunk(doc: Document, max_chars: int = 800, overlap: int = 1) -> list[Snippet]:
-    """Snippets of whole sentences up to ``max_chars``, overlapping by ``overlap`` sentences."""
+    """Snippets of whole sentences up to ``max_chars``, overlapping by ``overlap`` sentences.
+
+    A document that is already a snippet (a MedRAG chunk) is kept whole, under its own id.
+    """
+    if doc.snippet:
+        return [Snippet(doc.id, doc.id, 0, doc.text, doc.title)]
     parts = sentences(doc.text)
     snippets: list[Snippet] = []
     i = 0

@@ -1,4 +1,8 @@
-"""DICOM with pydicom: modality LUT, VOI window, MONOCHROME1, multi-frame.
+"""DICOM with pydicom: per-frame modality LUT, VOI windows, MONOCHROME1, multi-frame, mosaics.
+
+``read`` gives modality values ``(F, H, W)`` in float32 (RGB: uint8) and, per
+frame, the header's window (center, width, function), plane and pixel spacing
+(:mod:`builder.pipeline.readers.frames`); the adapter displays them.
 
 Only the attributes in :data:`ALLOWED_ATTRIBUTES` are read into ``meta``: no
 name, id, date, institution or private tag can reach a row. Compressed transfer
@@ -16,6 +20,7 @@ import numpy as np
 
 from builder.errors import Reject
 from builder.imaging import rescaled
+from builder.pipeline.readers.frames import FrameAttributes, demosaic, frame_attributes, mosaic_tiles
 
 #: The header attributes a build may use. Nothing else is copied anywhere.
 ALLOWED_ATTRIBUTES: tuple[str, ...] = (
@@ -110,33 +115,44 @@ def _open(path: Path) -> Any:
     return pydicom.dcmread(str(path), defer_size=None if size is not None else DEFER)
 
 
-def _rescale(ds: Any) -> tuple[float, float] | None:
-    """(slope, intercept) of a plain linear rescale; None when a Modality LUT Sequence applies."""
-    if "ModalityLUTSequence" in ds:
-        return None
-    slope, intercept = _first(ds.get("RescaleSlope")), _first(ds.get("RescaleIntercept"))
-    slope = 1.0 if slope is None else slope
-    intercept = 0.0 if intercept is None else intercept
+def _check_rescale(attrs: FrameAttributes) -> None:
+    slope, intercept = attrs.slope, attrs.intercept
     if not (np.isfinite(slope) and np.isfinite(intercept)) or slope == 0 or abs(slope) > MAX_SLOPE:
         raise Reject("read", f"rescale slope {slope} / intercept {intercept} is not a usable linear rescale")
-    return slope, intercept
 
 
-def _modality_lut(pixels: np.ndarray, ds: Any) -> np.ndarray:
-    """Stored values to modality values, in float32, frame by frame for plain rescales."""
+def _modality_lut(pixels: np.ndarray, ds: Any, frames: list[FrameAttributes]) -> np.ndarray:
+    """Stored values (F, H, W) to modality values in float32, each frame with its own rescale."""
     from pydicom.pixels import apply_modality_lut
 
-    linear = _rescale(ds)
-    if linear is None:
+    if "ModalityLUTSequence" in ds:
         try:
             values = np.asarray(apply_modality_lut(pixels, ds), dtype=np.float32)
         except Exception as exc:  # a malformed LUT (empty descriptor...) is bad input, not a bug
             raise Reject("read", f"unusable Modality LUT Sequence ({type(exc).__name__}: {exc})") from None
     else:
-        values = rescaled(pixels, *linear)
+        values = np.empty(pixels.shape, dtype=np.float32)
+        for index, attrs in enumerate(frames):
+            _check_rescale(attrs)
+            values[index] = rescaled(pixels[index], attrs.slope, attrs.intercept)
     if not np.isfinite(values).all():
         raise Reject("read", "the modality LUT gives NaN or infinite values")
     return values
+
+
+def _voi_lut(values: np.ndarray, ds: Any) -> np.ndarray | None:
+    """Values through the top-level VOI LUT Sequence, scaled to 0..255 (None: there is none)."""
+    from pydicom.pixels import apply_voi_lut
+
+    sequence = ds.get("VOILUTSequence")
+    if not sequence:
+        return None
+    try:
+        bits = int(sequence[0].LUTDescriptor[2])
+        out = np.asarray(apply_voi_lut(values, ds, index=0, prefer_lut=True), dtype=np.float32)
+    except Exception as exc:
+        raise Reject("read", f"unusable VOI LUT Sequence ({type(exc).__name__}: {exc})") from None
+    return out * np.float32(255.0 / max(2**bits - 1, 1))
 
 
 @dataclass(frozen=True)
@@ -182,12 +198,24 @@ class DicomReader:
         if photometric == "PALETTE COLOR":
             pixels, photometric = _palette(apply_color_lut(pixels, ds), ds), "RGB"
         color = (pixels.shape[-1] == 3 and int(meta.get("SamplesPerPixel", 1)) == 3) or photometric == "RGB"
-        if not color:
-            pixels = _modality_lut(pixels, ds)
+        if color and pixels.dtype != np.uint8:  # 16-bit colour samples: their top 8 bits
+            bits = int(_first(meta.get("BitsStored")) or 8 * pixels.dtype.itemsize)
+            pixels = (np.asarray(pixels).astype(np.uint32) >> max(0, bits - 8)).clip(0, 255).astype(np.uint8)
         if pixels.ndim == (3 if color else 2):
             pixels = pixels[None]
         if pixels.shape[0] != frames and frames > 1:
             raise Reject("read", f"NumberOfFrames is {frames} but pixel data holds {pixels.shape[0]}")
+        attributes = [frame_attributes(ds, i) for i in range(pixels.shape[0])]
+        windows: list[Any] = [(a.window[0], a.window[1], a.function) if a.window else None for a in attributes]
+        if not color:
+            pixels = _modality_lut(pixels, ds, attributes)
+            through_lut = None if any(windows) else _voi_lut(pixels, ds)
+            if through_lut is not None:  # already 0..255: the identity window keeps it
+                pixels, windows = through_lut, [(127.5, 255.0, "LINEAR_EXACT")] * len(windows)
+        mosaic = mosaic_tiles(ds) if pixels.shape[0] == 1 and not color else 0
+        if mosaic:
+            pixels = demosaic(pixels[0], mosaic)
+            attributes, windows = attributes * mosaic, windows * mosaic
         notes: dict[str, int] = {}
         if screening.boxes:
             pixels = clean(pixels, screening.boxes)
@@ -195,17 +223,30 @@ class DicomReader:
         organ = body_part(ds.get("BodyPartExamined"))
         if ds.get("BodyPartExamined") and organ is None:
             notes["body_part_unmapped"] = 1
-        center, width = _first(meta.get("WindowCenter")), _first(meta.get("WindowWidth"))
+        if mosaic:
+            notes["mosaic_slices"] = mosaic
         meta.update(
-            window=[center, width] if center is not None and width else None,
+            windows=windows,
             invert=photometric == "MONOCHROME1",
             color=bool(color),
-            plane=plane_of(meta.get("ImageOrientationPatient")),
+            planes=[plane_of(a.orientation) for a in attributes],
+            spacing=[list(a.spacing) if a.spacing else None for a in attributes],
+            mosaic=mosaic,
+            cine=_is_cine(ds, pixels.shape[0]),
             organ=organ,
             notes=notes,
+            sop_instance_uid=str(ds.get("SOPInstanceUID", "")),  # pairs a SEG; never copied to a row
         )
         meta.pop("BodyPartExamined", None)  # only the controlled term may reach a row
         return pixels, meta
+
+
+def _is_cine(ds: Any, frames: int) -> bool:
+    """A clip of one view over time (ultrasound, angiography, endoscopy), not slices of a volume."""
+    if frames <= 1 or "PerFrameFunctionalGroupsSequence" in ds:
+        return False
+    timed = any(ds.get(key) not in (None, "") for key in ("CineRate", "FrameTime", "FrameTimeVector"))
+    return timed or str(ds.get("Modality", "")).strip() in ("US", "XA", "RF", "ES", "IVUS")
 
 
 def _palette(rgb: np.ndarray, ds: Any) -> np.ndarray:

@@ -92,10 +92,21 @@ def frame_attributes(ds: Any, index: int) -> FrameAttributes:
         slope=1.0 if slope is None else slope, intercept=0.0 if intercept is None else intercept,
         window=(center, width) if center is not None and width is not None and width > 0 else None,
         function=function if function in WINDOW_FUNCTIONS else "LINEAR",
-        orientation=tuple(float(v) for v in orientation) if orientation is not None and len(orientation) == 6
-        else None,
-        spacing=(float(spacing[0]), float(spacing[1])) if spacing is not None and len(spacing) == 2 else None,
+        orientation=_numbers(orientation, 6), spacing=_pair(_numbers(spacing, 2)),
     )
+
+
+def _numbers(value: Any, count: int) -> tuple[float, ...] | None:
+    """``count`` finite numbers from a multi-valued attribute, or None (absent, short, not numbers)."""
+    try:
+        numbers = tuple(float(v) for v in value)
+    except (TypeError, ValueError):
+        return None
+    return numbers if len(numbers) == count and all(math.isfinite(n) for n in numbers) else None
+
+
+def _pair(value: tuple[float, ...] | None) -> tuple[float, float] | None:
+    return (value[0], value[1]) if value is not None and value[0] > 0 and value[1] > 0 else None
 
 
 def apply_window(values: np.ndarray, center: float, width: float, function: str = "LINEAR") -> np.ndarray:

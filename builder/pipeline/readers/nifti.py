@@ -1,4 +1,4 @@
-"""NIfTI with nibabel: whole volume loaded once, reoriented to RAS+.
+"""NIfTI with nibabel: stored voxels loaded once, reoriented to RAS+ as a view; 3D or 4D.
 
 Slices are returned in radiological display orientation, the convention of the
 stored images (see the dataset card):
@@ -80,10 +80,12 @@ class NiftiReader:
         try:
             img: Any = nib.load(str(path))
             shape = tuple(int(s) for s in img.shape)
-            while len(shape) > 3 and shape[-1] == 1:
+            while len(shape) > 4 and shape[-1] == 1:
                 shape = shape[:-1]
-            if len(shape) != 3:
-                raise Reject("read", f"expected a 3D volume, got shape {tuple(img.shape)}")
+            if len(shape) == 4 and shape[-1] == 1:
+                shape = shape[:3]
+            if len(shape) not in (3, 4):
+                raise Reject("read", f"expected a 3D volume or a 4D series, got shape {tuple(img.shape)}")
             if int(np.prod(shape)) > MAX_VOXELS:
                 raise Reject("read", f"volume of {shape} voxels exceeds the limit of {MAX_VOXELS}")
             dtype = img.get_data_dtype()
@@ -95,7 +97,7 @@ class NiftiReader:
             raw = proxy.get_unscaled() if hasattr(proxy, "get_unscaled") else np.asanyarray(proxy)
             raw = np.asarray(raw).reshape(shape)
             volume = apply_orientation(raw, io_orientation(img.affine))
-            canonical = img.affine @ nib.orientations.inv_ornt_aff(io_orientation(img.affine), shape)
+            canonical = img.affine @ nib.orientations.inv_ornt_aff(io_orientation(img.affine), shape[:3])
         except Reject:
             raise
         except MemoryError:
@@ -104,13 +106,11 @@ class NiftiReader:
             raise Reject("read", f"not a readable NIfTI volume ({type(exc).__name__}: {exc})") from None
         if volume.dtype.kind not in "iubf":
             raise Reject("read", f"unsupported voxel type {volume.dtype}")
-        bad = finite_count(volume)
-        if bad:
-            raise Reject("read", f"{bad} voxels are NaN or infinite")
         meta = {
             "affine": np.round(canonical, 6).tolist(),
-            "zooms": [float(z) for z in img.header.get_zooms()[:3]],
+            "zooms": [float(z) for z in np.linalg.norm(canonical[:3, :3], axis=0)],  # RAS+ axes, mm
             "scale": _scale(img.header, volume),
+            "nonfinite": finite_count(volume),  # NaN or infinite voxels: the source's policy decides
         }
         return volume, meta
 
@@ -124,3 +124,9 @@ def sample(volume: np.ndarray, limit: int = 2_000_000) -> np.ndarray:
     """A strided sample of a volume's voxels, for a window's percentiles."""
     step = max(1, int(np.ceil((volume.size / limit) ** (1 / 3))))
     return np.ascontiguousarray(volume[::step, ::step, ::step])
+
+
+def slice_spacing(zooms: list[float], plane: str) -> tuple[float, float]:
+    """(row, column) spacing in mm of a displayed slice (see :func:`slice_display`)."""
+    x, y, z = zooms
+    return {"axial": (y, x), "coronal": (z, x), "sagittal": (z, y)}[plane]

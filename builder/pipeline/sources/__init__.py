@@ -7,9 +7,11 @@ dataclass, registered here or through the ``medtrinity_25m.sources`` entry point
 
 from __future__ import annotations
 
-from builder.pipeline.sources.adapters import DicomSource, ImageSource, NiftiSource
 from builder.pipeline.sources.base import Record, SourceAdapter, Unit, enumerate_units
+from builder.pipeline.sources.dicom import DicomSource
+from builder.pipeline.sources.image import ImageSource
 from builder.pipeline.sources.medpix import MedpixSource
+from builder.pipeline.sources.nifti import NiftiSource
 from builder.registry import Registry
 
 ADAPTERS: Registry[SourceAdapter] = Registry("sources", {

@@ -65,6 +65,10 @@ class Record:
     slice_index: int | None = None
     hints: dict[str, Any] = field(default_factory=dict)  # e.g. organ from a DICOM header
     notes: dict[str, int] = field(default_factory=dict)  # counted in build.json: what the reader decided
+    spacing: tuple[float, float] | None = None  # pixel spacing (row, column) in mm, where known
+    volume_index: int | None = None  # which volume of a 4D series, when several are kept
+    label_names: Mapping[int, str] | None = None  # the mask's own label names (a DICOM SEG's segments)
+    reject: Reject | None = None  # this one sample is unusable (a blank frame): a reject line, not a row
 
 
 @dataclass(frozen=True)
@@ -126,7 +130,8 @@ class FileSource:
         return enumerate_units(spec)
 
 
-def _expand(spec: SourceSpec, pattern: str) -> list[Path]:
+def expand(spec: SourceSpec, pattern: str) -> list[Path]:
+    """The files a glob of the source matches, sorted."""
     full = pattern if os.path.isabs(pattern) else os.path.join(spec.root, pattern)
     return sorted(Path(p) for p in glob.glob(full, recursive=True) if os.path.isfile(p))
 
@@ -159,7 +164,7 @@ def pair_masks(spec: SourceSpec, images: list[Path]) -> tuple[dict[Path, Path], 
     """
     if spec.options.masks is None:
         return {}, []
-    masks = _expand(spec, spec.options.masks)
+    masks = expand(spec, spec.options.masks)
     if not any(c in spec.options.masks for c in "*?["):
         if not masks:
             return {}, [Problem(spec.options.masks, "mask file not found", "masks")]
@@ -185,7 +190,7 @@ def pair_masks(spec: SourceSpec, images: list[Path]) -> tuple[dict[Path, Path], 
 
 def enumerate_units(spec: SourceSpec) -> tuple[list[Unit], list[Problem]]:
     """Every input file of a source as a unit, and the side-table problems."""
-    images = _expand(spec, spec.options.images)
+    images = expand(spec, spec.options.images)
     pairs, problems = pair_masks(spec, images)
     meta: dict[str, dict[str, Any]] = {}
     boxes: dict[str, list[Box]] = {}

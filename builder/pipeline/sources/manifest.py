@@ -109,6 +109,7 @@ class SourceSpec:
     roi: RoiConfig | None = None  # ROI proposals (builder.pipeline.proposers)
     publish_paths: bool = False  # publish input paths in source_file (generic formats: off)
     referenced: frozenset[str] = frozenset()  # fields the source's templates name: only these reach a row
+    finding_labels: frozenset[str] = frozenset()  # ROI labels that show the disease on a slice
 
     @property
     def data_root(self) -> Path | None:
@@ -128,7 +129,8 @@ class Manifest:
 
 #: The keys every source has; the rest belong to its format's options class.
 COMMON_KEYS = frozenset({"name", "format", "modality", "organ", "disease", "caption", "case_id", "location",
-                         "reference", "license", "split", "curation", "dedup", "roi", "publish_paths"})
+                         "reference", "license", "split", "curation", "dedup", "roi", "publish_paths",
+                         "finding_labels"})
 TEMPLATE_KEYS = ("organ", "disease", "caption", "case_id", "location")
 
 
@@ -199,7 +201,18 @@ def _source(raw: Any, root: Path) -> SourceSpec:
         license=str(entry.get("license", "unknown")), split=split, split_rule=rule, curation=_curation(entry, root),
         dedup=flag(entry.get("dedup", False), root, "dedup"), roi=roi,
         publish_paths=flag(entry.get("publish_paths", False), root, "publish_paths"), referenced=_referenced(entry),
+        finding_labels=_finding_labels(entry.get("finding_labels"), options),
     )
+
+
+def _finding_labels(value: Any, options: Any) -> frozenset[str]:
+    """Label names (or values of the source's labels) whose ROI on a slice shows the source's disease."""
+    if value is None:
+        return frozenset()
+    if not isinstance(value, list) or not all(isinstance(v, (str, int)) and not isinstance(v, bool) for v in value):
+        raise ManifestError("finding_labels", "must be a list of label names or label values")
+    names = getattr(options, "label_names", {}) or {}
+    return frozenset(str(names.get(v, v)) if isinstance(v, int) else v for v in value)
 
 
 def _modality(entry: Mapping[str, Any], adapter: Any) -> str | None:

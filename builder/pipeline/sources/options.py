@@ -213,19 +213,68 @@ class ImageOptions(FileOptions):
     """``format: image``: PNG, JPEG, TIFF, BMP."""
 
 
+def _volume(value: Any, root: Path, key: str) -> str:
+    text = str(value).strip().lower()
+    if text in ("mean", "all") or (text.isdigit() and not isinstance(value, bool)):
+        return text
+    raise ManifestError(key, "must be a volume number (0 is the first), mean or all")
+
+
 @dataclass(frozen=True)
 class NiftiOptions(FileOptions):
-    """``format: nifti``: volumes, sliced."""
+    """``format: nifti``: volumes, sliced.
+
+    ``volume``: which volume of a 4D series (fMRI, DWI, ASL) becomes slices: a
+    number (default ``0``, the first), ``mean`` (the mean over time) or ``all``.
+    ``nan``: a volume with NaN or infinite voxels is a reject (``reject``, the
+    default) or has them set to 0 (``zero``, counted in build.json).
+    """
 
     slicing: Slicing = field(default_factory=Slicing, metadata={"parse": nested(Slicing)})
+    volume: str = field(default="0", metadata={"parse": _volume})
+    nan: str = field(default="reject", metadata={"parse": lambda v, r, k: _choice(v, k, ("reject", "zero"))})
+
+
+def _modality_map(value: Any, root: Path, key: str) -> dict[str, str]:
+    from medtrinity_25m import MODALITIES
+
+    if not isinstance(value, dict) or not all(isinstance(k, str) for k in value):
+        raise ManifestError(key, "must map DICOM Modality codes to configs, e.g. {OT: xray, SC: pathology}")
+    bad = sorted(str(v) for v in value.values() if str(v).lower() not in MODALITIES)
+    if bad:
+        raise ManifestError(key, f"{bad[0]!r} is not one of {', '.join(MODALITIES)}")
+    return {k.strip().upper(): str(v).lower() for k, v in value.items()}
+
+
+def _frames(value: Any, root: Path, key: str) -> str:
+    text = str(value).strip().lower()
+    parts = text.split()
+    if text in ("auto", "all", "middle") or (len(parts) == 2 and parts[0] == "every" and parts[1].isdigit()
+                                             and int(parts[1]) >= 1):
+        return text
+    raise ManifestError(key, "must be auto, all, middle or 'every N'")
 
 
 @dataclass(frozen=True)
 class DicomOptions(FileOptions):
-    """``format: dicom``: frames (``slicing.step`` keeps every n-th of a multi-frame file)."""
+    """``format: dicom``.
+
+    ``frames``: which frames of a multi-frame file become rows: ``all``, ``middle``
+    or ``every N``; ``auto`` (the default) keeps the middle frame of a cine
+    (ultrasound, angiography or endoscopy clips, or any file with a frame time)
+    and every frame of other multi-frame files (slices of an enhanced CT or MR).
+    ``modality_map`` maps header Modality codes to configs (``{OT: xray}``);
+    codes with a built-in config keep it. ``slicing.step`` keeps every n-th frame.
+    ``segmentations``: a glob of DICOM SEG objects, each paired with the images
+    it references (Referenced SOP Instance UIDs); segments become ROIs named by
+    their Segment Label.
+    """
 
     slicing: Slicing = field(default_factory=Slicing, metadata={"parse": nested(Slicing)})
     allow_burned_in: bool = field(default=False, metadata={"parse": flag})
+    frames: str = field(default="auto", metadata={"parse": _frames})
+    segmentations: str | None = field(default=None, metadata={"parse": glob_of})  # DICOM SEG files: masks
+    modality_map: Mapping[str, str] = field(default_factory=dict, metadata={"parse": _modality_map})
 
 
 @dataclass(frozen=True)

@@ -8,18 +8,31 @@ from __future__ import annotations
 
 import base64
 import io
+from pathlib import Path
 from dataclasses import dataclass
 from typing import Any
 
 from builder.errors import Reject
+from builder.imaging import draw_boxes
 from builder.llm import ChatClient, LLMConfig, ParseError, TryAgain, with_retries
 from builder.pipeline.text.describers import DescribeRequest
 from builder.pipeline.text.options import TextOptions
 from builder.pipeline.text.prompts import PROMPT_VERSION, SYSTEM, parse_attributes, user_text
+from medtrinity_25m import ATTRIBUTE_KEYS
 
 
-def _prompt(request: DescribeRequest) -> str:
-    return user_text(request.coarse_caption, request.rois, request.view, request.knowledge)
+def _prompt(request: DescribeRequest, style: str) -> str:
+    return user_text(request.coarse_caption, request.rois, request.view, request.knowledge, style)
+
+
+def _keys(style: str) -> tuple[str, ...]:
+    return (*ATTRIBUTE_KEYS, "caption") if style == "medtrinity" else ATTRIBUTE_KEYS
+
+
+def _image(request: DescribeRequest, draw_rois: bool) -> bytes:
+    """The image the model sees: the stored one, with each ROI's box drawn when asked (never stored)."""
+    png = request.image_png or b""
+    return draw_boxes(png, [roi.bbox for roi in request.rois]) if draw_rois and request.rois else png
 
 
 class OpenAIDescriber:
@@ -27,23 +40,25 @@ class OpenAIDescriber:
 
     name = "openai"
 
-    def __init__(self, config: LLMConfig) -> None:
-        self.config = config
+    def __init__(self, config: LLMConfig, style: str = "attributes", draw_rois: bool = False) -> None:
+        self.config, self.style, self.draw_rois = config, style, draw_rois
         self.client = ChatClient(config)
 
     def info(self) -> dict[str, Any]:
-        return {"name": self.name, "prompt_version": PROMPT_VERSION, **self.config.info()}
+        return {"name": self.name, "prompt_version": PROMPT_VERSION, **self.config.info(), "style": self.style,
+                "draw_rois": self.draw_rois}
 
     def describe(self, request: DescribeRequest) -> dict[str, str]:
-        image = base64.b64encode(request.image_png or b"").decode()
+        image = base64.b64encode(_image(request, self.draw_rois)).decode()
         messages: list[dict[str, Any]] = [
             {"role": "system", "content": SYSTEM},
             {"role": "user", "content": [
                 {"type": "image_url", "image_url": {"url": f"data:image/png;base64,{image}"}},
-                {"type": "text", "text": _prompt(request)},
+                {"type": "text", "text": _prompt(request, self.style)},
             ]},
         ]
-        return self.client.ask(messages, parse_attributes)
+        keys = _keys(self.style)
+        return self.client.ask(messages, lambda text: parse_attributes(text, keys))
 
 
 @dataclass
@@ -54,11 +69,14 @@ class TransformersDescriber:
     max_new_tokens: int = 768
     retries: int = 2
     name: str = "transformers"
+    style: str = "attributes"
+    draw_rois: bool = False
     _pipe: Any = None
 
     def info(self) -> dict[str, Any]:
-        return {"name": self.name, "model": self.model, "prompt_version": PROMPT_VERSION,
-                "max_new_tokens": self.max_new_tokens}
+        # the checkpoint's folder name only: build.json is published, local paths are not
+        return {"name": self.name, "model": Path(self.model).name, "prompt_version": PROMPT_VERSION,
+                "max_new_tokens": self.max_new_tokens, "style": self.style, "draw_rois": self.draw_rois}
 
     def _pipeline(self) -> Any:
         if self._pipe is None:
@@ -72,15 +90,15 @@ class TransformersDescriber:
     def describe(self, request: DescribeRequest) -> dict[str, str]:
         from PIL import Image
 
-        image = Image.open(io.BytesIO(request.image_png or b"")).convert("RGB")
+        image = Image.open(io.BytesIO(_image(request, self.draw_rois))).convert("RGB")
         messages = [{"role": "system", "content": [{"type": "text", "text": SYSTEM}]},
                     {"role": "user", "content": [{"type": "image", "image": image},
-                                                 {"type": "text", "text": _prompt(request)}]}]
+                                                 {"type": "text", "text": _prompt(request, self.style)}]}]
         def attempt() -> dict[str, str]:
             out = self._pipeline()(text=messages, max_new_tokens=self.max_new_tokens, return_full_text=False)
             text = out[0]["generated_text"]
             try:
-                return parse_attributes(text if isinstance(text, str) else str(text))
+                return parse_attributes(text if isinstance(text, str) else str(text), _keys(self.style))
             except ParseError as exc:
                 raise TryAgain(str(exc)) from None
 
@@ -94,10 +112,10 @@ class TransformersDescriber:
 def make_openai(options: TextOptions) -> OpenAIDescriber:
     if options.llm is None:
         raise ValueError("--describer openai needs --llm-base-url and --llm-model")
-    return OpenAIDescriber(options.llm)
+    return OpenAIDescriber(options.llm, options.style, options.draw_rois)
 
 
 def make_transformers(options: TextOptions) -> TransformersDescriber:
     if not options.model:
         raise ValueError("--describer transformers needs --vlm-model PATH (a local checkpoint folder)")
-    return TransformersDescriber(options.model)
+    return TransformersDescriber(options.model, style=options.style, draw_rois=options.draw_rois)

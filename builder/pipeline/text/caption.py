@@ -12,7 +12,10 @@ from typing import Any, Sequence
 from builder.errors import Reject
 from builder.pipeline.roi import Roi
 from builder.pipeline.sources.base import Record
+from builder.pipeline.sources.manifest import DEFAULT_CAPTION
 from builder.pipeline.sources.tables import file_stem
+from builder.pipeline.text import medtrinity
+from builder.pipeline.text.anatomy import plain_label
 from builder.pipeline.text.template import Template, TemplateError
 from medtrinity_25m import MODALITY_NAMES
 
@@ -29,14 +32,16 @@ class Subject:
 
 
 def region_list(rois: Sequence[Roi]) -> str:
-    names = list(dict.fromkeys(roi.label for roi in rois))
+    names = list(dict.fromkeys(plain_label(roi.label) for roi in rois))
     if len(names) > MAX_REGIONS_IN_CAPTION:
         rest = len(names) - MAX_REGIONS_IN_CAPTION
         return ", ".join(names[:MAX_REGIONS_IN_CAPTION]) + f" and {rest} more"
     return ", ".join(names)
 
 
-def view_text(plane: str | None, slice_index: int | None) -> str:
+def view_text(plane: str | None, slice_index: int | None, volume: int | None = None) -> str:
+    if volume is not None:
+        return f"volume {volume}, " + view_text(plane, slice_index)
     if plane and slice_index is not None:
         return f"{plane} slice {slice_index}"
     if slice_index is not None:
@@ -52,7 +57,7 @@ def template_values(record: Record, rois: Sequence[Roi]) -> dict[str, Any]:
         modality_name=MODALITY_NAMES.get(record.modality, record.modality),
         plane=record.plane or "",
         slice_index="" if record.slice_index is None else record.slice_index,
-        view=view_text(record.plane, record.slice_index),
+        view=view_text(record.plane, record.slice_index, record.volume_index),
         regions=region_list(rois),
         n_rois=len(rois),
         source=record.unit.spec.name,
@@ -78,7 +83,11 @@ def subject(record: Record, values: dict[str, Any]) -> Subject:
     return Subject(organ=organ or UNSPECIFIED, disease=render(record.unit.spec.disease, values, "disease"))
 
 
-def coarse_caption(record: Record, rois: Sequence[Roi], values: dict[str, Any], subj: Subject) -> str:
+def coarse_caption(record: Record, rois: Sequence[Roi], values: dict[str, Any], subj: Subject,
+                   style: str = "attributes") -> str:
+    """The source's caption rule; with ``style`` medtrinity and no rule of its own, the paper's form."""
     organ = "" if subj.organ == UNSPECIFIED else subj.organ  # an unknown organ drops its clause
+    if style == "medtrinity" and record.unit.spec.caption == DEFAULT_CAPTION:
+        return medtrinity.coarse(record.modality, organ, subj.disease)
     values = dict(values, organ=organ, disease=subj.disease)
     return render(record.unit.spec.caption, values, "caption")

@@ -13,8 +13,10 @@ import itertools
 from dataclasses import dataclass, field
 from typing import Protocol, Sequence
 
-from builder.pipeline.roi import Roi, position_text, relation_words
+from builder.pipeline.roi import Roi, patient_side, position_text, relation_words
+from builder.pipeline.text.anatomy import plain_label
 from builder.pipeline.text.measure import RoiStats
+from builder.pipeline.text.medtrinity import paragraph, roi_phrase
 from medtrinity_25m import ATTRIBUTE_KEYS, MODALITY_NAMES
 
 MAX_ROIS_DESCRIBED = 5
@@ -43,6 +45,8 @@ class DescribeRequest:
     stats: Sequence[RoiStats]
     view: str  # display convention: radiological, sagittal or image
     image_png: bytes | None = None  # the stored image, for model-backed describers
+    spacing: tuple[float, float] | None = None  # (row, column) mm per pixel, where known
+    finding_shown: bool | None = None  # a slice: does it show the finding (its ROI)? None: not a slice
     knowledge: Sequence[str] = field(default_factory=tuple)  # retrieved snippet texts
 
 
@@ -74,9 +78,22 @@ def _pct(ratio: float) -> str:
     return f"{pct:.1f}%" if pct >= 0.1 else f"{pct:.2f}%"
 
 
-def _largest(request: DescribeRequest) -> list[tuple[Roi, RoiStats]]:
+def _name(roi: Roi) -> str:
+    """How text names an ROI: its label in plain anatomical English (:mod:`builder.pipeline.text.anatomy`)."""
+    return plain_label(roi.label)
+
+
+def _mm(roi: Roi, spacing: tuple[float, float] | None) -> str:
+    """", 9.4x7.8 mm" for a box whose pixel spacing is known."""
+    if not spacing:
+        return ""
+    x0, y0, x1, y1 = roi.bbox
+    return f", {(x1 - x0) * spacing[1]:.1f}x{(y1 - y0) * spacing[0]:.1f} mm"
+
+
+def _largest(request: DescribeRequest, limit: int = MAX_ROIS_DESCRIBED) -> list[tuple[Roi, RoiStats]]:
     pairs = sorted(zip(request.rois, request.stats), key=lambda p: -p[0].area_ratio)
-    return pairs[:MAX_ROIS_DESCRIBED]
+    return pairs[:limit]
 
 
 def _more(request: DescribeRequest) -> str:
@@ -89,18 +106,25 @@ class TemplateDescriber:
     """Deterministic offline describer: metadata and measurements into sentences."""
 
     name: str = "template"
+    style: str = "attributes"  # or "medtrinity": the release's paragraph (builder.pipeline.text.medtrinity)
 
     def info(self) -> dict[str, object]:
-        return {"name": self.name, "version": 1}
+        return {"name": self.name, "version": 2, "style": self.style}
 
     def describe(self, request: DescribeRequest) -> dict[str, str]:
-        return {
+        attributes = {
             "modality": self._modality(request),
             "organ_detection": self._organs(request),
             "roi_analysis": self._rois(request),
             "texture": self._texture(request),
             "region_relationship": self._relationship(request),
         }
+        if self.style == "medtrinity":
+            organ = request.organ if request.organ != "unspecified" else ""
+            sentences = [attributes[k] for k in ("roi_analysis", "texture", "region_relationship")]
+            finding = attributes["organ_detection"].split("Annotated structure")[0] if not request.rois else ""
+            attributes["caption"] = paragraph(request.modality, organ, request.rois, [finding, *sentences])
+        return attributes
 
     def _modality(self, r: DescribeRequest) -> str:
         name = MODALITY_NAMES.get(r.modality, r.modality)
@@ -110,37 +134,44 @@ class TemplateDescriber:
         return f"{article} {name} image{where}{index}."
 
     def _organs(self, r: DescribeRequest) -> str:
-        text = f"Organ or region: {r.organ}." if r.organ != "unspecified" else "The imaged organ is not specified."
+        parts = [f"Organ or region: {r.organ}."] if r.organ and r.organ != "unspecified" else []
         if r.rois:
-            names = list(dict.fromkeys(roi.label for roi in r.rois))
+            names = list(dict.fromkeys(_name(roi) for roi in r.rois))
             shown = ", ".join(names[:8]) + (f" and {len(names) - 8} more" if len(names) > 8 else "")
-            text += f" Annotated structure{'s' if len(names) > 1 else ''}: {shown}."
-        if r.disease:
-            text += f" The source records the finding as {r.disease}."
-        return text
+            parts.append(f"Annotated structure{'s' if len(names) > 1 else ''}: {shown}.")
+        if r.disease and r.finding_shown is not False:
+            parts.append(f"The source records the finding as {r.disease}.")
+        elif r.disease:  # a slice of a study whose finding this slice does not show
+            parts.append(f"The {'slice' if r.plane else 'frame'} is from a study recorded with {r.disease}.")
+        return " ".join(parts)
 
     def _rois(self, r: DescribeRequest) -> str:
         if not r.rois:
-            return "No region of interest is annotated; the description is of the whole image."
+            return ""
         parts = []
-        for roi, _ in _largest(r):
+        described = _largest(r, len(r.rois) if self.style == "medtrinity" else MAX_ROIS_DESCRIBED)
+        for roi, _ in described:
             x0, y0, x1, y1 = roi.bbox
+            box = f"box {x1 - x0:.0f}x{y1 - y0:.0f} px{_mm(roi, r.spacing)}"
+            if self.style == "medtrinity":
+                parts.append(f"{roi_phrase(_name(roi), roi.position, roi.area_ratio)} ({box}).")
+                continue
             parts.append(_cap(
-                f"{roi.label} lies in the {position_text(roi.position, r.view)}, "
-                f"area ratio {_pct(roi.area_ratio)} (box {x1 - x0:.0f}x{y1 - y0:.0f} px).")
+                f"{_name(roi)} lies in the {position_text(roi.position, r.view)}, "
+                f"area ratio {_pct(roi.area_ratio)} ({box}).")
             )
-        return " ".join(parts) + _more(r)
+        return " ".join(parts) + (_more(r) if len(described) < len(r.rois) else "")
 
     def _texture(self, r: DescribeRequest) -> str:
         if not r.rois:
-            return "No region is measured for texture."
+            return ""
         brighter, darker, similar = INTENSITY_WORDS.get(r.modality, DEFAULT_WORDS)
         parts = []
         for roi, st in _largest(r):
             word = (brighter if st.contrast > CONTRAST_THRESHOLD else
                     darker if st.contrast < -CONTRAST_THRESHOLD else similar)
             texture = next(name for limit, name in HETEROGENEITY if st.cv < limit)
-            text = (f"{roi.label} is {word} relative to its surroundings (mean {st.mean_in:.2f} vs "
+            text = (f"{_name(roi)} is {word} relative to its surroundings (mean {st.mean_in:.2f} vs "
                     f"{st.mean_ring:.2f}) and {texture} (coefficient of variation {st.cv:.2f})")
             if st.redness_in is not None and st.redness_ring is not None:
                 delta = st.redness_in - st.redness_ring
@@ -151,12 +182,12 @@ class TemplateDescriber:
 
     def _relationship(self, r: DescribeRequest) -> str:
         if not r.rois:
-            return "With no annotated region, no local-global relation is stated."
+            return ""
         pairs = _largest(r)
         total = sum(roi.area_ratio for roi in r.rois)
         first = pairs[0][0]
         text = (f"Together the regions cover {_pct(min(total, 1.0))} of the image; "
-                f"the largest is {first.label} ({_pct(first.area_ratio)}).")
+                f"the largest is {_name(first)} ({_pct(first.area_ratio)}).")
         relations = [_relation(a, b, r.view) for (a, _), (b, _) in itertools.pairwise(pairs[:3])]
         return text + "".join(f" {_cap(rel)}" for rel in relations)
 
@@ -166,12 +197,11 @@ def _relation(a: Roi, b: Roi, view: str) -> str:
     bx0, by0, bx1, by1 = b.bbox
     gap_x, gap_y = max(bx0 - ax1, ax0 - bx1), max(by0 - ay1, ay0 - by1)
     if gap_x < 0 and gap_y < 0:
-        return f"The boxes of {a.label} and {b.label} overlap."
+        return f"The boxes of {_name(a)} and {_name(b)} overlap."
     if max(gap_x, gap_y) <= 2:
-        return f"{b.label} borders {a.label}."
+        return f"{_name(b)} borders {_name(a)}."
     if gap_x >= gap_y:
         side = "left" if bx1 <= ax0 else "right"
-        words = relation_words(view, side)
-        return f"{b.label} lies {words} {a.label}."
-    return f"{b.label} lies {'above' if by1 <= ay0 else 'below'} {a.label}."
+        return f"{_name(b)} lies {relation_words(view, side)} {_name(a)} in the image{patient_side(side, view)}."
+    return f"{_name(b)} lies {'above' if by1 <= ay0 else 'below'} {_name(a)}."
 

@@ -16,3 +16,5 @@ class TextOptions:
     model: str | None = None  # the transformers describer's checkpoint folder
     kb: str | None = None  # a knowledge base folder (medtri-build kb build)
     k: int = 8  # snippets per coarse caption
+    style: str = "attributes"  # "medtrinity": the release's one-paragraph form (builder.pipeline.text.medtrinity)
+    draw_rois: bool = False  # draw each ROI's box on the image a model sees (never on the stored image)

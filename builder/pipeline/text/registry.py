@@ -43,7 +43,8 @@ def _transformers(options: TextOptions) -> Any:
 
 
 DESCRIBERS: Registry[DescriberEntry] = Registry("describers", {
-    "template": DescriberEntry("worker", lambda options: TemplateDescriber(), "offline, deterministic sentences"),
+    "template": DescriberEntry("worker", lambda options: TemplateDescriber(style=options.style),
+                               "offline, deterministic sentences"),
     "openai": DescriberEntry("main", _openai, "a vision-language model behind an OpenAI-compatible server"),
     "transformers": DescriberEntry("main", _transformers, "a local image-text-to-text checkpoint"),
 })

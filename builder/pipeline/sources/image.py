@@ -1,0 +1,24 @@
+"""``format: image``: PNG, JPEG, TIFF and BMP files, each one sample; masks are label-map images."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Iterator
+
+from builder.pipeline.readers import READERS, read_labelmap_2d
+from builder.pipeline.sources.base import FileSource, Record, Unit
+from builder.pipeline.sources.options import ImageOptions
+
+__all__ = ["ImageSource"]
+
+
+@dataclass(frozen=True)
+class ImageSource(FileSource):
+    """PNG/JPEG/TIFF images, each one sample; masks are label-map images."""
+
+    options = ImageOptions
+
+    def records(self, unit: Unit) -> Iterator[Record]:
+        pixels, _ = READERS["image"].read(unit.image)
+        labelmap = read_labelmap_2d(unit.mask, pixels.shape[:2]) if unit.mask else None
+        yield Record(unit=unit, pixels=pixels, labelmap=labelmap, modality=unit.spec.modality or "")
