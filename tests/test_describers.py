@@ -152,8 +152,9 @@ def test_transformers_describer_runs_a_local_checkpoint(tmp_path: Path) -> None:
                      "--vlm-model", model, ok=False)
     assert failed.exit_code != 0 and "wrote no rows" in failed.output  # a build of nothing never succeeds
     summary = json.loads((out / "build.json").read_text())
-    assert summary["describer"] == {"name": "transformers", "model": Path(model).name, "prompt_version": "medtrinity-v1",
-                                    "max_new_tokens": 768, "style": "attributes", "draw_rois": False}
+    assert summary["describer"] == {"name": "transformers", "model": Path(model).name,
+                                    "prompt_version": "medtrinity-v1", "max_new_tokens": 768, "style": "attributes",
+                                    "draw_rois": False}
     lines = rejects(out)
     assert [line["stage"] for line in lines] == ["describe", "describe"]
     assert all("unusable answer after 3 tries" in line["reason"] for line in lines)

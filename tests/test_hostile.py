@@ -125,7 +125,8 @@ def test_a_fuzz_corpus_gives_one_reject_per_broken_file(tmp_path: Path) -> None:
     summary = build(manifest, out, "--workers", "2", "--unit-timeout", "60")
     lines = rejects(out)
     rejected = [line["file"] for line in lines]
-    assert len(rejected) == len(set(rejected)) == broken, ("one reject per broken file", sorted(f for f in rejected if rejected.count(f) > 1), len(rejected))
+    twice = sorted(f for f in rejected if rejected.count(f) > 1)
+    assert len(rejected) == len(set(rejected)) == broken, ("one reject per broken file", twice, len(rejected))
     assert all(Path(f).name.split("_")[0].split(".")[0] != "valid" for f in rejected)
     assert all(line["reason"] and line["stage"] for line in lines)
     assert summary["files"] == {"seen": broken + dicom_valid + nifti_valid + png_valid,
