@@ -8,7 +8,9 @@ do not parse are retried with exponential backoff, then become a reject.
 
 from __future__ import annotations
 
+import json
 import os
+import re
 import time
 from dataclasses import dataclass
 from typing import Any, Callable, TypeVar
@@ -21,6 +23,22 @@ T = TypeVar("T")
 
 class ParseError(ValueError):
     """A model answer that is not the JSON object asked for."""
+
+
+_FENCE = re.compile(r"```(?:json)?\s*(\{.*?\})\s*```", re.S)
+
+
+def json_object(text: str) -> dict[str, Any]:
+    """The JSON object of a model's answer, fenced (```json ... ```) or bare; :class:`ParseError` otherwise."""
+    match = _FENCE.search(text)
+    body = match.group(1) if match else text[text.find("{"): text.rfind("}") + 1]
+    try:
+        value = json.loads(body)
+    except json.JSONDecodeError as exc:
+        raise ParseError(f"answer is not JSON ({exc.msg}): {text[:120]!r}") from None
+    if not isinstance(value, dict):
+        raise ParseError("answer is not a JSON object")
+    return value
 
 
 class TryAgain(Exception):

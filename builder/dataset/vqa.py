@@ -10,11 +10,9 @@ description record.
 
 from __future__ import annotations
 
-import json
-import re
 from typing import Any
 
-from builder.llm import ChatClient, LLMConfig, ParseError
+from builder.llm import ChatClient, LLMConfig, ParseError, json_object
 
 __all__ = ["PROMPT", "VqaWriter", "parse_pairs"]
 
@@ -26,18 +24,11 @@ Do not ask about anything the description does not state. Answer with one JSON o
 {{"pairs": [{{"question": "...", "answer": "..."}}, ...]}}
 
 Description: {description}"""
-_FENCE = re.compile(r"```(?:json)?\s*(\{.*?\})\s*```", re.S)
 
 
 def parse_pairs(text: str, n: int) -> list[tuple[str, str]]:
     """The ``n`` (question, answer) pairs of a model's answer; :class:`ParseError` otherwise."""
-    match = _FENCE.search(text)
-    body = match.group(1) if match else text[text.find("{"): text.rfind("}") + 1]
-    try:
-        value = json.loads(body)
-    except json.JSONDecodeError as exc:
-        raise ParseError(f"answer is not JSON ({exc.msg})") from None
-    pairs = value.get("pairs") if isinstance(value, dict) else None
+    pairs = json_object(text).get("pairs")
     if not isinstance(pairs, list) or len(pairs) < n:
         raise ParseError(f"answer does not hold {n} pairs")
     found = []

@@ -7,11 +7,9 @@ it sees and to answer with one JSON object holding the five attributes.
 
 from __future__ import annotations
 
-import json
-import re
 from typing import Any, Sequence
 
-from builder.llm import ParseError
+from builder.llm import ParseError, json_object
 from builder.pipeline.roi import position_text
 from builder.pipeline.text.anatomy import plain_label
 from builder.pipeline.text.medtrinity import situated
@@ -74,19 +72,11 @@ def user_text(coarse_caption: str, rois: Sequence[Any], view: str, knowledge: Se
     return "\n\n".join(parts)
 
 
-_FENCE = re.compile(r"```(?:json)?\s*(\{.*?\})\s*```", re.S)
 
 
 def parse_attributes(text: str, keys: Sequence[str] = ATTRIBUTE_KEYS) -> dict[str, str]:
     """The JSON object of a model's answer (fenced or bare), with every key non-empty."""
-    match = _FENCE.search(text)
-    body = match.group(1) if match else text[text.find("{"): text.rfind("}") + 1]
-    try:
-        value = json.loads(body)
-    except json.JSONDecodeError as exc:
-        raise ParseError(f"answer is not JSON ({exc.msg}): {text[:120]!r}") from None
-    if not isinstance(value, dict):
-        raise ParseError("answer is not a JSON object")
+    value = json_object(text)
     missing = [k for k in keys if not isinstance(value.get(k), (str, int, float)) or not str(value[k]).strip()]
     if missing:
         raise ParseError(f"answer lacks {', '.join(missing)}")
