@@ -123,6 +123,8 @@ FEATURES = Features(
         "details": {key: Value("string") for key in DETAIL_KEYS},
         "source": Value("string"),
         "source_file": Value("string"),
+        # the part of its split a row belongs to, where the source publishes one (MedPix 2.0's train_1 / train_2)
+        "subset": Value("string"),
         "plane": Value("string"),
         "slice_index": Value("int32"),
         # (row, column) spacing of the stored image's pixels in mm, where the source knows it

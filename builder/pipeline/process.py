@@ -207,6 +207,7 @@ def make_row(record: Record, rois: list[Roi], mask: np.ndarray | None, describer
         "details": details(record),
         "source": spec.name,
         "source_file": unit.label,
+        "subset": _text(unit.meta.get("subset")) if getattr(ADAPTERS[spec.format], "public_names", False) else None,
         "plane": record.plane,
         "slice_index": record.slice_index,
         "pixel_spacing": list(record.spacing) if record.spacing else None,

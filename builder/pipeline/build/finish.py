@@ -25,7 +25,7 @@ from builder.pipeline import card
 from builder.formats import FORMATS
 from builder.pipeline.engines import ENGINES
 from builder.pipeline.accounting import REJECTS, Ledger, local_line, public_line
-from builder.pipeline.build.build import LOCAL_REJECTS, PROVENANCE, BuildOptions, _versions
+from builder.pipeline.build.build import LOCAL_REJECTS, PROVENANCE, BuildError, BuildOptions, _versions
 from builder.pipeline.build.journal import Journal
 from builder.pipeline.build.outdir import BUILD_JSON, LOCK
 from builder.pipeline.sources.manifest import Manifest
@@ -65,9 +65,29 @@ def _provenance(out: Path, journal: Journal, records: list[dict[str, Any]]) -> N
                     shutil.copyfileobj(fh, target)
 
 
+def duplicate_ids(journal: Journal, records: list[dict[str, Any]]) -> list[str]:
+    """Row ids written twice (two inputs that claim one id, e.g. one image in two splits)."""
+    seen: set[str] = set()
+    twice: list[str] = []
+    for group in sorted(r["group"] for r in records if r["group"] >= 0):
+        part = journal.provenance / f"g{group:05d}.jsonl"
+        for line in part.read_text(encoding="utf-8").splitlines() if part.is_file() else []:
+            for row_id in json.loads(line)["ids"]:
+                if row_id in seen:
+                    twice.append(row_id)
+                seen.add(row_id)
+    return twice
+
+
 def finish(manifest: Manifest, options: BuildOptions, journal: Journal, records: list[dict[str, Any]],
            text_info: dict[str, Any], started: float) -> dict[str, Any]:
     out = options.out
+    twice = duplicate_ids(journal, records)
+    if twice:  # verify would refuse the folder: nothing is published
+        shown = ", ".join(twice[:5]) + (f" and {len(twice) - 5} more" if len(twice) > 5 else "")
+        raise BuildError(f"{len(twice)} row id(s) would be published twice ({shown}): the same input is listed "
+                         "more than once (e.g. one image in two splits); nothing was published. Fix the inputs and "
+                         "build again with --overwrite")
     shards = journal.publish(records)
     (out / PROVENANCE).parent.mkdir(parents=True, exist_ok=True)
     ledger = _rejects(out, records)

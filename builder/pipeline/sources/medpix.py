@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import re
+from dataclasses import dataclass
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any, Iterator, Mapping
@@ -42,7 +43,7 @@ FIELDS = frozenset({
     "type", "u_id", "image", "location", "location_category", "age", "sex", "caption", "modality_detail",
     "plane_given", "acr_codes", "figure_part", "title", "history", "exam", "findings",
     "differential_diagnosis", "diagnosis", "diagnosis_by", "discussion", "topic_title", "topic_category",
-    "disease_discussion",
+    "disease_discussion", "subset",
 })
 
 
@@ -118,15 +119,44 @@ def flatten(description: Mapping[str, Any], case: Mapping[str, Any] | None) -> d
     return meta
 
 
-def _splits(root: Path, default: str) -> list[tuple[str, Path, Path]]:
-    """(split, cases file, descriptions file) found under ``root``."""
-    if (root / "Descriptions.json").is_file():
-        return [(default, root / "Case_topic.json", root / "Descriptions.json")]
-    found = []
-    for descriptions in sorted(root.glob("descriptions_*.jsonl")):
-        split = descriptions.stem[len("descriptions_"):]
-        found.append((split, root / f"data_{split}.jsonl", descriptions))
-    return found
+#: Split names as ``datasets`` users expect them: MedPix's ``dev`` is the ``validation`` split.
+SPLIT_NAMES = {"dev": "validation"}
+_HALF = re.compile(r"^(.+)_(\d+)$")
+
+
+@dataclass(frozen=True)
+class Layout:
+    """Where a MedPix 2.0 folder keeps its images, its split files and its train halves."""
+
+    images: Path
+    splits: list[tuple[str, Path, Path]]  # (split, cases file, descriptions file)
+    halves: dict[str, str]  # image stem -> "train_1" / "train_2"
+
+
+def find_layout(root: Path, default: str) -> Layout:
+    """The published layout (``MedPix-2-0/`` with ``splitted_dataset/``), its split folder alone, or one split.
+
+    Split files are ``descriptions_<split>.jsonl`` (+ ``data_<split>.jsonl``); files ending in ``_<n>``
+    (``descriptions_train_1.jsonl``) are halves of a split, recorded per row, never rows of their own.
+    """
+    folder = root / "splitted_dataset" if (root / "splitted_dataset").is_dir() else root
+    images = root / "images" if (root / "images").is_dir() else root.parent / "images"
+    splits, halves = [], {}
+    for descriptions in sorted(folder.glob("descriptions_*.jsonl")):
+        name = descriptions.stem[len("descriptions_"):]
+        if _HALF.match(name):
+            for line in descriptions.read_text(encoding="utf-8", errors="replace").splitlines():
+                try:
+                    stem = json.loads(line).get("image") if line.strip() else None
+                except (json.JSONDecodeError, AttributeError):
+                    stem = None  # reported when the split's own file is read
+                if isinstance(stem, str):
+                    halves[stem] = name
+            continue
+        splits.append((SPLIT_NAMES.get(name, name), folder / f"data_{name}.jsonl", descriptions))
+    if not splits and (root / "Descriptions.json").is_file():
+        splits = [(default, root / "Case_topic.json", root / "Descriptions.json")]
+    return Layout(images, splits, halves)
 
 
 def _caption_missing(unit: Unit) -> str | None:
@@ -179,10 +209,10 @@ class MedpixSource(FileSource):
             raise Reject("read", "format medpix needs root")
         units: list[Unit] = []
         problems: list[Problem] = []
-        splits = _splits(root, spec.split)
-        if not splits:
+        layout = find_layout(root, spec.split)
+        if not layout.splits:
             problems.append(Problem(relative(spec, root), "no descriptions_<split>.jsonl or Descriptions.json"))
-        for split, cases_file, descriptions_file in splits:
+        for split, cases_file, descriptions_file in layout.splits:
             cases_doc = _read_json_objects(cases_file, problems, cases_file.name) if cases_file.is_file() else []
             cases = {c.get("U_id"): c for c in cases_doc}
             for description in _read_json_objects(descriptions_file, problems, descriptions_file.name):
@@ -192,9 +222,9 @@ class MedpixSource(FileSource):
                                             "description names no image" if stem is None else
                                             "image name is not a plain file name", descriptions_file.name))
                     continue
-                image = root / "images" / f"{stem}.png"
-                units.append(Unit(spec=spec, image=image, rel=relative(spec, image), split=split,
-                                  meta=flatten(description, cases.get(description.get("U_id"))),
+                image = layout.images / f"{stem}.png"
+                meta = {**flatten(description, cases.get(description.get("U_id"))), "subset": layout.halves.get(stem)}
+                units.append(Unit(spec=spec, image=image, rel=relative(spec, image), split=split, meta=meta,
                                   public=f"images/{stem}.png"))
         return units, problems
 

@@ -291,6 +291,9 @@ class MedpixOptions:
 
     @property
     def data_root(self) -> Path | None:
+        """The release's folder: ``root``, or its parent when ``root`` is the split folder beside ``images/``."""
+        if not (self.root / "images").is_dir() and (self.root.parent / "images").is_dir():
+            return self.root.parent
         return self.root
 
 
