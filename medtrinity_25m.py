@@ -125,6 +125,9 @@ FEATURES = Features(
         "source_file": Value("string"),
         # the part of its split a row belongs to, where the source publishes one (MedPix 2.0's train_1 / train_2)
         "subset": Value("string"),
+        # a published release's own documents for the row, verbatim, as JSON (MedPix 2.0: the image description
+        # and its clinical case); null for other sources, whose metadata reaches rows only through templates
+        "record": Value("string"),
         "plane": Value("string"),
         "slice_index": Value("int32"),
         # (row, column) spacing of the stored image's pixels in mm, where the source knows it

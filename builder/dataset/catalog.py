@@ -29,6 +29,8 @@ FILTER_FIELDS: dict[str, str] = {
     "coarse_caption": "coarse_caption", "caption": "caption",
     "reference": "concat_ws(' ', reference.caption, reference.findings, reference.diagnosis)",
 }
+#: Image fields of a published release's documents, queryable on ``samples`` (MedPix 2.0's names).
+IMAGE_FIELDS = (("ACR Codes", "acr_codes"), ("Figure Part", "figure_part"), ("Caption", "image_caption"))
 #: What free text searches: lower-cased once, when the catalog opens.
 FREE_TEXT = ("lower(concat_ws(' ', coarse_caption, caption, disease, organ, location, "
              "reference.caption, reference.findings, reference.diagnosis))")
@@ -68,8 +70,11 @@ class Catalog:
             raise CatalogError(f"{out} holds no Parquet shards under data/")
         self.out = out
         self.con = duckdb.connect()
+        documents = "record" in pq.ParquetFile(files[0]).schema_arrow.names
+        fields = "".join(f", json_extract_string(record, '$.description.Description.\"{key}\"') AS {name}"
+                         for key, name in IMAGE_FIELDS) if documents else ""
         source = (
-            "SELECT * EXCLUDE (image, mask, filename, file_row_number), "
+            f"SELECT * EXCLUDE (image, mask, filename, file_row_number){fields}, "
             f"regexp_extract(filename, '{SHARD_NAME}', 1) AS split, mask IS NOT NULL AS has_mask, "
             f"len(rois) AS n_rois, {FREE_TEXT} AS search_text, filename AS file, file_row_number AS file_row "
             "FROM read_parquet(?, filename=true, file_row_number=true)"
@@ -81,6 +86,27 @@ class Catalog:
             listed = ", ".join("'" + str(f).replace("'", "''") + "'" for f in files)
             self.con.execute(f"CREATE {kind} samples AS {source.replace('?', '[' + listed + ']')}")
         self._files: dict[str, pq.ParquetFile] = {}
+        if documents:
+            self._cases()
+
+    def _cases(self) -> None:
+        """The ``cases`` table: one row per clinical case of a release that publishes them (MedPix 2.0)."""
+        import json
+
+        import pyarrow as pa
+
+        from builder.dataset.medpix_export import case_rows
+
+        found = self.con.execute("SELECT any_value(record) FROM samples WHERE record IS NOT NULL "
+                                 "GROUP BY case_id").fetchall()
+        cases = [c for c in (json.loads(r[0]).get("case") for r in found) if isinstance(c, dict)]
+        rows = case_rows(cases)
+        names = list(dict.fromkeys(k for row in rows for k in row))
+        columns = {n: [None if r.get(n) is None else r[n] if isinstance(r[n], str) else json.dumps(r[n])
+                       for r in rows] for n in names}
+        self.con.register("cases_source", pa.table({n: pa.array(v, pa.string()) for n, v in columns.items()}))
+        self.con.execute("CREATE TABLE cases AS SELECT * FROM cases_source")
+        self.con.unregister("cases_source")
 
     def sql(self, query: str, params: Sequence[Any] = ()) -> Result:
         try:

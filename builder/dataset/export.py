@@ -44,13 +44,18 @@ class ExportError(ValueError):
     """A folder that cannot be exported."""
 
 
-def rows(out: Path, config: str | None = None) -> Iterator[tuple[str, dict[str, Any]]]:
-    """(split, row) of every row of a built folder, one modality if ``config`` names one."""
+def check(out: Path, config: str | None) -> None:
+    """Refuse a folder without Parquet shards (for ``config``), or with names that are not plain."""
     try:
         if not parquet_files(out, config):
             raise ExportError(f"{out} holds no Parquet shards" + (f" for config {config!r}" if config else ""))
     except LayoutError as exc:
         raise ExportError(str(exc)) from None
+
+
+def rows(out: Path, config: str | None = None) -> Iterator[tuple[str, dict[str, Any]]]:
+    """(split, row) of every row of a built folder, one modality if ``config`` names one."""
+    check(out, config)
     for split, row in iter_rows(out, config=config, batch_size=128):
         if not _SAFE.match(row["id"]):
             raise ExportError(f"{out}: id {row['id']!r} is not a safe file name")
@@ -182,5 +187,17 @@ def export_folder(out: Path, dest: Path, config: str | None = None) -> int:
 
 
 #: ``medtri-build export FORMAT``: name -> ``(dataset, dest, config, **options) -> records written``.
+def export_medpix(out: Path, dest: Path, config: str | None = None, **options: Any) -> int:
+    """MedPix 2.0's own files (``Descriptions.json``, ``Case_topic.json``, ``images/``): see ``medpix_export``."""
+    from builder.dataset.medpix_export import MedpixExportError
+    from builder.dataset.medpix_export import export_medpix as export
+
+    try:
+        check(out, config)
+        return export(out, dest, config)
+    except MedpixExportError as exc:
+        raise ExportError(str(exc)) from None
+
+
 EXPORTERS: Registry[Callable[..., int]] = Registry("exporters", {"llava": export_llava, "coco": export_coco,
-                                                                 "folder": export_folder})
+                                                                 "folder": export_folder, "medpix": export_medpix})

@@ -40,6 +40,7 @@ FIELD_DOCS = {
     "source_file": "the input file's public name (a published release), else its pseudonymous file id",
     "plane": "axial, coronal or sagittal; null when unknown",
     "slice_index": "slice of the volume or frame of a multi-frame file; null for 2D",
+    "record": "a published release's own documents for the row, verbatim JSON (MedPix 2.0); null otherwise",
     "subset": "the part of its split a row belongs to, where the source publishes one (MedPix 2.0: train_1, train_2)",
     "pixel_spacing": "(row, column) pixel spacing in mm of the stored image; null when unknown",
     "width": "image width in pixels",

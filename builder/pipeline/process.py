@@ -207,7 +207,8 @@ def make_row(record: Record, rois: list[Roi], mask: np.ndarray | None, describer
         "details": details(record),
         "source": spec.name,
         "source_file": unit.label,
-        "subset": _text(unit.meta.get("subset")) if getattr(ADAPTERS[spec.format], "public_names", False) else None,
+        "subset": _text(unit.meta.get("subset")) if _public(spec) else None,
+        "record": _text(unit.meta.get("record")) if _public(spec) else None,
         "plane": record.plane,
         "slice_index": record.slice_index,
         "pixel_spacing": list(record.spacing) if record.spacing else None,
@@ -244,13 +245,18 @@ def set_text(row: dict[str, Any], attributes: dict[str, str], describer: str) ->
         join_caption({k: v or "" for k, v in row["attributes"].items()})
 
 
+def _public(spec: Any) -> bool:
+    """A published release's adapter: its own documents may be published with its rows."""
+    return bool(getattr(ADAPTERS[spec.format], "public_names", False))
+
+
 def details(record: Record) -> dict[str, str | None]:
     """Descriptive fields as given: a public release's, or metadata columns the source's templates name.
 
     A metadata column that no template names (``age``, ``sex``, ...) never reaches a row.
     """
     unit = record.unit
-    public = bool(getattr(ADAPTERS[unit.spec.format], "public_names", False))
+    public = _public(unit.spec)
 
     def given(name: str) -> str | None:
         return _text(unit.meta.get(name)) if public or name in unit.spec.referenced else None

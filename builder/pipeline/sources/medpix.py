@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import re
 from dataclasses import dataclass
+from itertools import count
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any, Iterator, Mapping
@@ -212,9 +213,13 @@ class MedpixSource(FileSource):
         layout = find_layout(root, spec.split)
         if not layout.splits:
             problems.append(Problem(relative(spec, root), "no descriptions_<split>.jsonl or Descriptions.json"))
+        order = count()
+        case_order: dict[Any, int] = {}
         for split, cases_file, descriptions_file in layout.splits:
             cases_doc = _read_json_objects(cases_file, problems, cases_file.name) if cases_file.is_file() else []
             cases = {c.get("U_id"): c for c in cases_doc}
+            for case in cases_doc:
+                case_order.setdefault(case.get("U_id"), len(case_order))
             for description in _read_json_objects(descriptions_file, problems, descriptions_file.name):
                 stem = _value(description.get("image"))
                 if stem is None or not _SAFE_STEM.match(stem):
@@ -223,7 +228,11 @@ class MedpixSource(FileSource):
                                             "image name is not a plain file name", descriptions_file.name))
                     continue
                 image = layout.images / f"{stem}.png"
-                meta = {**flatten(description, cases.get(description.get("U_id"))), "subset": layout.halves.get(stem)}
+                found = cases.get(description.get("U_id"))
+                record = {"description": description, "case": found, "order": next(order),
+                          "case_order": case_order.get(description.get("U_id"), 0)}
+                meta = {**flatten(description, found), "subset": layout.halves.get(stem),
+                        "record": json.dumps(record, ensure_ascii=False)}
                 units.append(Unit(spec=spec, image=image, rel=relative(spec, image), split=split, meta=meta,
                                   public=f"images/{stem}.png"))
         return units, problems
