@@ -5,7 +5,10 @@ images are read from their shard's row group on demand, and thumbnails and
 mask overlays are made on demand and cached. Binds to 127.0.0.1 by default.
 
 Routes: ``/`` (the page), ``/api/facets``, ``/api/search``, ``/api/sample/<id>``,
-``/image/<id>.png``, ``/thumb/<id>.png``, ``/overlay/<id>.png``.
+``/api/case/<case_id>`` (the report, its published document and its images), ``/api/export.json?<search>``
+(every row of a search), ``/api/export.zip?<search>&modality=ct|mri|all`` (their images),
+``/image/<id>.png``, ``/thumb/<id>.png``, ``/overlay/<id>.png``; ``?download=1`` on a sample or a case
+saves it as a JSON file.
 """
 
 from __future__ import annotations
@@ -28,12 +31,13 @@ from PIL import Image
 from builder.dataset.catalog import Catalog, CatalogError
 
 PAGE_SIZE = 24
+EXPORT_LIMIT = 100_000  # rows one export of a search holds
 THUMB = 160
 PALETTE = np.array([[230, 25, 75], [60, 180, 75], [255, 225, 25], [0, 130, 200], [245, 130, 48],
                     [145, 30, 180], [70, 240, 240], [240, 50, 230], [210, 245, 60], [250, 190, 212]], np.uint8)
 FILTERS = ("modality", "organ", "disease", "location", "split", "source")
 DETAIL = ("id, split, modality, organ, disease, location, case_id, plane, slice_index, width, height, source, "
-          "source_file, license, coarse_caption, caption, attributes, rois, reference, details, knowledge, "
+          "source_file, subset, license, coarse_caption, caption, attributes, rois, reference, details, knowledge, "
           "has_mask")
 _ID = re.compile(r"^/(image|thumb|overlay)/([A-Za-z0-9_-]+)\.png$")
 
@@ -53,11 +57,50 @@ class Browser:
                 f"SELECT {name}, count(*) FROM samples WHERE {name} IS NOT NULL GROUP BY 1 ORDER BY 2 DESC "
                 "LIMIT 200").rows] for name in ("modality", "location", "split", "source")}
 
-    def search(self, query: dict[str, str]) -> dict[str, Any]:
-        page = max(0, int(query.get("page", "0") or 0))
+    def _patterns(self, query: dict[str, str]) -> dict[str, str]:
         patterns = {name: query.get(name, "") for name in FILTERS}
         if patterns["modality"]:
             patterns["modality"] = f"^{re.escape(patterns['modality'])}$"
+        return patterns
+
+    def matching(self, query: dict[str, str], columns: str = DETAIL) -> list[dict[str, Any]]:
+        """Every row of a search (the page's filters), at most :data:`EXPORT_LIMIT`."""
+        with self.lock:
+            _, result = self.catalog.search(self._patterns(query), text=query.get("q") or None,
+                                            limit=EXPORT_LIMIT, columns=columns)
+        return result.records()
+
+    def export_zip(self, query: dict[str, str], modality: str) -> bytes:
+        """The images of a search as a zip (``modality``: ct, mri or all), named by row id."""
+        import zipfile
+
+        wanted = {"ct": {"ct"}, "mri": {"mri"}, "mr": {"mri"}}.get(modality)
+        buffer = io.BytesIO()
+        with zipfile.ZipFile(buffer, "w", zipfile.ZIP_STORED) as archive:
+            for row in self.matching(query, "id, modality"):
+                if wanted is None or row["modality"] in wanted:
+                    data = self.image(row["id"])
+                    if data is not None:
+                        archive.writestr(f"{row['modality']}/{row['id']}.png", data)
+        return buffer.getvalue()
+
+    def case(self, case_id: str) -> dict[str, Any] | None:
+        """One clinical case: its report (the ``cases`` table), its published document, its images."""
+        with self.lock:
+            tables = {r[0] for r in self.catalog.sql("SHOW TABLES").rows}
+            report = self.catalog.sql("SELECT * FROM cases WHERE case_id = ?", [case_id]).records() \
+                if "cases" in tables else []
+            images = self.catalog.sql("SELECT id, modality, plane, coarse_caption, record FROM samples "
+                                      "WHERE case_id = ? ORDER BY id", [case_id]).records()
+        if not images:
+            return None
+        document = next((json.loads(r["record"]).get("case") for r in images if r.get("record")), None)
+        return {"case_id": case_id, "report": report[0] if report else {}, "document": document,
+                "images": [{k: v for k, v in r.items() if k != "record"} for r in images]}
+
+    def search(self, query: dict[str, str]) -> dict[str, Any]:
+        page = max(0, int(query.get("page", "0") or 0))
+        patterns = self._patterns(query)
         with self.lock:
             total, result = self.catalog.search(
                 patterns, text=query.get("q") or None, limit=PAGE_SIZE, offset=page * PAGE_SIZE,
@@ -130,16 +173,19 @@ def handler(browser: Browser, bound: str = "127.0.0.1") -> type[BaseHTTPRequestH
             if args and str(args[1]).startswith(("4", "5")):
                 super().log_message(format, *args)
 
-        def _send(self, status: int, body: bytes, kind: str, cache: bool = False) -> None:
+        def _send(self, status: int, body: bytes, kind: str, cache: bool = False, filename: str = "") -> None:
             self.send_response(status)
             self.send_header("Content-Type", kind)
+            if filename:
+                self.send_header("Content-Disposition", f'attachment; filename="{filename}"')
             self.send_header("Content-Length", str(len(body)))
             self.send_header("Cache-Control", "max-age=3600" if cache else "no-store")
             self.end_headers()
             self.wfile.write(body)
 
-        def _json(self, value: Any, status: int = 200) -> None:
-            self._send(status, json.dumps(value, default=str).encode(), "application/json")
+        def _json(self, value: Any, status: int = 200, filename: str = "") -> None:
+            body = json.dumps(value, default=str, ensure_ascii=False, indent=1 if filename else None).encode()
+            self._send(status, body, "application/json", filename=filename)
 
         def do_GET(self) -> None:
             if not host_allowed(self.headers.get("Host"), allowed):
@@ -160,17 +206,30 @@ def handler(browser: Browser, bound: str = "127.0.0.1") -> type[BaseHTTPRequestH
             if path == "/api/search":
                 return self._json(browser.search(query))
             if path.startswith("/api/sample/"):
-                sample = browser.sample(path.rsplit("/", 1)[1])
-                return self._json(sample) if sample else self._json({"error": "no such id"}, 404)
+                row_id = path.rsplit("/", 1)[1]
+                sample = browser.sample(row_id)
+                name = f"{row_id}.json" if query.get("download") else ""
+                return self._json(sample, filename=name) if sample else self._json({"error": "no such id"}, 404)
+            if path.startswith("/api/case/"):
+                case_id = path.rsplit("/", 1)[1]
+                case = browser.case(case_id)
+                name = f"{case_id}.json" if query.get("download") else ""
+                return self._json(case, filename=name) if case else self._json({"error": "no such case"}, 404)
+            if path == "/api/export.json":
+                return self._json(browser.matching(query), filename="search.json")
+            if path == "/api/export.zip":
+                modality = query.get("modality", "all")
+                archive = browser.export_zip(query, modality)
+                return self._send(200, archive, "application/zip", filename=f"images-{modality}.zip")
             match = _ID.match(path)
             if match:
                 kind, row_id = match.groups()
                 makers: dict[str, Callable[[str], bytes | None]] = {
                     "image": browser.image, "thumb": browser.thumb, "overlay": browser.overlay}
                 maker = makers[kind]
-                body = maker(row_id)
-                if body is not None:
-                    return self._send(200, body, "image/png", cache=True)
+                png = maker(row_id)
+                if png is not None:
+                    return self._send(200, png, "image/png", cache=True)
             self._json({"error": "not found"}, 404)
 
     return Handler
