@@ -145,9 +145,16 @@ def test_every_describer_says_where_it_runs_and_answers_the_five_attributes(name
 
 @pytest.mark.parametrize("name", EXPORTERS.names())
 def test_every_exporter_writes_inside_its_folder(name: str, demo_out: Path, tmp_path: Path) -> None:
+    from builder.dataset.export import ExportError
+
     dest = tmp_path / "export"
     dest.mkdir()
-    count = EXPORTERS[name](demo_out, dest, None)
+    try:
+        count = EXPORTERS[name](demo_out, dest, None)
+    except ExportError as exc:  # an exporter of one release's shape refuses other datasets, saying why
+        assert "holds no" in str(exc)
+        assert all(dest in p.parents for p in tmp_path.rglob("*") if p.is_file())
+        return
     assert count > 0
     written = [p for p in tmp_path.rglob("*") if p.is_file()]
     assert written and all(dest in p.parents for p in written)

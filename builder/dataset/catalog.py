@@ -101,6 +101,8 @@ class Catalog:
                                  "GROUP BY case_id").fetchall()
         cases = [c for c in (json.loads(r[0]).get("case") for r in found) if isinstance(c, dict)]
         rows = case_rows(cases)
+        if not rows:  # no source of this dataset publishes cases
+            return
         names = list(dict.fromkeys(k for row in rows for k in row))
         columns = {n: [None if r.get(n) is None else r[n] if isinstance(r[n], str) else json.dumps(r[n])
                        for r in rows] for n in names}
