@@ -65,8 +65,8 @@ def read_listing(out: Path) -> tuple[dict[str, Any], list[Problem]]:
     return {**doc, "shards": good}, problems
 
 
-def verify(out: Path, config: str | None = None, decode: bool = True, partial: bool = False) -> list[Problem]:
-    """Every problem of a built folder; ``partial``: a download of some configs (missing shards are fine)."""
+def verify(out: Path, config: str | None = None, decode: bool = True) -> list[Problem]:
+    """Every problem of a built folder (``config``: only that config's shards, as a partial download has)."""
     if not (out / BUILD_JSON).is_file():
         return [Problem(BUILD_JSON, "missing: not a built dataset folder")]
     doc, problems = read_listing(out)
@@ -82,8 +82,6 @@ def verify(out: Path, config: str | None = None, decode: bool = True, partial: b
     ids: dict[str, dict[str, str]] = {"parquet": {}, "webdataset": {}}
     rows = 0
     for shard in wanted:
-        if partial and not (out / shard["path"]).exists():
-            continue
         problems += _check_shard(out, shard, decode, ids.setdefault(shard["format"], {}))
         rows += shard["rows"]
     if not rows and not problems:

@@ -20,7 +20,7 @@ import numpy as np
 
 from builder.errors import Reject
 from builder.imaging import rescaled
-from builder.pipeline.readers.frames import FrameAttributes, demosaic, frame_attributes, mosaic_tiles
+from builder.pipeline.readers.frames import FrameAttributes, demosaic, first_number, frame_attributes, mosaic_tiles
 
 #: The header attributes a build may use. Nothing else is copied anywhere.
 ALLOWED_ATTRIBUTES: tuple[str, ...] = (
@@ -52,17 +52,6 @@ def _plain(value: Any) -> Any:
         return float(value)
     except (TypeError, ValueError):
         return str(value)
-
-
-def _first(value: Any) -> float | None:
-    if value is None:
-        return None
-    if isinstance(value, list):
-        value = value[0] if value else None
-    try:
-        return float(value)
-    except (TypeError, ValueError):
-        return None
 
 
 def plane_of(orientation: Any) -> str | None:
@@ -184,7 +173,7 @@ class DicomReader:
             raise Reject("read", "DICOM file holds no pixel data")
         declared = 1
         for key in ("Rows", "Columns", "NumberOfFrames", "SamplesPerPixel"):
-            declared *= max(1, int(_first(meta.get(key)) or 1))
+            declared *= max(1, int(first_number(meta.get(key)) or 1))
         if declared > MAX_PIXELS:
             raise Reject("read", f"declared size of {declared} pixel values exceeds the limit of {MAX_PIXELS}")
         try:
@@ -194,12 +183,12 @@ class DicomReader:
         except Exception as exc:
             raise Reject("read", f"cannot decode pixel data ({type(exc).__name__}: {exc})") from None
         photometric = str(meta.get("PhotometricInterpretation", "MONOCHROME2")).strip()
-        frames = int(_first(meta.get("NumberOfFrames")) or 1)
+        frames = int(first_number(meta.get("NumberOfFrames")) or 1)
         if photometric == "PALETTE COLOR":
             pixels, photometric = _palette(apply_color_lut(pixels, ds), ds), "RGB"
         color = (pixels.shape[-1] == 3 and int(meta.get("SamplesPerPixel", 1)) == 3) or photometric == "RGB"
         if color and pixels.dtype != np.uint8:  # 16-bit colour samples: their top 8 bits
-            bits = int(_first(meta.get("BitsStored")) or 8 * pixels.dtype.itemsize)
+            bits = int(first_number(meta.get("BitsStored")) or 8 * pixels.dtype.itemsize)
             pixels = (np.asarray(pixels).astype(np.uint32) >> max(0, bits - 8)).clip(0, 255).astype(np.uint8)
         if pixels.ndim == (3 if color else 2):
             pixels = pixels[None]

@@ -25,7 +25,7 @@ import numpy as np
 
 from builder.errors import Reject
 
-__all__ = ["FrameAttributes", "apply_window", "demosaic", "frame_attributes", "mosaic_tiles"]
+__all__ = ["FrameAttributes", "apply_window", "demosaic", "first_number", "frame_attributes", "mosaic_tiles"]
 
 WINDOW_FUNCTIONS = ("LINEAR", "LINEAR_EXACT", "SIGMOID")
 
@@ -40,7 +40,8 @@ class FrameAttributes:
     spacing: tuple[float, float] | None = None  # PixelSpacing (row, column) in mm
 
 
-def _first(value: Any) -> float | None:
+def first_number(value: Any) -> float | None:
+    """The first value of a (multi-valued) DICOM attribute as a number, or None."""
     if value is None or value == "":
         return None
     if isinstance(value, (list, tuple)) or type(value).__name__ == "MultiValue":
@@ -81,10 +82,10 @@ def frame_attributes(ds: Any, index: int) -> FrameAttributes:
         found = _lookup(groups[:-1], sequence, keyword)
         return found if found is not None else ds.get(keyword)
 
-    slope = _first(value("PixelValueTransformationSequence", "RescaleSlope"))
-    intercept = _first(value("PixelValueTransformationSequence", "RescaleIntercept"))
-    center = _first(value("FrameVOILUTSequence", "WindowCenter"))
-    width = _first(value("FrameVOILUTSequence", "WindowWidth"))
+    slope = first_number(value("PixelValueTransformationSequence", "RescaleSlope"))
+    intercept = first_number(value("PixelValueTransformationSequence", "RescaleIntercept"))
+    center = first_number(value("FrameVOILUTSequence", "WindowCenter"))
+    width = first_number(value("FrameVOILUTSequence", "WindowWidth"))
     function = str(value("FrameVOILUTSequence", "VOILUTFunction") or "LINEAR").strip().upper()
     orientation = value("PlaneOrientationSequence", "ImageOrientationPatient")
     spacing = value("PixelMeasuresSequence", "PixelSpacing")
