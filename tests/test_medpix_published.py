@@ -8,50 +8,12 @@ from pathlib import Path
 
 import pytest
 from conftest import MEDPIX, build, need, run_cli, shard_rows, write_manifest
-
-
-def _lines(path: Path) -> list[dict]:
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
-
-
-def _write(path: Path, rows: list[dict]) -> None:
-    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+from medpix_folder import lines, medpix_folder
 
 
 @pytest.fixture(scope="module")
 def published(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, set[str]], dict[str, str]]:
-    """A MedPix-2-0 folder: the test split as published, 40 train cases cut into train, dev and two halves."""
-    need(MEDPIX / "train-256")
-    root = tmp_path_factory.mktemp("medpix") / "MedPix-2-0"
-    (root / "images").mkdir(parents=True)
-    split_dir = root / "splitted_dataset"
-    split_dir.mkdir()
-    cases = _lines(MEDPIX / "train-256" / "data_train.jsonl")[:40]
-    uids = {c["U_id"] for c in cases}
-    descriptions = [d for d in _lines(MEDPIX / "train-256" / "descriptions_train.jsonl") if d["U_id"] in uids]
-    parts = {"train": cases[:30], "dev": cases[30:]}
-    expected: dict[str, set[str]] = {}
-    for name, members in parts.items():
-        ids = {c["U_id"] for c in members}
-        _write(split_dir / f"data_{name}.jsonl", members)
-        _write(split_dir / f"descriptions_{name}.jsonl", [d for d in descriptions if d["U_id"] in ids])
-        expected["validation" if name == "dev" else name] = {d["image"] for d in descriptions if d["U_id"] in ids}
-    halves: dict[str, str] = {}
-    for number, members in ((1, parts["train"][:15]), (2, parts["train"][15:])):
-        ids = {c["U_id"] for c in members}
-        _write(split_dir / f"data_train_{number}.jsonl", members)
-        half = [d for d in descriptions if d["U_id"] in ids]
-        _write(split_dir / f"descriptions_train_{number}.jsonl", half)
-        halves.update({d["image"]: f"train_{number}" for d in half})
-    for name in ("data_test.jsonl", "descriptions_test.jsonl"):
-        shutil.copy(MEDPIX / "test" / name, split_dir / name)
-    expected["test"] = {d["image"] for d in _lines(MEDPIX / "test" / "descriptions_test.jsonl")}
-    for folder in (MEDPIX / "test" / "images", MEDPIX / "train-256" / "images"):
-        for stem in expected["test"] | expected["train"] | expected["validation"]:
-            if (folder / f"{stem}.png").is_file():
-                shutil.copy(folder / f"{stem}.png", root / "images" / f"{stem}.png")
-    (split_dir / "uid_list.json").write_text(json.dumps({k: sorted({c["U_id"] for c in v}) for k, v in parts.items()}))
-    return root, expected, halves
+    return medpix_folder(tmp_path_factory.mktemp("medpix"))
 
 
 def _splits(out: Path) -> dict[str, set[str]]:
@@ -93,7 +55,7 @@ def test_a_build_never_publishes_two_rows_with_one_id(
     copy = tmp_path / "MedPix-2-0"
     shutil.copytree(root, copy)
     split_dir = copy / "splitted_dataset"
-    leaked = _lines(split_dir / "descriptions_test.jsonl")[:2]
+    leaked = lines(split_dir / "descriptions_test.jsonl")[:2]
     with open(split_dir / "descriptions_train.jsonl", "a") as fh:
         fh.writelines(json.dumps(d) + "\n" for d in leaked)
     out = tmp_path / "out"
@@ -111,10 +73,10 @@ def test_export_medpix_gives_back_the_authors_documents(tmp_path: Path) -> None:
     run_cli("export", "medpix", out, "--out", dest)
     kept = {Path(r["source_file"]).stem for r in shard_rows(out)}
     assert len(kept) == summary["rows"]["total"]
-    published = [d for d in _lines(test / "descriptions_test.jsonl") if d["image"] in kept]
+    published = [d for d in lines(test / "descriptions_test.jsonl") if d["image"] in kept]
     assert json.loads((dest / "Descriptions.json").read_text()) == published  # same keys, values, order, "N/A"s
     uids = {d["U_id"] for d in published}
-    cases = [c for c in _lines(test / "data_test.jsonl") if c["U_id"] in uids]
+    cases = [c for c in lines(test / "data_test.jsonl") if c["U_id"] in uids]
     assert json.loads((dest / "Case_topic.json").read_text()) == cases
     assert {p.stem for p in (dest / "images").glob("*.png")} == kept
     import numpy as np
@@ -135,7 +97,7 @@ def test_every_case_is_queryable_and_joins_its_images(tmp_path: Path) -> None:
                      "diagnosis_by, topic_title, disease_discussion, acr_code, category FROM cases ORDER BY case_id",
                      "--output", "json")
     cases = json.loads(result.stdout)
-    source = {c["U_id"]: c for c in _lines(test / "data_test.jsonl")}
+    source = {c["U_id"]: c for c in lines(test / "data_test.jsonl")}
     kept = {r["case_id"] for r in shard_rows(out)}
     assert {c["case_id"] for c in cases} == kept
     for case in cases:
@@ -146,7 +108,7 @@ def test_every_case_is_queryable_and_joins_its_images(tmp_path: Path) -> None:
     joined = json.loads(run_cli("query", out, "SELECT s.id, s.acr_codes, s.figure_part, c.title FROM samples s "
                                 "JOIN cases c USING (case_id) LIMIT 5", "--output", "json").stdout)
     assert len(joined) == 5 and all(r["title"] for r in joined)
-    descriptions = {d["image"]: d for d in _lines(test / "descriptions_test.jsonl")}
+    descriptions = {d["image"]: d for d in lines(test / "descriptions_test.jsonl")}
     rows = json.loads(run_cli("query", out, "SELECT source_file, acr_codes, figure_part FROM samples",
                               "--output", "json").stdout)
     for row in rows:

@@ -10,7 +10,7 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tools"))
-from train_clip import character_tokenizer
+from scan_clip import character_tokenizer
 
 
 def tiny_vlm(folder: Path) -> Path:
