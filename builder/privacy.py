@@ -108,16 +108,22 @@ def redact(text: str, extra: Iterable[str] = ()) -> str:
     return text
 
 
-def scrub(text: str, names: Iterable[str]) -> str:
-    """Published text: every given input name (and each component of a path) and any absolute path removed."""
+def _parts(name: str) -> set[str]:
+    path = Path(name)
+    parts = {name, path.name, path.as_posix(), path.stem, path.name.split(".")[0]}
+    return parts | {p for p in path.parts if p not in ("/", ".", "..")}
+
+
+def scrub(text: str, names: Iterable[str], public: str = "") -> str:
+    """Published text: every given input name (and each component of a path) and any absolute path removed.
+
+    The components of ``public`` (the input's published name, a public release's own path) stay.
+    """
     parts: set[str] = set()
     for name in names:
-        if not name:
-            continue
-        path = Path(name)
-        parts.update({name, path.name, path.as_posix()})
-        parts.update(p for p in path.parts if p not in ("/", ".", ".."))
-        parts.update({path.stem, path.name.split(".")[0]})
+        if name:
+            parts |= _parts(name)
+    parts -= _parts(public) if public else set()
     text = _ABSOLUTE.sub("<path>", text)
     for part in sorted((p for p in parts if len(p) >= 3), key=len, reverse=True):
         text = re.sub(rf"(?<![A-Za-z0-9]){re.escape(part)}(?![A-Za-z0-9])", "<input>", text)

@@ -10,6 +10,8 @@ from typing import Any
 
 # The id key of the tests' builds: a folder of their own, never the user's configuration.
 os.environ.setdefault("MEDTRI_CONFIG_DIR", tempfile.mkdtemp(prefix="medtri-test-config-"))
+# caption indexes of release snapshots: a folder of the tests' own
+os.environ.setdefault("MEDTRI_CACHE_DIR", tempfile.mkdtemp(prefix="medtri-test-cache-"))
 # datasets keys its cache on the card's info, not on the files: no test may see an earlier session's rows.
 os.environ.setdefault("HF_DATASETS_CACHE", tempfile.mkdtemp(prefix="medtri-test-datasets-"))
 

@@ -35,7 +35,8 @@ def public_line(line: dict[str, Any]) -> dict[str, Any]:
     names = [line["file"], *line.get("names", [])]
     out = {key: line[key] for key in PUBLIC_KEYS if line.get(key) is not None}
     out["file"] = line.get("public") or line["source"]
-    out["reason"] = scrub(line["reason"], names)
+    public = line.get("public") or ""
+    out["reason"] = scrub(line["reason"], names, public.split(":", 1)[-1] if public != line["source"] else "")
     return out
 
 

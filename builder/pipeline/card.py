@@ -178,6 +178,9 @@ def render(inputs: CardInputs) -> str:
         "roi_summary": ", ".join(f"{n:,} from {o}" for o, n in sorted(ledger.roi_origins.items())) or "none",
         "schema_table": _table(["field", "type", "meaning"],
                                [(f"`{k}`", _type_name(v), FIELD_DOCS.get(k, "")) for k, v in FEATURES.items()]),
+        "decisions_table": _table(["decision", "rows"], sorted(ledger.notes.items())) if ledger.notes else "none",
+        "terms": "".join(f"\nTerms of `{s['name']}`, from the original release: {s['terms']}\n"
+                         for s in inputs.sources if s.get("terms")),
         "provenance_table": _table(
             ["source", "format", "license", "files", "rows", "rejected"],
             [(s["name"], s["format"], s["license"], s["files"], s["rows"], s["rejected"]) for s in inputs.sources],

@@ -138,7 +138,11 @@ def annotate(record: Record) -> tuple[list[Roi], np.ndarray | None]:
     if record.labelmap is not None:
         names = record.label_names if record.label_names is not None else spec.options.label_names
         rois, mask = rois_from_labelmap(record.labelmap, names, default=spec.disease or "region")
-    return rois + rois_from_boxes(record.unit.boxes, width, height), mask
+    rois += rois_from_boxes(record.unit.boxes, width, height)
+    if record.release is not None and record.release.boxes:
+        found = rois_from_boxes(record.release.boxes, width, height)
+        rois += [replace(roi, origin=record.release.box_origin) for roi in found]
+    return rois, mask
 
 
 def propose(records: list[Record], annotated: list[list[Roi]]) -> list[list[Roi]]:
@@ -178,9 +182,10 @@ def make_row(record: Record, rois: list[Roi], mask: np.ndarray | None, describer
     shown = finding_shown(record, rois, subj.disease)
     stated = subj if shown is not False else replace(subj, disease="")
     caption = coarse_caption(record, rois, values, stated, options.text.style)
-    image = encode_png(record.pixels, options.png_level)
+    released = record.release
+    image = released.encoded if released else encode_png(record.pixels, options.png_level)
     request = DescribeRequest(
-        id=row_id(unit, record.plane, record.slice_index, record.volume_index),
+        id=released.id if released else row_id(unit, record.plane, record.slice_index, record.volume_index),
         modality=record.modality, organ=subj.organ, disease=subj.disease, plane=record.plane,
         slice_index=record.slice_index, coarse_caption=caption, rois=rois,
         stats=measure(record.pixels, mask, rois), view=convention(record.modality, record.plane),
@@ -205,10 +210,10 @@ def make_row(record: Record, rois: list[Roi], mask: np.ndarray | None, describer
         "case_id": spec_texts["case_id"],
         "location": spec_texts["location"],
         "details": details(record),
-        "source": spec.name,
-        "source_file": unit.label,
+        "source": (released.source if released else None) or spec.name,
+        "source_file": released.public if released else unit.label,
         "subset": _text(unit.meta.get("subset")) if _public(spec) else None,
-        "record": _text(unit.meta.get("record")) if _public(spec) else None,
+        "record": released.document if released else _text(unit.meta.get("record")) if _public(spec) else None,
         "plane": record.plane,
         "slice_index": record.slice_index,
         "pixel_spacing": list(record.spacing) if record.spacing else None,
@@ -216,7 +221,9 @@ def make_row(record: Record, rois: list[Roi], mask: np.ndarray | None, describer
         "height": height,
         "license": spec.license,
     }
-    if describer is not None:
+    if released is not None and released.caption:
+        row["caption"] = released.caption  # the release's own description, verbatim: no describer rewrites it
+    elif describer is not None:
         set_text(row, describer.describe(request), describer.name)
     return row, request
 
@@ -279,7 +286,7 @@ def process_unit(unit: Unit, options: TripletOptions) -> UnitResult:
     rows, hashes, requests = [], [], []
     dropped: list[tuple[dict[str, Any], Reject]] = []
     try:
-        with time_limit(options.unit_timeout):
+        with time_limit(options.unit_timeout * unit.weight):
             curate(unit)
             check_inside(unit)
             records = []
@@ -287,7 +294,8 @@ def process_unit(unit: Unit, options: TripletOptions) -> UnitResult:
                 if record.reject is None:
                     records.append(record)
                 else:  # one unusable sample of the file (a blank frame): its own reject line
-                    dropped.append(({"id": row_id(unit, record.plane, record.slice_index)}, record.reject))
+                    where = record.release.id if record.release else row_id(unit, record.plane, record.slice_index)
+                    dropped.append(({"id": where}, record.reject))
             annotated = [annotate(record) for record in records]
             proposed = propose(records, [rois for rois, _ in annotated])
             for record, (rois, mask), extra in zip(records, annotated, proposed):

@@ -17,7 +17,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any, Callable, Iterable
 
-from builder.errors import Reject
+from builder.errors import Reject, Stage
 from builder.layout import sha256_file
 from builder.pipeline.accounting import Ledger
 from builder.pipeline.build.collect import CollectError, collect
@@ -27,6 +27,7 @@ from builder.pipeline.engines import Engine, EngineError
 from builder.pipeline.engines.local import LocalOptions
 from builder.pipeline.build.router import DatasetWriter, Shard, ShardLimits
 from builder.pipeline.process import TripletOptions, UnitResult
+from builder.pipeline.sources import ADAPTERS
 from builder.pipeline.sources.manifest import Manifest
 from builder.pipeline.text.options import TextOptions
 from builder.pipeline.text.registry import DESCRIBERS
@@ -138,6 +139,9 @@ def _consume(results: Iterable[UnitResult], writer: DatasetWriter, ledger: Ledge
             reject = result.reject or dropped[0][1]
             ledger.reject_file(unit.spec.name, unit.rel, reject.stage, reject.reason, rule=reject.rule,
                                id=dropped[0][0]["id"] if dropped else result.unit_id, **where)
+            for row, other in dropped[1:] if result.reject is None else []:  # each refused row has its line
+                ledger.reject_other(unit.spec.name, unit.rel, other.stage, other.reason, rule=other.rule,
+                                    id=row["id"], **where)
             state.rejects += 1
         else:
             for row, reject in dropped:
@@ -238,9 +242,37 @@ def _run(manifest: Manifest, options: BuildOptions, progress: ProgressHook | Non
         raise BuildError(f"{exc}; run the build again to resume") from None
     finally:
         engine.close()
+    if not any(r["group"] == CLOSING for r in records):
+        record = _record(CLOSING, _unmatched(manifest, units, journal, records), [], journal.root, {})
+        journal.commit(record)
+        records.append(record)
     from builder.pipeline.build.finish import finish
 
     return finish(manifest, options, journal, records, text_info, started)
+
+
+CLOSING = -2  # the journal record of what only the whole build can tell (inputs no unit read)
+
+
+def _unmatched(manifest: Manifest, units: list[Any], journal: Journal, records: list[dict[str, Any]]) -> Ledger:
+    """Reject lines for the inputs that no unit accounted for (a release's caption rows whose image no shard held).
+
+    An adapter with ``unmatched(spec, seen_ids, units)`` is asked once every group is done.
+    """
+    ledger = Ledger()
+    checks = [(spec, check) for spec in manifest.sources
+              if (check := getattr(ADAPTERS[spec.format], "unmatched", None)) is not None]
+    if not checks:
+        return ledger
+    seen = {line["id"] for r in records for line in r["rejects"] if line.get("id")}
+    for part in sorted(journal.provenance.glob("g*.jsonl")):
+        seen.update(i for line in part.read_text(encoding="utf-8").splitlines() for i in json.loads(line)["ids"])
+    for spec, check in checks:
+        for problem in check(spec, seen, units):
+            ledger.reject_other(spec.name, problem.file, Stage.PAIRING, problem.reason,
+                                public=f"{spec.name}:{problem.public}" if problem.public else spec.name,
+                                names=() if getattr(ADAPTERS[spec.format], "public_names", False) else (problem.file,))
+    return ledger
 
 
 def _group(group: int, members: list[Any], options: BuildOptions, journal: Journal, stage: TextStage, engine: Engine,

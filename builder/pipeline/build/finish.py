@@ -28,6 +28,7 @@ from builder.pipeline.accounting import REJECTS, Ledger, local_line, public_line
 from builder.pipeline.build.build import LOCAL_REJECTS, PROVENANCE, BuildError, BuildOptions, _versions
 from builder.pipeline.build.journal import Journal
 from builder.pipeline.build.outdir import BUILD_JSON, LOCK
+from builder.pipeline.sources import ADAPTERS
 from builder.pipeline.sources.manifest import Manifest
 from builder.privacy import redact
 
@@ -106,9 +107,11 @@ def sources_table(manifest: Manifest, ledger: Ledger) -> list[dict[str, Any]]:
     rows = []
     for spec in manifest.sources:
         count: Any = ledger.sources.get(spec.name, {})
-        rows.append({"name": spec.name, "format": spec.format, "license": spec.license,
+        terms = getattr(ADAPTERS[spec.format], "terms", None)
+        given = terms(spec) if terms is not None else {}
+        rows.append({"name": spec.name, "format": spec.format, "license": given.get("license") or spec.license,
                      "files": count.get("files", 0), "rows": count.get("rows", 0),
-                     "rejected": count.get("rejected", 0)})
+                     "rejected": count.get("rejected", 0), **({"terms": given["terms"]} if given.get("terms") else {})})
     return rows
 
 

@@ -77,7 +77,7 @@ class LocalPool:
     def _alone(self, unit: Unit, why: str) -> UnitResult:
         self._restart()
         try:
-            return self.executor.submit(self.work, unit).result(timeout=self.timeout)
+            return self.executor.submit(self.work, unit).result(timeout=self.timeout * unit.weight)
         except (BrokenProcessPool, TimeoutError):
             self._restart()
             return UnitResult(unit, reject=Reject(Stage.WORKER, f"{why} twice while reading this file"))
@@ -88,7 +88,7 @@ class LocalPool:
         while pending:
             unit, future = pending.popleft()
             try:
-                result = future.result(timeout=self.timeout)
+                result = future.result(timeout=self.timeout * unit.weight)
             except (BrokenProcessPool, TimeoutError) as exc:
                 why = "took longer than the unit time limit" if isinstance(exc, TimeoutError) else \
                     "a worker process died"

@@ -5,7 +5,7 @@ from __future__ import annotations
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import numpy as np
 from PIL import Image
@@ -35,7 +35,7 @@ def _normalise(img: Image.Image) -> Image.Image:
 class RasterReader:
     suffixes: tuple[str, ...] = RASTER_SUFFIXES
 
-    def read(self, path: Path) -> tuple[np.ndarray, dict[str, Any]]:
+    def read(self, path: Path | IO[bytes]) -> tuple[np.ndarray, dict[str, Any]]:
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("error", Image.DecompressionBombWarning)

@@ -11,6 +11,7 @@ from builder.pipeline.sources.base import Record, SourceAdapter, Unit, enumerate
 from builder.pipeline.sources.dicom import DicomSource
 from builder.pipeline.sources.image import ImageSource
 from builder.pipeline.sources.medpix import MedpixSource
+from builder.pipeline.sources.medtrinity import MedtrinitySource
 from builder.pipeline.sources.nifti import NiftiSource
 from builder.registry import Registry
 
@@ -19,6 +20,7 @@ ADAPTERS: Registry[SourceAdapter] = Registry("sources", {
     "nifti": NiftiSource(),
     "image": ImageSource(),
     "medpix": MedpixSource(),
+    "medtrinity": MedtrinitySource(),
 })
 
 __all__ = ["ADAPTERS", "Record", "SourceAdapter", "Unit", "enumerate_units"]

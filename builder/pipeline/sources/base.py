@@ -36,6 +36,7 @@ class Unit:
     public: str | None = None  # the file's published name: a public release's own, or opted in
     key: str = ""  # the pseudonymous file key (:mod:`builder.privacy`), set when units are collected
     problem: str | None = None  # why the unit cannot be built, found while listing it (a reject)
+    weight: int = 1  # files' worth of work in the unit (an archive of many images): scales its time limit
 
     @property
     def id(self) -> str:
@@ -69,6 +70,21 @@ class Record:
     volume_index: int | None = None  # which volume of a 4D series, when several are kept
     label_names: Mapping[int, str] | None = None  # the mask's own label names (a DICOM SEG's segments)
     reject: Reject | None = None  # this one sample is unusable (a blank frame): a reject line, not a row
+    release: Released | None = None  # a published release's own row: its id, bytes and text, kept as they are
+
+
+@dataclass(frozen=True)
+class Released:
+    """What a published release gives one row, kept exactly (MedTrinity-25M: its id, JPEG bytes, caption)."""
+
+    id: str  # the row id
+    public: str  # the row's published file name (``source_file``)
+    encoded: bytes  # the image as published: stored without re-encoding
+    caption: str | None = None  # the release's description, kept verbatim as the row's caption
+    source: str | None = None  # the release's own source dataset (the row's ``source``)
+    document: str | None = None  # the release's row as JSON (the row's ``record``)
+    boxes: tuple[Box, ...] = ()  # boxes recovered from the pixels
+    box_origin: str = "recovered"
 
 
 @dataclass(frozen=True)
@@ -238,7 +254,7 @@ def check_inside(unit: Unit) -> None:
     folder; a source whose ``images`` glob is an absolute path is not checked.
     """
     spec = unit.spec
-    if spec.data_root is None and os.path.isabs(spec.options.images):
+    if spec.data_root is None and os.path.isabs(getattr(spec.options, "images", "/")):  # or a remote release
         return
     base = os.path.realpath(spec.data_root or spec.root)
     for path in (unit.image, unit.mask):

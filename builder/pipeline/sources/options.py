@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Mapping
@@ -19,8 +20,8 @@ import builder.pipeline.sources.tables as tables
 from builder.errors import ManifestError
 from builder.pipeline.text.template import Template, TemplateError
 
-__all__ = ["DicomOptions", "FileOptions", "ImageOptions", "MedpixOptions", "NiftiOptions", "RoiConfig", "Slicing",
-           "glob_of", "parse_options", "path_of"]
+__all__ = ["DicomOptions", "FileOptions", "ImageOptions", "MedpixOptions", "MedtrinityOptions", "NiftiOptions",
+           "RoiConfig", "Slicing", "glob_of", "parse_options", "path_of"]
 
 PLANES = ("axial", "coronal", "sagittal")
 MASK_SUFFIXES = ("_mask", "_seg", "_label", "_labels", "-mask", "-seg", "-label")
@@ -324,3 +325,48 @@ def check_template(value: Any, key: str, known: set[str]) -> None:
         Template(value).check(known)
     except TemplateError as exc:
         raise ManifestError(key, str(exc)) from None
+
+
+def _release_root(value: Any, root: Path, key: str) -> str:
+    """A local snapshot folder, or an ``hf://`` path (streamed through huggingface_hub)."""
+    if isinstance(value, str) and value.startswith("hf://"):
+        return value.rstrip("/")
+    return str(path_of(value, root, key, folder=True))
+
+
+def _one_of(*choices: str) -> Parse:
+    def parse(value: Any, root: Path, key: str) -> str:
+        if value not in choices:
+            raise ManifestError(key, f"must be one of {', '.join(choices)}")
+        return str(value)
+
+    return parse
+
+
+def _modality_table(value: Any, root: Path, key: str) -> dict[str, str]:
+    from medtrinity_25m import MODALITIES
+
+    if not isinstance(value, dict) or not all(isinstance(v, str) and v in MODALITIES for v in value.values()):
+        raise ManifestError(key, f"must map source names to modalities ({', '.join(MODALITIES)})")
+    return {re.sub(r"[^a-z0-9]+", "_", str(k).lower()).strip("_"): v for k, v in value.items()}
+
+
+@dataclass(frozen=True)
+class MedtrinityOptions:
+    """``format: medtrinity``: the official MedTrinity-25M release (a snapshot folder or ``hf://`` path)."""
+
+    root: str = field(default="", metadata={"parse": _release_root, "required": True})
+    subset: str = field(default="25M_demo", metadata={"parse": _one_of("25M_demo", "25M_full")})
+    # more sources of one modality: {source: modality}, added to the built-in table
+    source_modalities: Mapping[str, str] = field(default_factory=dict, metadata={"parse": _modality_table})
+    recover_boxes: bool = field(default=True, metadata={"parse": flag})  # the green outlines, as ROIs
+
+    def columns(self) -> set[str]:
+        return set()
+
+    def inputs(self) -> str:
+        return f"root {self.root} (subset {self.subset})"
+
+    @property
+    def data_root(self) -> Path | None:
+        return None if self.root.startswith("hf://") else Path(self.root)

@@ -65,6 +65,8 @@ def template_values(record: Record, rois: Sequence[Roi]) -> dict[str, Any]:
         width=width,
         height=height,
     )
+    if record.release is not None:  # a published release's own fields
+        values.update(release_source=record.release.source or "", file_name=record.release.public)
     return values
 
 

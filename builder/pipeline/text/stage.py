@@ -41,7 +41,8 @@ class TextStage:
         yield from self._process(batch)
 
     def _process(self, batch: list[UnitResult]) -> list[UnitResult]:
-        slots = [(result, i) for result in batch for i in range(len(result.rows))]
+        # a row that already has its text (a published release's own caption) is neither looked up nor described
+        slots = [(result, i) for result in batch for i in range(len(result.rows)) if result.rows[i]["caption"] is None]
         knowledge: list[list[str]] = [[] for _ in slots]
         if self.retriever is not None and slots:
             hits = self.retriever.lookup([r.rows[i]["coarse_caption"] for r, i in slots])

@@ -1,0 +1,90 @@
+"""Boxes drawn into the pixels: recover the green ROI outlines of the MedTrinity-25M release.
+
+The release draws each ROI into its image as a green rectangle outline and
+publishes no coordinates. :func:`find_boxes` finds them again: pixels that are
+clearly green (green well above red and blue, which JPEG's chroma blur keeps
+for a drawn line, and which grey anatomy never is), joined across JPEG gaps,
+split into connected parts; a part is a box when all four sides of its bounding
+rectangle are enclosed by it and its inside is not green (a green-stained
+blob or a green organ in a photograph is filled, an outline is not). The box
+is the outline's outer edge, in pixel-edge coordinates.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from scipy import ndimage
+
+__all__ = ["GreenOutlines", "find_boxes", "green_pixels"]
+
+
+@dataclass(frozen=True)
+class GreenOutlines:
+    min_green: int = 110  # the green channel of an outline pixel, at least
+    min_excess: int = 50  # green above max(red, blue), at least (pure green drawn, then JPEG-compressed)
+    min_side: int = 6  # pixels: smaller rectangles are noise
+    max_line: int = 7  # pixels: a green region this thick everywhere is filled, not a line
+    min_enclosed: float = 0.9  # share of its bounding rectangle the outline encloses (a rectangle: all of it)
+    min_hole: float = 0.2  # share of that rectangle inside the line (a filled green region has none)
+
+
+def green_pixels(rgb: np.ndarray, rule: GreenOutlines) -> np.ndarray:
+    channels = rgb.astype(np.int16)
+    red, green, blue = channels[..., 0], channels[..., 1], channels[..., 2]
+    return (green >= rule.min_green) & (green - np.maximum(red, blue) >= rule.min_excess)
+
+
+def find_boxes(pixels: np.ndarray, rule: GreenOutlines | None = None) -> list[tuple[int, int, int, int]]:
+    """``(x_min, y_min, x_max, y_max)`` of each green outline, pixel-edge coordinates, in reading order."""
+    rule = rule or GreenOutlines()
+    if pixels.ndim != 3 or pixels.shape[2] < 3:
+        return []  # a grey image has no green outline
+    green = green_pixels(pixels, rule)
+    if not green.any():
+        return []
+    # green regions thicker than any drawn line (a stain, an organ in a photograph) are not outlines
+    thick = ndimage.binary_opening(green, structure=np.ones((rule.max_line, rule.max_line), bool))
+    if thick.any():
+        green &= ~ndimage.binary_dilation(thick, iterations=2)
+    joined = ndimage.binary_closing(green, structure=np.ones((5, 5), bool), iterations=1) | green
+    labels, _ = ndimage.label(joined, structure=np.ones((3, 3), int))
+    boxes = []
+    for index, where in enumerate(ndimage.find_objects(labels), 1):
+        if where is None:
+            continue
+        part = labels[where] == index
+        height, width = part.shape
+        if min(height, width) < rule.min_side:
+            continue
+        box = _edges(pixels, where, max(2, min(height, width) // 12))
+        rows, cols = where
+        inner = (slice(box[1] - rows.start, box[3] - rows.start), slice(box[0] - cols.start, box[2] - cols.start))
+        filled, line = ndimage.binary_fill_holes(part)[inner], part[inner]
+        # a closed outline encloses its whole rectangle, and most of that is hole, not line
+        if filled.size and filled.mean() >= rule.min_enclosed and (filled & ~line).mean() >= rule.min_hole:
+            boxes.append(box)
+    return sorted(boxes, key=lambda b: (b[1], b[0]))
+
+
+def _edges(pixels: np.ndarray, where: tuple[slice, slice], band: int) -> tuple[int, int, int, int]:
+    """The outline's outer edges, from the green channel's profile across each side.
+
+    JPEG spreads the colour of a line over its 2x2 chroma blocks, so a pixel or two beside the
+    line is green too; brightness is kept per pixel, and the line itself is far brighter in green.
+    """
+    rows, cols = where
+    green = pixels[where][..., 1].astype(np.float32)
+    width = 2 * band + 2
+    across = np.median(green[:, band:-band], axis=1)  # per row, along the horizontal sides
+    down = np.median(green[band:-band], axis=0)  # per column, along the vertical sides
+
+    def first(profile: np.ndarray) -> int:
+        part = profile[:width]
+        low, high = float(part.min()), float(part.max())
+        return int(np.argmax(part >= low + 0.6 * (high - low)))
+
+    top, left = first(across), first(down)
+    bottom, right = len(across) - first(across[::-1]), len(down) - first(down[::-1])
+    return cols.start + left, rows.start + top, cols.start + right, rows.start + bottom
