@@ -82,7 +82,7 @@ def make_demo(root: Path, images: list[Path], seed: int = 0) -> Replica:
     replica = Replica(root)
     rows = []
     for i, gray in enumerate(_grays(images)):
-        source, caption, modality = CAPTIONS[i % len(CAPTIONS)]
+        _, caption, modality = CAPTIONS[i % len(CAPTIONS)]
         modality = "mri" if caption.startswith("The image is an MRI") else modality  # no source column here
         if i == len(images) - 1:
             caption, modality = UNDECIDED[1], None

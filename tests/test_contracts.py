@@ -17,7 +17,7 @@ from typing import Any, Callable, Iterator
 import nibabel as nib
 import numpy as np
 import pytest
-from conftest import MEDPIX, build, dicom_file, run_cli, shard_rows, write_manifest
+from conftest import MEDPIX, build, dicom_file, need, run_cli, shard_rows, write_manifest
 from PIL import Image
 
 from builder.dataset.export import EXPORTERS
@@ -61,9 +61,17 @@ def _medpix(folder: Path) -> dict[str, Any]:
     return {"format": "medpix", "root": str(test)}
 
 
+def _medtrinity(folder: Path) -> dict[str, Any]:
+    from medtrinity_replica import make_demo
+
+    images = sorted((need(MEDPIX / "test") / "images").glob("*.png"))[:3]
+    make_demo(folder / "release", images)
+    return {"format": "medtrinity", "root": str(folder / "release"), "subset": "25M_demo"}
+
+
 #: A small real input of every source format; a new format adds one here.
 SAMPLES: dict[str, Callable[[Path], dict[str, Any]]] = {"image": _png, "dicom": _dicom, "nifti": _nifti,
-                                                         "medpix": _medpix}
+                                                         "medpix": _medpix, "medtrinity": _medtrinity}
 
 
 @pytest.mark.parametrize("name", ADAPTERS.names())
