@@ -35,8 +35,9 @@ from PIL import Image, ImageDraw
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "tests"))
-from builder.pipeline.drawn_boxes import find_boxes  # noqa: E402
-from medtrinity_replica import make_full  # noqa: E402
+from medtrinity_replica import make_full
+
+from builder.pipeline.drawn_boxes import find_boxes
 
 TRAIN = ROOT.parent / "shared" / "data" / "medpix-2.0" / "train-256" / "images"
 
