@@ -23,8 +23,18 @@ import re
 from pathlib import Path
 from typing import Any
 
-__all__ = ["BUILD_JSON", "JOURNAL_DIR", "LOCK", "NAME", "PRIVATE", "listed_files", "read_build_json",
-           "sha256_file", "unlisted"]
+__all__ = [
+    "BUILD_JSON",
+    "JOURNAL_DIR",
+    "LOCK",
+    "NAME",
+    "PRIVATE",
+    "cache_dir",
+    "listed_files",
+    "read_build_json",
+    "sha256_file",
+    "unlisted",
+]
 
 BUILD_JSON = "build.json"
 JOURNAL_DIR = ".build"
@@ -83,3 +93,11 @@ def unlisted(out: Path, known: set[str]) -> list[str]:
             if rel not in known:
                 found.append(rel)
     return sorted(found)
+
+
+def cache_dir() -> Path:
+    """The user's cache of this project (caption indexes, model answers): ``$MEDTRI_CACHE_DIR``, else
+    ``$XDG_CACHE_HOME/medtrinity-25m``, else ``~/.cache/medtrinity-25m``. Local, never published."""
+    if os.environ.get("MEDTRI_CACHE_DIR"):
+        return Path(os.environ["MEDTRI_CACHE_DIR"])
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "medtrinity-25m"

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import threading
 import time
 from dataclasses import dataclass
 from typing import Any, Callable, TypeVar
@@ -42,11 +43,11 @@ def json_object(text: str) -> dict[str, Any]:
 
 
 class TryAgain(Exception):
-    """One failed try; ``problem`` says why."""
+    """One failed try; ``problem`` says why, ``retry_after`` how long the server asked to wait (seconds)."""
 
-    def __init__(self, problem: str) -> None:
+    def __init__(self, problem: str, retry_after: float | None = None) -> None:
         super().__init__(problem)
-        self.problem = problem
+        self.problem, self.retry_after = problem, retry_after
 
 
 def with_retries(attempt: Callable[[], T], tries: int, backoff: float = 0.0) -> T:
@@ -56,13 +57,14 @@ def with_retries(attempt: Callable[[], T], tries: int, backoff: float = 0.0) -> 
     last problem is raised as ``TryAgain`` for the caller to turn into a reject.
     """
     problem = ""
+    wait: float | None = None
     for number in range(max(1, tries)):
-        if number and backoff:
-            time.sleep(backoff * 2 ** (number - 1))
+        if number:
+            time.sleep(wait if wait is not None else backoff * 2 ** (number - 1))
         try:
             return attempt()
         except TryAgain as exc:
-            problem = exc.problem
+            problem, wait = exc.problem, exc.retry_after
     raise TryAgain(problem)
 
 
@@ -83,7 +85,18 @@ class LLMConfig:
                 "max_tokens": self.max_tokens}
 
 
+def _retry_after(exc: Any) -> float | None:
+    """The server's ``Retry-After`` (seconds), where it sent one."""
+    try:
+        value = float(exc.response.headers.get("retry-after"))
+    except (AttributeError, TypeError, ValueError):
+        return None
+    return min(max(value, 0.0), 300.0)
+
+
 class ChatClient:
+    """Chat completions, with structured answers where the server takes them and token usage counted."""
+
     def __init__(self, config: LLMConfig) -> None:
         try:
             from openai import OpenAI
@@ -92,26 +105,61 @@ class ChatClient:
         self.config = config
         self.client = OpenAI(base_url=config.base_url, api_key=os.environ.get("OPENAI_API_KEY") or "unused",
                              timeout=config.timeout, max_retries=0)
+        self.structured: bool | None = None  # None: not tried yet; False: the server refused response_format
+        self.usage: dict[str, int] = {"requests": 0, "prompt_tokens": 0, "completion_tokens": 0}
+        self._lock = threading.Lock()
 
-    def ask(self, messages: list[dict[str, Any]], parse: Callable[[str], T], stage: str = "describe") -> T:
-        """The parsed answer to ``messages``; a :class:`Reject` after the last failed try."""
+    def try_once(self, messages: list[dict[str, Any]], parse: Callable[[str], T],
+                 schema: dict[str, Any] | None = None) -> T:
+        """One request; :class:`TryAgain` (with the server's ``Retry-After``) when it fails or does not parse.
+
+        With ``schema`` the answer is asked for as that JSON schema (``response_format``, which vLLM's guided
+        decoding and OpenAI's structured outputs take); a server that refuses it (400) is asked without it from
+        then on, the prompt alone carrying the contract.
+        """
         import openai
 
-        def attempt() -> T:
-            try:
-                answer = self.client.chat.completions.create(
-                    model=self.config.model, messages=messages,  # type: ignore[arg-type]
-                    temperature=self.config.temperature, max_tokens=self.config.max_tokens)
-                return parse(answer.choices[0].message.content or "")
-            except ParseError as exc:
-                raise TryAgain(f"unusable answer: {exc}") from None
-            except openai.APIStatusError as exc:
-                raise TryAgain(f"server answered {exc.status_code}") from None
-            except (openai.APIConnectionError, openai.APITimeoutError) as exc:
-                raise TryAgain(f"{type(exc).__name__}: {exc}") from None
-
+        extra: dict[str, Any] = {}
+        if schema is not None and self.structured is not False:
+            extra["response_format"] = {"type": "json_schema",
+                                        "json_schema": {"name": "answer", "schema": schema, "strict": True}}
         try:
-            return with_retries(attempt, self.config.retries + 1, self.config.backoff)
+            answer = self.client.chat.completions.create(
+                model=self.config.model, messages=messages,  # type: ignore[arg-type]
+                temperature=self.config.temperature, max_tokens=self.config.max_tokens, **extra)
+        except openai.BadRequestError as exc:
+            if extra and self.structured is None:
+                self.structured = False  # the next try goes without response_format, at once
+                raise TryAgain(f"server refused response_format ({exc.status_code})", retry_after=0.0) from None
+            raise TryAgain(f"server answered {exc.status_code}") from None
+        except openai.APIStatusError as exc:
+            raise TryAgain(f"server answered {exc.status_code}", _retry_after(exc)) from None
+        except (openai.APIConnectionError, openai.APITimeoutError) as exc:
+            raise TryAgain(f"{type(exc).__name__}: {exc}") from None
+        if extra:
+            self.structured = True
+        self._count(answer)
+        try:
+            return parse(answer.choices[0].message.content or "")
+        except ParseError as exc:
+            raise TryAgain(f"unusable answer: {exc}") from None
+
+    def _count(self, answer: Any) -> None:
+        usage = getattr(answer, "usage", None)
+        with self._lock:
+            self.usage["requests"] += 1
+            self.usage["prompt_tokens"] += int(getattr(usage, "prompt_tokens", 0) or 0)
+            self.usage["completion_tokens"] += int(getattr(usage, "completion_tokens", 0) or 0)
+
+    def failed(self, stage: str, problem: str, tries: int) -> Reject:
+        return Reject(stage, redact(f"{self.config.model} at {self.config.base_url}: {problem} "
+                                    f"(after {tries} tries)"))
+
+    def ask(self, messages: list[dict[str, Any]], parse: Callable[[str], T], stage: str = "describe",
+            schema: dict[str, Any] | None = None) -> T:
+        """The parsed answer to ``messages``; a :class:`Reject` after the last failed try."""
+        try:
+            return with_retries(lambda: self.try_once(messages, parse, schema), self.config.retries + 1,
+                                self.config.backoff)
         except TryAgain as exc:
-            raise Reject(stage, redact(f"{self.config.model} at {self.config.base_url}: {exc.problem} "
-                                       f"(after {self.config.retries + 1} tries)")) from None
+            raise self.failed(stage, exc.problem, self.config.retries + 1) from None

@@ -131,6 +131,9 @@ def build_options(fn: Any) -> Any:
         click.option("--vlm-model", help="Local vision-language checkpoint folder (--describer transformers)."),
         click.option("--kb", type=click.Path(exists=True, file_okay=False), help="Knowledge base folder."),
         click.option("--kb-k", type=int, default=8, show_default=True, help="Snippets per coarse caption."),
+        click.option("--answer-cache/--no-answer-cache", default=True, show_default=True,
+                     help="Keep each model answer as it arrives (in the user's cache folder) and never ask the "
+                          "model again for a row it answered under the same model and prompt."),
     ]
     for option in reversed(options):
         fn = option(fn)
@@ -139,7 +142,7 @@ def build_options(fn: Any) -> Any:
 
 def _text_options(describer: str, llm_base_url: str | None, llm_model: str | None, llm_concurrency: int,
                   llm_timeout: float, llm_retries: int, vlm_model: str | None, kb: str | None,
-                  kb_k: int, style: str = "attributes", draw_rois: bool = False) -> Any:
+                  kb_k: int, style: str = "attributes", draw_rois: bool = False, answer_cache: bool = True) -> Any:
     from builder.llm import LLMConfig
     from builder.pipeline.text.options import TextOptions
 
@@ -150,7 +153,7 @@ def _text_options(describer: str, llm_base_url: str | None, llm_model: str | Non
         llm = LLMConfig(base_url=llm_base_url, model=llm_model, concurrency=llm_concurrency, timeout=llm_timeout,
                         retries=llm_retries)
     return TextOptions(describer=describer, llm=llm, model=vlm_model, kb=kb, k=kb_k, style=style,
-                       draw_rois=draw_rois)
+                       draw_rois=draw_rois, cache_answers=answer_cache)
 
 
 ENGINE_FLAGS = ("workers", "ray_address", "describer_actors", "describer_gpus")

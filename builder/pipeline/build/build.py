@@ -31,6 +31,7 @@ from builder.pipeline.sources import ADAPTERS
 from builder.pipeline.sources.manifest import Manifest
 from builder.pipeline.text.options import TextOptions
 from builder.pipeline.text.registry import DESCRIBERS
+from builder.pipeline.text.answers import AnswerCache
 from builder.pipeline.text.stage import TextStage
 from builder.privacy import IdKey, load_id_key, redact
 
@@ -171,6 +172,8 @@ def _text_stage(options: BuildOptions, engine: Engine) -> tuple[TextStage, dict[
             from builder.pipeline.knowledge import KnowledgeBase, Retriever
 
             retriever = Retriever(KnowledgeBase.load(Path(text.kb)), k=text.k)
+            _one_thread()  # beside the workers, torch's own threads only compete with them for the cores
+            retriever.kb.search(["warm up"], 1)  # the encoder loads now, not inside the first batch
     except (KeyError, ValueError, Reject) as exc:
         raise BuildError(f"describer {name!r}: {exc}") from None
     info = {"describer": describer.info() if describer else entry.make(text).info()}
@@ -179,7 +182,16 @@ def _text_stage(options: BuildOptions, engine: Engine) -> tuple[TextStage, dict[
                              "snippets": retriever.kb.info["snippets"], "index": retriever.kb.info["index"]}
     actors = getattr(options.engine, "describer_actors", 0)
     concurrency = actors or (text.llm.concurrency if text.llm else 1)
-    return TextStage(describer, retriever, concurrency), info
+    cache = AnswerCache(describer.info()) if describer is not None and text.cache_answers else None
+    return TextStage(describer, retriever, concurrency, cache=cache), info
+
+
+def _one_thread() -> None:
+    try:
+        import torch
+    except ImportError:
+        return
+    torch.set_num_threads(1)
 
 
 def _record(group: int, ledger: Ledger, shards: list[Shard], root: Path, hashes: dict[str, str]) -> dict[str, Any]:
@@ -241,7 +253,10 @@ def _run(manifest: Manifest, options: BuildOptions, progress: ProgressHook | Non
     except EngineError as exc:
         raise BuildError(f"{exc}; run the build again to resume") from None
     finally:
+        stage.close()
         engine.close()
+    if stage.describer is not None:
+        text_info["model_stage"] = stage.report()
     if not any(r["group"] == CLOSING for r in records):
         record = _record(CLOSING, _unmatched(manifest, units, journal, records), [], journal.root, {})
         journal.commit(record)

@@ -26,6 +26,8 @@ from typing import IO, Any, Callable, Iterator
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from builder.layout import cache_dir
+
 __all__ = ["Columns", "Member", "Truncated", "all_rows", "caption_index", "detect", "filesystem", "glob", "image_bytes",
            "lookup", "members", "parquet_batches"]
 
@@ -180,18 +182,13 @@ def members(fs: Any, path: str) -> Iterator[Member]:
             raise Truncated(read, str(exc) or type(exc).__name__) from None
 
 
-def cache_dir() -> str:
-    """Where caption indexes are kept: ``$MEDTRI_CACHE_DIR``, else ``~/.cache/medtrinity-25m``."""
-    return os.environ.get("MEDTRI_CACHE_DIR") or os.path.join(os.path.expanduser("~"), ".cache", "medtrinity-25m")
-
-
 def caption_index(fs: Any, files: list[str], folder: str | None = None) -> str:
     """A SQLite index of the caption rows of ``files`` by image basename, built once per set of files.
 
     Keyed by each file's path, size and version (mtime or the Hub's ETag), so a changed
     snapshot builds a new one. Workers open it read-only to join shard members to rows.
     """
-    folder = folder or cache_dir()
+    folder = folder or str(cache_dir())
     stamp = [(f, (info := fs.info(f)).get("size"), str(info.get("mtime") or info.get("etag") or
                                                         info.get("last_commit") or "")) for f in files]
     key = hashlib.sha256(json.dumps(stamp, default=str).encode()).hexdigest()[:20]

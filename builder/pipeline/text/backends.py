@@ -29,6 +29,10 @@ def _keys(style: str) -> tuple[str, ...]:
     return (*ATTRIBUTE_KEYS, "caption") if style == "medtrinity" else ATTRIBUTE_KEYS
 
 
+def _mime(data: bytes | None) -> str:
+    return "image/jpeg" if (data or b"")[:3] == b"\xff\xd8\xff" else "image/png"
+
+
 def _image(request: DescribeRequest, draw_rois: bool) -> bytes:
     """The image the model sees: the stored one, with each ROI's box drawn when asked (never stored)."""
     png = request.image_png or b""
@@ -48,17 +52,48 @@ class OpenAIDescriber:
         return {"name": self.name, "prompt_version": PROMPT_VERSION, **self.config.info(), "style": self.style,
                 "draw_rois": self.draw_rois}
 
-    def describe(self, request: DescribeRequest) -> dict[str, str]:
+    @property
+    def tries(self) -> int:
+        return self.config.retries + 1
+
+    @property
+    def backoff(self) -> float:
+        return self.config.backoff
+
+    def messages(self, request: DescribeRequest) -> list[dict[str, Any]]:
+        """The chat request of one row: the image as a data URL, then the prompt."""
         image = base64.b64encode(_image(request, self.draw_rois)).decode()
-        messages: list[dict[str, Any]] = [
+        return [
             {"role": "system", "content": SYSTEM},
             {"role": "user", "content": [
-                {"type": "image_url", "image_url": {"url": f"data:image/png;base64,{image}"}},
+                {"type": "image_url", "image_url": {"url": f"data:{_mime(request.image_png)};base64,{image}"}},
                 {"type": "text", "text": _prompt(request, self.style)},
             ]},
         ]
+
+    def schema(self) -> dict[str, Any]:
+        """The answer as a JSON schema: every attribute a string, nothing else."""
+        keys = list(_keys(self.style))
+        return {"type": "object", "properties": {k: {"type": "string"} for k in keys}, "required": keys,
+                "additionalProperties": False}
+
+    def try_once(self, request: DescribeRequest) -> dict[str, str]:
+        """One request for one row (the stage schedules retries): :class:`TryAgain` if it fails."""
         keys = _keys(self.style)
-        return self.client.ask(messages, lambda text: parse_attributes(text, keys))
+        return self.client.try_once(self.messages(request), lambda text: parse_attributes(text, keys), self.schema())
+
+    def failed(self, problem: str) -> Reject:
+        return self.client.failed("describe", problem, self.tries)
+
+    def report(self) -> dict[str, Any]:
+        """What build.json says of the model calls: structured or prompt-only answers, tokens used."""
+        mode = {True: "json_schema", False: "prompt (the server refused response_format)", None: "none asked"}
+        return {"structured_output": mode[self.client.structured], "usage": dict(self.client.usage)}
+
+    def describe(self, request: DescribeRequest) -> dict[str, str]:
+        keys = _keys(self.style)
+        return self.client.ask(self.messages(request), lambda text: parse_attributes(text, keys),
+                               schema=self.schema())
 
 
 @dataclass

@@ -18,3 +18,4 @@ class TextOptions:
     k: int = 8  # snippets per coarse caption
     style: str = "attributes"  # "medtrinity": the release's one-paragraph form (builder.pipeline.text.medtrinity)
     draw_rois: bool = False  # draw each ROI's box on the image a model sees (never on the stored image)
+    cache_answers: bool = True  # keep model answers (builder.pipeline.text.answers): none is paid for twice

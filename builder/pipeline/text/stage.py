@@ -1,77 +1,202 @@
-"""The text stage of the main process: knowledge retrieval, then model describers.
+"""The text stage of the main process: knowledge retrieval, then model describers, beside the workers.
 
-Unit results arrive in order from the workers; the stage gathers them into
-batches of about ``batch_rows`` rows, looks up the top-k snippets of each
-distinct coarse caption (cached across the build), records the snippet ids in
-``knowledge``, and, for a model-backed describer, describes the rows with up
-to ``concurrency`` requests in flight. A row whose description fails is moved
-to the result's ``dropped`` list with its reason; results leave in order.
+Unit results arrive in order from the workers. Each is looked up in the
+knowledge base (the top-k snippets of each row's coarse caption; their ids go to
+``knowledge``) and its rows' requests go to the :class:`Scheduler`, which keeps
+exactly ``concurrency`` model calls in flight on its own threads while this
+thread goes back to pulling results from the workers: the workers and the model
+overlap instead of taking turns. Up to ``window`` rows wait for their answers
+(memory stays bounded); results leave in order once all their rows are answered.
+A row already answered under the same model and prompt (:class:`AnswerCache`)
+is not asked again. A row whose description fails moves to the result's
+``dropped`` list with its reason. A row that already has its text (a release's
+own caption) is neither looked up nor described.
 """
 
 from __future__ import annotations
 
 import dataclasses
-from concurrent.futures import ThreadPoolExecutor
+import threading
+import time
+from collections import deque
+from dataclasses import dataclass, field
 from typing import Any, Iterable, Iterator
 
 from builder.errors import Reject
 from builder.pipeline.knowledge.index import Retriever
 from builder.pipeline.process import UnitResult, set_text
+from builder.pipeline.text.answers import AnswerCache, request_key
 from builder.pipeline.text.describers import Describer
+from builder.pipeline.text.scheduler import OneTry, Scheduler
+
+__all__ = ["TextStage"]
+
+
+class _Whole:
+    """A describer without single tries (a local checkpoint, Ray actors) seen as one try that cannot be retried."""
+
+    tries, backoff = 1, 0.0
+
+    def __init__(self, describer: Describer) -> None:
+        self.describer = describer
+
+    def try_once(self, request: Any) -> dict[str, str]:
+        return self.describer.describe(request)
+
+    def failed(self, problem: str) -> Reject:
+        return Reject("describe", problem)
+
+
+@dataclass
+class _Entry:
+    result: UnitResult
+    rows: int
+    left: int = 0
+    answers: dict[int, dict[str, str] | Reject] = field(default_factory=dict)
+
+
+class _Window:
+    """Results waiting for their answers, in arrival order."""
+
+    def __init__(self) -> None:
+        self.entries: deque[_Entry] = deque()
+        self.changed = threading.Condition()
+        self.rows = 0
+
+    def add(self, entry: _Entry) -> None:
+        with self.changed:
+            self.entries.append(entry)
+            self.rows += entry.rows
+
+    def answer(self, entry: _Entry, index: int, answer: dict[str, str] | Reject) -> None:
+        with self.changed:
+            entry.answers[index] = answer
+            entry.left -= 1
+            self.changed.notify_all()
+
+    def done(self) -> list[_Entry]:
+        with self.changed:
+            out = []
+            while self.entries and self.entries[0].left == 0:
+                entry = self.entries.popleft()
+                self.rows -= entry.rows
+                out.append(entry)
+            return out
+
+    def wait(self) -> None:
+        with self.changed:
+            self.changed.wait_for(lambda: not self.entries or self.entries[0].left == 0)
 
 
 class TextStage:
     def __init__(self, describer: Describer | None, retriever: Retriever | None, concurrency: int = 8,
-                 batch_rows: int = 64) -> None:
-        self.describer, self.retriever = describer, retriever
-        self.concurrency, self.batch_rows = max(1, concurrency), batch_rows
+                 window: int | None = None, cache: AnswerCache | None = None) -> None:
+        self.describer, self.retriever, self.cache = describer, retriever, cache
+        self.concurrency = max(1, concurrency)
+        self.window = window or 8 * self.concurrency + 64
+        self.scheduler: Scheduler | None = None
+        self.counts = {"described": 0, "reused": 0, "failed": 0}
+        self.model_seconds = 0.0
 
     def __call__(self, results: Iterable[UnitResult]) -> Iterator[UnitResult]:
         if self.describer is None and self.retriever is None:
             yield from results
             return
-        batch: list[UnitResult] = []
-        rows = 0
-        for result in results:
-            batch.append(result)
-            rows += len(result.rows)
-            if rows >= self.batch_rows:
-                yield from self._process(batch)
-                batch, rows = [], 0
-        yield from self._process(batch)
+        window = _Window()
+        source = iter(results)
+        more = True
+        while True:
+            for entry in window.done():
+                yield self._finish(entry)
+            if not more and not window.entries:
+                return
+            if more and window.rows < self.window:
+                result = next(source, None)
+                if result is None:
+                    more = False
+                else:
+                    window.add(self._start(result, window))
+            else:
+                window.wait()
 
-    def _process(self, batch: list[UnitResult]) -> list[UnitResult]:
-        # a row that already has its text (a published release's own caption) is neither looked up nor described
-        slots = [(result, i) for result in batch for i in range(len(result.rows)) if result.rows[i]["caption"] is None]
-        knowledge: list[list[str]] = [[] for _ in slots]
+    def _start(self, result: UnitResult, window: _Window) -> _Entry:
+        slots = [i for i, row in enumerate(result.rows) if row["caption"] is None]
+        entry = _Entry(result, len(result.rows))
+        knowledge: dict[int, tuple[str, ...]] = {}
         if self.retriever is not None and slots:
-            hits = self.retriever.lookup([r.rows[i]["coarse_caption"] for r, i in slots])
-            for (result, i), found in zip(slots, hits):
+            hits = self.retriever.lookup([result.rows[i]["coarse_caption"] for i in slots])
+            for i, found in zip(slots, hits):
                 result.rows[i]["knowledge"] = [h.id for h in found]
-            knowledge = [[h.text for h in found] for found in hits]
-        if self.describer is not None:
-            jobs = [(result, i, dataclasses.replace(result.requests[i], knowledge=tuple(texts)))
-                    for (result, i), texts in zip(slots, knowledge)]
-            with ThreadPoolExecutor(self.concurrency) as pool:
-                answers = list(pool.map(self._describe, [job[2] for job in jobs]))
-            failed: dict[int, set[int]] = {}
-            for (result, i, _), answer in zip(jobs, answers):
-                try:
-                    if isinstance(answer, Reject):
-                        raise answer
-                    set_text(result.rows[i], answer, self.describer.name)
-                except Reject as exc:
-                    result.dropped.append((result.rows[i], exc))
-                    failed.setdefault(id(result), set()).add(i)
-            for result in batch:
-                gone = failed.get(id(result), set())
-                result.rows = [row for i, row in enumerate(result.rows) if i not in gone]
-                result.hashes = [h for i, h in enumerate(result.hashes) if i not in gone]
-                result.requests = []
-        return batch
+                knowledge[i] = tuple(h.text for h in found)
+        if self.describer is None or not slots:
+            return entry
+        entry.left = len(slots)
+        for i in slots:
+            request = dataclasses.replace(result.requests[i], knowledge=knowledge.get(i, ()))
+            key = request_key(request)
+            cached = self.cache.get(key) if self.cache else None
+            if cached is not None:
+                self.counts["reused"] += 1
+                window.answer(entry, i, cached)
+            else:
+                self._scheduler().submit(request, self._keep(window, entry, i, key))
+        return entry
 
-    def _describe(self, request: Any) -> dict[str, str] | Reject:
-        try:
-            return self.describer.describe(request)  # type: ignore[union-attr]
-        except Reject as exc:
-            return exc
+    def _keep(self, window: _Window, entry: _Entry, index: int, key: str) -> Any:
+        def done(answer: dict[str, str] | Reject) -> None:
+            if self.cache is not None and not isinstance(answer, Reject):
+                self.cache.put(key, answer)
+            window.answer(entry, index, answer)
+
+        return done
+
+    def _scheduler(self) -> Scheduler:
+        if self.scheduler is None:
+            one: OneTry = self.describer if hasattr(self.describer, "try_once") else _Whole(self.describer)  # type: ignore[assignment,arg-type]
+            self.scheduler = Scheduler(one, self.concurrency)
+            self.started = time.monotonic()
+        return self.scheduler
+
+    def _finish(self, entry: _Entry) -> UnitResult:
+        result = entry.result
+        gone: set[int] = set()
+        for i, answer in sorted(entry.answers.items()):
+            try:
+                if isinstance(answer, Reject):
+                    raise answer
+                set_text(result.rows[i], answer, self.describer.name)  # type: ignore[union-attr]
+                self.counts["described"] += 1
+            except Reject as exc:
+                result.dropped.append((result.rows[i], exc))
+                gone.add(i)
+                self.counts["failed"] += 1
+        if gone:
+            result.rows = [row for i, row in enumerate(result.rows) if i not in gone]
+            result.hashes = [h for i, h in enumerate(result.hashes) if i not in gone]
+        result.requests = []
+        return result
+
+    def close(self) -> None:
+        if self.scheduler is not None:
+            self.scheduler.close()
+            self.model_seconds = time.monotonic() - self.started
+        if self.cache is not None:
+            self.cache.close()
+
+    def report(self) -> dict[str, Any]:
+        """What build.json says of the model stage: rows, reuse, concurrency reached, tokens per row."""
+        if self.describer is None:
+            return {}
+        report: dict[str, Any] = {**self.counts, "concurrency": self.concurrency,
+                                  "peak_in_flight": self.scheduler.peak if self.scheduler else 0,
+                                  "model_seconds": round(self.model_seconds, 2)}
+        extra = getattr(self.describer, "report", None)
+        if extra is not None:
+            report.update(extra())
+            usage = report.get("usage", {})
+            if usage.get("requests"):
+                tokens = usage["prompt_tokens"] + usage["completion_tokens"]
+                report["tokens_per_row"] = round(tokens / usage["requests"], 1)
+        if self.model_seconds and self.counts["described"]:
+            report["rows_per_second"] = round(self.counts["described"] / self.model_seconds, 2)
+        return report

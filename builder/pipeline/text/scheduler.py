@@ -1,0 +1,108 @@
+"""Model calls at a fixed concurrency: exactly ``slots`` requests in flight while there is work.
+
+Each of ``slots`` threads takes the next ready job, makes one try and hands the
+answer to the job's callback. A failed try is not retried in its slot: it goes
+back on the queue, ready after the server's ``Retry-After`` or the backoff, and
+the slot takes the next job at once. A call that hangs holds one slot until the
+client's timeout, never the others.
+"""
+
+from __future__ import annotations
+
+import heapq
+import itertools
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable, Protocol
+
+from builder.errors import Reject
+from builder.llm import TryAgain
+
+__all__ = ["OneTry", "Scheduler"]
+
+
+class OneTry(Protocol):
+    """A describer that can make one try at a time (model servers): the scheduler owns the retries."""
+
+    tries: int
+    backoff: float
+
+    def try_once(self, request: Any) -> dict[str, str]: ...
+
+    def failed(self, problem: str) -> Reject: ...
+
+
+Done = Callable[["dict[str, str] | Reject"], None]
+
+
+@dataclass(order=True)
+class _Job:
+    ready: float
+    order: int
+    request: Any = field(compare=False)
+    done: Done = field(compare=False)
+    attempt: int = field(default=0, compare=False)
+
+
+class Scheduler:
+    def __init__(self, describer: OneTry, slots: int) -> None:
+        self.describer, self.slots = describer, max(1, slots)
+        self.jobs: list[_Job] = []
+        self.ready = threading.Condition()
+        self.order = itertools.count()
+        self.closed = False
+        self.in_flight = self.peak = 0
+        self.threads = [threading.Thread(target=self._run, daemon=True, name=f"model-slot-{i}")
+                        for i in range(self.slots)]
+        for thread in self.threads:
+            thread.start()
+
+    def submit(self, request: Any, done: Done) -> None:
+        self._push(_Job(time.monotonic(), next(self.order), request, done))
+
+    def _push(self, job: _Job) -> None:
+        with self.ready:
+            heapq.heappush(self.jobs, job)
+            self.ready.notify()
+
+    def _next(self) -> _Job | None:
+        with self.ready:
+            while True:
+                if self.jobs and self.jobs[0].ready <= time.monotonic():
+                    self.in_flight += 1
+                    self.peak = max(self.peak, self.in_flight)
+                    return heapq.heappop(self.jobs)
+                if self.closed and not self.jobs:
+                    return None
+                self.ready.wait(None if not self.jobs else max(0.0, self.jobs[0].ready - time.monotonic()))
+
+    def _run(self) -> None:
+        while (job := self._next()) is not None:
+            try:
+                answer: dict[str, str] | Reject | None = self.describer.try_once(job.request)
+            except TryAgain as exc:
+                answer = self._again(job, exc)
+            except Reject as exc:
+                answer = exc
+            except Exception as exc:  # a bug of the describer: the row's reject line says so
+                answer = Reject("internal", f"{type(exc).__name__}: {exc}")
+            with self.ready:
+                self.in_flight -= 1
+            if answer is not None:
+                job.done(answer)
+
+    def _again(self, job: _Job, exc: TryAgain) -> Reject | None:
+        """Queue the next try outside the slots; the job's reject after its last."""
+        if job.attempt + 1 >= self.describer.tries:
+            return self.describer.failed(exc.problem)
+        wait = exc.retry_after if exc.retry_after is not None else self.describer.backoff * 2 ** job.attempt
+        self._push(_Job(time.monotonic() + wait, next(self.order), job.request, job.done, job.attempt + 1))
+        return None
+
+    def close(self) -> None:
+        with self.ready:
+            self.closed = True
+            self.ready.notify_all()
+        for thread in self.threads:
+            thread.join()
