@@ -2,7 +2,8 @@
 
 It speaks the real protocol (``POST /v1/chat/completions``) so the real
 ``openai`` client is exercised; ``answer(request_json)`` decides each reply:
-a string (the assistant's content) or an int (an HTTP error status).
+a string (the assistant's content), an int (an HTTP error status), or an int and
+headers (``(429, {"Retry-After": "1"})``). ``peak`` is the most requests it held at once.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Callable
 
-Answer = Callable[[dict[str, Any]], "str | int"]
+Answer = Callable[[dict[str, Any]], "str | int | tuple[int, dict[str, str]]"]
 
 
 class ChatServer:
@@ -22,6 +23,8 @@ class ChatServer:
         self.requests: list[dict[str, Any]] = []
         self.headers: list[dict[str, str]] = []
         self.lock = threading.Lock()
+        self.in_flight = self.peak = 0
+        self.times: list[tuple[float, dict[str, Any]]] = []  # (arrival, request)
         server = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -33,9 +36,21 @@ class ChatServer:
                 with server.lock:
                     server.requests.append(body)
                     server.headers.append({k.lower(): v for k, v in self.headers.items()})
+                    server.times.append((time.monotonic(), body))
+                    server.in_flight += 1
+                    server.peak = max(server.peak, server.in_flight)
+                try:
+                    self._answer(body)
+                finally:
+                    with server.lock:
+                        server.in_flight -= 1
+
+            def _answer(self, body: dict[str, Any]) -> None:
                 if self.path != "/v1/chat/completions":
                     return self._reply(404, {"error": {"message": "not found"}})
                 result = server.answer(body)
+                if isinstance(result, tuple):
+                    return self._reply(result[0], {"error": {"message": "busy", "type": "server_error"}}, result[1])
                 if isinstance(result, int):
                     return self._reply(result, {"error": {"message": "server error", "type": "server_error"}})
                 self._reply(200, {
@@ -43,12 +58,14 @@ class ChatServer:
                     "created": int(time.time()), "model": body["model"],
                     "choices": [{"index": 0, "finish_reason": "stop",
                                  "message": {"role": "assistant", "content": result}}],
-                    "usage": {"prompt_tokens": 1, "completion_tokens": 1, "total_tokens": 2},
+                    "usage": {"prompt_tokens": 100, "completion_tokens": 20, "total_tokens": 120},
                 })
 
-            def _reply(self, status: int, payload: dict[str, Any]) -> None:
+            def _reply(self, status: int, payload: dict[str, Any], headers: dict[str, str] | None = None) -> None:
                 data = json.dumps(payload).encode()
                 self.send_response(status)
+                for name, value in (headers or {}).items():
+                    self.send_header(name, value)
                 self.send_header("Content-Type", "application/json")
                 self.send_header("Content-Length", str(len(data)))
                 self.end_headers()

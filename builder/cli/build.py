@@ -115,6 +115,15 @@ def build_options(fn: Any) -> Any:
                      help="A bug of the pipeline (not bad input): a reject line and a failed build, or raise it."),
         click.option("--unit-timeout", type=float, default=300.0, show_default=True,
                      help="Seconds one input file may take before it becomes a reject."),
+    ]
+    for option in reversed(options):
+        fn = option(fn)
+    return text_options(fn)
+
+
+def text_options(fn: Any) -> Any:
+    """The describer's flags: ``build`` and ``describe`` take the same."""
+    options = [
         click.option("--describer", type=LazyChoice(_describer_names), default="template",
                      show_default=True, help="Who writes the descriptions."),
         click.option("--style", type=click.Choice(["attributes", "medtrinity"]), default="attributes",

@@ -5,12 +5,14 @@ Each imports what it uses when it runs; none imports the build engine.
 
 from __future__ import annotations
 
+import json
 import sys
 from pathlib import Path
 from typing import Any
 
 import click
 
+from builder.cli.build import text_options
 from builder.cli.common import LazyChoice, main, report
 
 
@@ -232,3 +234,26 @@ def export_cmd(fmt: str, out: Path, dest: Path, config: str | None, vqa: str | N
     except ExportError as exc:
         raise click.ClickException(str(exc)) from None
     click.echo(f"exported {count} {'records' if fmt == 'llava' else 'images'} as {fmt} to {dest}")
+
+
+@main.command("describe")
+@click.argument("out", metavar="DATASET", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.option("--export-batch", type=click.Path(dir_okay=False, path_type=Path),
+              help="Write the model requests as an OpenAI Batch API JSONL file (for vllm run-batch or OpenAI's "
+                   "Batch API) instead of asking the model.")
+@click.option("--import-batch", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="Merge a batch results JSONL file (OpenAI Batch API or vllm run-batch output).")
+@text_options
+def describe_cmd(out: Path, export_batch: Path | None, import_batch: Path | None, **flags: Any) -> None:
+    """Describe the rows of a finished build again and publish the new version of the folder, verified."""
+    from builder.cli.build import _text_options
+    from builder.dataset.describe import DescribeError, DescribeJob, describe_dataset
+
+    if export_batch and import_batch:
+        raise click.UsageError("--export-batch and --import-batch are two steps: give one")
+    try:
+        done = describe_dataset(DescribeJob(out, _text_options(**flags), export_batch, import_batch))
+    except DescribeError as exc:
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(1)
+    click.echo(json.dumps(done, indent=2))

@@ -58,20 +58,28 @@ class _Entry:
 class _Window:
     """Results waiting for their answers, in arrival order."""
 
-    def __init__(self) -> None:
+    def __init__(self, waiting: int, held: int) -> None:
         self.entries: deque[_Entry] = deque()
         self.changed = threading.Condition()
-        self.rows = 0
+        self.rows = 0  # rows held, answered or not
+        self.waiting = 0  # rows still waiting for their answer
+        self.limits = (waiting, held)
 
     def add(self, entry: _Entry) -> None:
         with self.changed:
             self.entries.append(entry)
             self.rows += entry.rows
+            self.waiting += entry.left
+
+    def room(self) -> bool:
+        """Another result may come in: few rows wait for answers, and not too many are held behind the first."""
+        return self.waiting < self.limits[0] and self.rows < self.limits[1]
 
     def answer(self, entry: _Entry, index: int, answer: dict[str, str] | Reject) -> None:
         with self.changed:
             entry.answers[index] = answer
             entry.left -= 1
+            self.waiting -= 1
             self.changed.notify_all()
 
     def done(self) -> list[_Entry]:
@@ -83,9 +91,10 @@ class _Window:
                 out.append(entry)
             return out
 
-    def wait(self) -> None:
+    def wait(self, more: bool) -> None:
+        """Until the first result is answered (or, while more may come in, until there is room)."""
         with self.changed:
-            self.changed.wait_for(lambda: not self.entries or self.entries[0].left == 0)
+            self.changed.wait_for(lambda: not self.entries or self.entries[0].left == 0 or (more and self.room()))
 
 
 class TextStage:
@@ -102,7 +111,9 @@ class TextStage:
         if self.describer is None and self.retriever is None:
             yield from results
             return
-        window = _Window()
+        # a first row waiting for a retry or a slow call does not starve the model: more rows come in behind it,
+        # up to four windows held in memory
+        window = _Window(self.window, 4 * self.window)
         source = iter(results)
         more = True
         while True:
@@ -110,14 +121,14 @@ class TextStage:
                 yield self._finish(entry)
             if not more and not window.entries:
                 return
-            if more and window.rows < self.window:
+            if more and window.room():
                 result = next(source, None)
                 if result is None:
                     more = False
                 else:
-                    window.add(self._start(result, window))
+                    self._start(result, window)
             else:
-                window.wait()
+                window.wait(more)
 
     def _start(self, result: UnitResult, window: _Window) -> _Entry:
         slots = [i for i, row in enumerate(result.rows) if row["caption"] is None]
@@ -129,8 +140,10 @@ class TextStage:
                 result.rows[i]["knowledge"] = [h.id for h in found]
                 knowledge[i] = tuple(h.text for h in found)
         if self.describer is None or not slots:
+            window.add(entry)
             return entry
         entry.left = len(slots)
+        window.add(entry)
         for i in slots:
             request = dataclasses.replace(result.requests[i], knowledge=knowledge.get(i, ()))
             key = request_key(request)
