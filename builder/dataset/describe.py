@@ -68,7 +68,7 @@ def request_of(row: dict[str, Any], knowledge: tuple[str, ...] = ()) -> Describe
         id=row["id"], modality=row["modality"], organ=row["organ"] or "unspecified", disease=row["disease"] or "",
         plane=row["plane"], slice_index=row["slice_index"], coarse_caption=row["coarse_caption"] or "",
         rois=rois, stats=measure(pixels, mask, rois), view=convention(row["modality"], row["plane"]),
-        image_png=row["image"]["bytes"], spacing=spacing,  # type: ignore[arg-type]
+        image_png=row["image"]["bytes"], spacing=spacing,
         finding_shown=None, knowledge=knowledge)
 
 
@@ -251,7 +251,7 @@ def rewrite(out: Path, doc: dict[str, Any], answers: dict[str, dict[str, str] | 
                 fh.writelines(json.dumps(line, ensure_ascii=False) + "\n" for line in lines)
     old = (doc.get("describer") or {}).get("name", "")
     info = describer.info()
-    report = getattr(describer, "report", lambda: {})()
+    report: dict[str, Any] = getattr(describer, "report", dict)()
     doc["describer"] = info
     doc["described_again"] = {"source": source, "described": described, "kept_previous": len(lines), **report}
     counts = doc.setdefault("rejects", {})
