@@ -9,6 +9,9 @@ workers. A model-backed describer runs in this process.
 from __future__ import annotations
 
 import multiprocessing
+import os
+import threading
+import time
 from collections import deque
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
@@ -18,18 +21,32 @@ from itertools import islice
 from typing import Any, Iterable, Iterator
 
 from builder.errors import Reject, Stage
+from builder.forkserver import start_forkserver
 from builder.pipeline.engines.base import main_describer
 from builder.pipeline.engines.limits import limit_memory, memory_limit
 from builder.pipeline.process import TripletOptions, UnitResult, process_unit
 from builder.pipeline.sources.base import Unit
 
 
-def _start_worker(extra: int) -> None:
-    """A worker's start: load the readers' libraries, then cap its memory (see :mod:`.limits`)."""
+def _start_worker(extra: int, parent: int) -> None:
+    """A worker's start: load the readers' libraries, cap its memory (see :mod:`.limits`), watch the build."""
     import nibabel  # noqa: F401
     import pydicom  # noqa: F401
 
     limit_memory(extra)
+    threading.Thread(target=_exit_with, args=(parent,), daemon=True, name="watch-build").start()
+
+
+def _exit_with(parent: int) -> None:
+    """End this worker when the build's process is gone (``kill -9``): nothing else would, it waits for work."""
+    while True:
+        time.sleep(1.0)
+        try:
+            os.kill(parent, 0)
+        except ProcessLookupError:
+            os._exit(1)
+        except PermissionError:
+            pass
 
 
 class SerialPool:
@@ -65,8 +82,9 @@ class LocalPool:
         self.executor = self._executor()
 
     def _executor(self) -> ProcessPoolExecutor:
+        start_forkserver()  # a no-op when the CLI started it already
         return ProcessPoolExecutor(self.workers, mp_context=multiprocessing.get_context("forkserver"),
-                                   initializer=_start_worker, initargs=(self.extra,))
+                                   initializer=_start_worker, initargs=(self.extra, os.getpid()))
 
     def _restart(self) -> None:
         for process in list(getattr(self.executor, "_processes", {}).values()):
