@@ -26,12 +26,20 @@ from __future__ import annotations
 import glob
 import os
 from dataclasses import dataclass
-from typing import Any, Iterator
+from typing import TYPE_CHECKING, Any, Iterator
 
-import datasets
-import pyarrow as pa
-import pyarrow.parquet as pq
-from datasets import Features, Image, List, Value
+if TYPE_CHECKING:
+    import datasets
+    import pyarrow as pa
+
+    # made on first use by __getattr__ below
+    ROI_FEATURE: dict[str, Any]
+    FEATURES: datasets.Features
+    WEBDATASET_FEATURES: datasets.Features
+    ARROW_SCHEMA: pa.Schema
+    COLUMNS: tuple[str, ...]
+    MedTrinity25MConfig: type
+    MedTrinity25M: type
 
 __all__ = [
     "ARROW_SCHEMA",
@@ -91,118 +99,145 @@ REFERENCE_KEYS: tuple[str, ...] = ("caption", "history", "findings", "diagnosis"
 #: Descriptive metadata kept as given by the source.
 DETAIL_KEYS: tuple[str, ...] = ("modality_detail", "plane", "age", "sex")
 
-ROI_FEATURE = {
-    # [x_min, y_min, x_max, y_max] in pixel-edge coordinates of the stored image:
-    # the ROI covers columns x_min .. x_max-1 and rows y_min .. y_max-1.
-    "bbox": List(Value("float32"), length=4),
-    "label": Value("string"),
-    "area_ratio": Value("float32"),
-    "position": Value("string"),
-    # "annotation" for a drawn mask or box, else the name of the proposer.
-    "origin": Value("string"),
-    "score": Value("float32"),
-}
+def _schema() -> dict[str, Any]:
+    """The row's ``datasets`` features, built on first use (``datasets`` takes seconds to import: the pipeline's
+    workers, which need only the constants above, never import it)."""
+    from datasets import Features, Image, List, Value
 
-FEATURES = Features(
-    {
-        "id": Value("string"),
-        "image": Image(),
-        "mask": Image(),
-        "modality": Value("string"),
-        "organ": Value("string"),
-        "disease": Value("string"),
-        "rois": List(ROI_FEATURE),
-        "coarse_caption": Value("string"),
-        "caption": Value("string"),
-        "attributes": {key: Value("string") for key in ATTRIBUTE_KEYS},
-        "knowledge": List(Value("string")),
-        # Human-written text of the source, the reference that validation scores against.
-        "reference": {key: Value("string") for key in REFERENCE_KEYS},
-        "case_id": Value("string"),
-        "location": Value("string"),
-        "details": {key: Value("string") for key in DETAIL_KEYS},
-        "source": Value("string"),
-        "source_file": Value("string"),
-        # the part of its split a row belongs to, where the source publishes one (MedPix 2.0's train_1 / train_2)
-        "subset": Value("string"),
-        # a published release's own documents for the row, verbatim, as JSON (MedPix 2.0: the image description
-        # and its clinical case); null for other sources, whose metadata reaches rows only through templates
-        "record": Value("string"),
-        "plane": Value("string"),
-        "slice_index": Value("int32"),
-        # (row, column) spacing of the stored image's pixels in mm, where the source knows it
-        "pixel_spacing": List(Value("float32"), length=2),
-        "width": Value("int32"),
-        "height": Value("int32"),
-        "license": Value("string"),
+    ROI_FEATURE = {  # noqa: N806
+        # [x_min, y_min, x_max, y_max] in pixel-edge coordinates of the stored image:
+        # the ROI covers columns x_min .. x_max-1 and rows y_min .. y_max-1.
+        "bbox": List(Value("float32"), length=4),
+        "label": Value("string"),
+        "area_ratio": Value("float32"),
+        "position": Value("string"),
+        # "annotation" for a drawn mask or box, else the name of the proposer.
+        "origin": Value("string"),
+        "score": Value("float32"),
     }
-)
 
-#: A WebDataset sample: ``<id>.png``, ``<id>.mask.png`` (optional), ``<id>.json``
-#: (every other field). Pass it as ``features=`` to ``load_dataset("webdataset", ...)``:
-#: ``datasets`` otherwise infers types from 5 samples and refuses a missing mask.
-WEBDATASET_FEATURES = Features(
-    {"png": Image(), "mask.png": Image(),
-     "json": {name: feature for name, feature in FEATURES.items() if name not in ("image", "mask")}}
-)
+    FEATURES = Features(  # noqa: N806
+        {
+            "id": Value("string"),
+            "image": Image(),
+            "mask": Image(),
+            "modality": Value("string"),
+            "organ": Value("string"),
+            "disease": Value("string"),
+            "rois": List(ROI_FEATURE),
+            "coarse_caption": Value("string"),
+            "caption": Value("string"),
+            "attributes": {key: Value("string") for key in ATTRIBUTE_KEYS},
+            "knowledge": List(Value("string")),
+            # Human-written text of the source, the reference that validation scores against.
+            "reference": {key: Value("string") for key in REFERENCE_KEYS},
+            "case_id": Value("string"),
+            "location": Value("string"),
+            "details": {key: Value("string") for key in DETAIL_KEYS},
+            "source": Value("string"),
+            "source_file": Value("string"),
+            # the part of its split a row belongs to, where the source publishes one (MedPix 2.0's train_1 / train_2)
+            "subset": Value("string"),
+            # a published release's own documents for the row, verbatim, as JSON (MedPix 2.0: the image description
+            # and its clinical case); null for other sources, whose metadata reaches rows only through templates
+            "record": Value("string"),
+            "plane": Value("string"),
+            "slice_index": Value("int32"),
+            # (row, column) spacing of the stored image's pixels in mm, where the source knows it
+            "pixel_spacing": List(Value("float32"), length=2),
+            "width": Value("int32"),
+            "height": Value("int32"),
+            "license": Value("string"),
+        }
+    )
 
-#: The Arrow schema of a Parquet shard, with the features in its metadata.
-ARROW_SCHEMA: pa.Schema = FEATURES.arrow_schema
-COLUMNS: tuple[str, ...] = tuple(FEATURES)
+    #: A WebDataset sample: ``<id>.png``, ``<id>.mask.png`` (optional), ``<id>.json``
+    #: (every other field). Pass it as ``features=`` to ``load_dataset("webdataset", ...)``:
+    #: ``datasets`` otherwise infers types from 5 samples and refuses a missing mask.
+    WEBDATASET_FEATURES = Features(  # noqa: N806
+        {"png": Image(), "mask.png": Image(),
+         "json": {name: feature for name, feature in FEATURES.items() if name not in ("image", "mask")}}
+    )
+
+    #: The Arrow schema of a Parquet shard, with the features in its metadata.
+    return {"ROI_FEATURE": ROI_FEATURE, "FEATURES": FEATURES, "WEBDATASET_FEATURES": WEBDATASET_FEATURES,
+            "ARROW_SCHEMA": FEATURES.arrow_schema, "COLUMNS": tuple(FEATURES)}
+
 
 _ALL = "all"
 
 
-@dataclass
-class MedTrinity25MConfig(datasets.BuilderConfig):
-    """One config per modality; ``modalities`` lists the folders it reads."""
+def _builders() -> dict[str, Any]:
+    """The ``datasets`` builder classes, made on first use."""
+    import datasets
+    import pyarrow.parquet as pq
 
-    modalities: tuple[str, ...] = ()
+    FEATURES = __getattr__("FEATURES")  # noqa: N806
+
+    @dataclass
+    class MedTrinity25MConfig(datasets.BuilderConfig):
+        """One config per modality; ``modalities`` lists the folders it reads."""
+
+        modalities: tuple[str, ...] = ()
 
 
-def _config(name: str, modalities: tuple[str, ...], description: str) -> MedTrinity25MConfig:
-    return MedTrinity25MConfig(
-        name=name, modalities=modalities, description=description, version=datasets.Version("1.0.0")
-    )
-
-
-class MedTrinity25M(datasets.GeneratorBasedBuilder):
-    """Reads the Parquet shards of a built dataset folder (``data_dir``)."""
-
-    BUILDER_CONFIG_CLASS = MedTrinity25MConfig
-    BUILDER_CONFIGS = [_config(m, (m,), f"{MODALITY_NAMES[m]} triplets") for m in MODALITIES] + [
-        _config(_ALL, MODALITIES, "every modality")
-    ]
-    DEFAULT_CONFIG_NAME = _ALL
-
-    def _info(self) -> datasets.DatasetInfo:
-        return datasets.DatasetInfo(
-            description="Image-ROI-description triplets in the MedTrinity-25M layout.",
-            features=FEATURES,
-            homepage="https://arxiv.org/abs/2408.02900",
+    def _config(name: str, modalities: tuple[str, ...], description: str) -> MedTrinity25MConfig:
+        return MedTrinity25MConfig(
+            name=name, modalities=modalities, description=description, version=datasets.Version("1.0.0")
         )
 
-    def _split_generators(self, dl_manager: Any) -> list[datasets.SplitGenerator]:
-        root = self.config.data_dir or "medtrinity-25m"
-        by_split: dict[str, list[str]] = {}
-        for modality in self.config.modalities:
-            for path in sorted(glob.glob(os.path.join(root, "data", modality, "*.parquet"))):
-                split = os.path.basename(path).split("-", 1)[0]
-                by_split.setdefault(split, []).append(path)
-        if not by_split:
-            raise FileNotFoundError(
-                f"no Parquet shards for config {self.config.name!r} under {os.path.join(root, 'data')}"
-            )
-        return [
-            datasets.SplitGenerator(name=split, gen_kwargs={"files": files})
-            for split, files in sorted(by_split.items())
-        ]
 
-    def _generate_examples(self, files: list[str]) -> Iterator[tuple[str, dict[str, Any]]]:
-        for path in files:
-            for batch in pq.ParquetFile(path).iter_batches(batch_size=256):
-                for row in batch.to_pylist():
-                    yield row["id"], row
+    class MedTrinity25M(datasets.GeneratorBasedBuilder):
+        """Reads the Parquet shards of a built dataset folder (``data_dir``)."""
+
+        BUILDER_CONFIG_CLASS = MedTrinity25MConfig
+        BUILDER_CONFIGS = [_config(m, (m,), f"{MODALITY_NAMES[m]} triplets") for m in MODALITIES] + [
+            _config(_ALL, MODALITIES, "every modality")
+        ]
+        DEFAULT_CONFIG_NAME = _ALL
+
+        def _info(self) -> datasets.DatasetInfo:
+            return datasets.DatasetInfo(
+                description="Image-ROI-description triplets in the MedTrinity-25M layout.",
+                features=FEATURES,
+                homepage="https://arxiv.org/abs/2408.02900",
+            )
+
+        def _split_generators(self, dl_manager: Any) -> list[datasets.SplitGenerator]:
+            root = self.config.data_dir or "medtrinity-25m"
+            by_split: dict[str, list[str]] = {}
+            for modality in self.config.modalities:
+                for path in sorted(glob.glob(os.path.join(root, "data", modality, "*.parquet"))):
+                    split = os.path.basename(path).split("-", 1)[0]
+                    by_split.setdefault(split, []).append(path)
+            if not by_split:
+                raise FileNotFoundError(
+                    f"no Parquet shards for config {self.config.name!r} under {os.path.join(root, 'data')}"
+                )
+            return [
+                datasets.SplitGenerator(name=split, gen_kwargs={"files": files})
+                for split, files in sorted(by_split.items())
+            ]
+
+        def _generate_examples(self, files: list[str]) -> Iterator[tuple[str, dict[str, Any]]]:
+            for path in files:
+                for batch in pq.ParquetFile(path).iter_batches(batch_size=256):
+                    for row in batch.to_pylist():
+                        yield row["id"], row
+    return {"MedTrinity25MConfig": MedTrinity25MConfig, "MedTrinity25M": MedTrinity25M}
+
+
+_LAZY = {name: _schema for name in ("ROI_FEATURE", "FEATURES", "WEBDATASET_FEATURES", "ARROW_SCHEMA", "COLUMNS")}
+_LAZY.update({name: _builders for name in ("MedTrinity25MConfig", "MedTrinity25M")})
+
+
+def __getattr__(name: str) -> Any:
+    """``FEATURES``, ``ARROW_SCHEMA``, the builder classes, ...: made when first asked for (PEP 562)."""
+    make = _LAZY.get(name)
+    if make is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    globals().update(make())
+    return globals()[name]
 
 
 def stream(path: str, config: str = "all", split: str = "train",
@@ -217,8 +252,10 @@ def stream(path: str, config: str = "all", split: str = "train",
     """
     import io
 
+    import datasets
     import numpy as np
     import PIL.Image
+    from datasets import Image
 
     ds = datasets.load_dataset(path, config, split=split, streaming=True, **kwargs).select_columns(list(columns))
     images = [c for c in ("image", "mask") if c in columns]

@@ -42,55 +42,58 @@ def _integral(plane: np.ndarray) -> np.ndarray:
     return table
 
 
-def _box(table: np.ndarray, x0: int, y0: int, x1: int, y1: int) -> float:
-    return float(table[y1, x1] - table[y0, x1] - table[y1, x0] + table[y0, x0])
+def _sums(table: np.ndarray, x0: np.ndarray, y0: np.ndarray, x1: np.ndarray, y1: np.ndarray) -> np.ndarray:
+    return table[y1, x1] - table[y0, x1] - table[y1, x0] + table[y0, x0]
 
 
 def measure(pixels: np.ndarray, mask: np.ndarray | None, rois: Sequence[Roi]) -> list[RoiStats]:
     """One :class:`RoiStats` per ROI (mask pixels for mask ROIs, the box for others).
 
-    One pass over the image whatever the number of ROIs: per-label sums of the mask
-    (``np.bincount``) give each mask ROI's inside, summed-area tables give every box
-    and ring window; the ring is the window's sum less the inside's.
+    One pass over the image whatever the number of ROIs, vectorised over the ROIs: per-label
+    sums of the mask (``np.bincount``) give each mask ROI's inside, summed-area tables give every
+    box and ring window; the ring is the window's sum less the inside's.
     """
     if not rois:
         return []
     lum = _luminance(pixels).astype(np.float64)
+    height, width = lum.shape
     planes = {"lum": lum, "sq": lum * lum}
     if pixels.ndim == 3:
         rgb = pixels[..., :3].astype(np.float64) / 255.0
         planes["red"] = rgb[..., 0] - (rgb[..., 1] + rgb[..., 2]) / 2
-    tables = {name: _integral(plane) for name, plane in planes.items()}
-    labelled: dict[str, np.ndarray] = {}
-    if mask is not None and any(roi.pixels for roi in rois):
-        flat = mask.ravel().astype(np.intp)
-        size = len(rois) + 1
-        labelled = {name: np.bincount(flat, weights=plane.ravel(), minlength=size) for name, plane in planes.items()}
-        labelled["n"] = np.bincount(flat, minlength=size).astype(np.float64)
-    height, width = lum.shape
-    return [_stats(roi, index, tables, labelled, width, height) for index, roi in enumerate(rois)]
+    x0, y0, x1, y1 = np.array([[round(float(v)) for v in roi.bbox] for roi in rois], dtype=np.intp).T
+    x0, x1 = np.clip(x0, 0, width), np.clip(x1, 0, width)
+    y0, y1 = np.clip(y0, 0, height), np.clip(y1, 0, height)
+    gx, gy = np.maximum(1, (x1 - x0) // 2), np.maximum(1, (y1 - y0) // 2)
+    window = (np.maximum(0, x0 - gx), np.maximum(0, y0 - gy), np.minimum(width, x1 + gx), np.minimum(height, y1 + gy))
+    masked = np.array([bool(roi.pixels) and mask is not None for roi in rois])
+    inside = {"n": ((x1 - x0) * (y1 - y0)).astype(np.float64)}
+    around: dict[str, np.ndarray] = {}
+    flat = mask.ravel().astype(np.intp) if mask is not None and masked.any() else None
+    labels = np.arange(1, len(rois) + 1)
+    if flat is not None:
+        inside["n"] = np.where(masked, np.bincount(flat, minlength=len(rois) + 1)[labels], inside["n"])
+    for name, plane in planes.items():
+        table = _integral(plane) if name != "sq" or not masked.all() else None
+        boxed = _sums(table, x0, y0, x1, y1) if table is not None else np.zeros(len(rois))
+        if flat is not None:
+            boxed = np.where(masked, np.bincount(flat, weights=plane.ravel(), minlength=len(rois) + 1)[labels], boxed)
+        inside[name] = boxed
+        if name != "sq":
+            around[name] = _sums(table, *window) - boxed  # type: ignore[arg-type]
+    area = ((window[2] - window[0]) * (window[3] - window[1])).astype(np.float64)
+    return [_stats(i, inside, around, area[i]) for i in range(len(rois))]
 
 
-def _stats(roi: Roi, index: int, tables: dict[str, np.ndarray], labelled: dict[str, np.ndarray], width: int,
-           height: int) -> RoiStats:
-    x0, y0, x1, y1 = (round(v) for v in roi.bbox)
-    gx, gy = max(1, (x1 - x0) // 2), max(1, (y1 - y0) // 2)
-    window = (max(0, x0 - gx), max(0, y0 - gy), min(width, x1 + gx), min(height, y1 + gy))
-    area = float((window[2] - window[0]) * (window[3] - window[1]))
-    if roi.pixels and labelled:
-        inside = {name: float(values[index + 1]) for name, values in labelled.items()}
-    else:
-        box = (max(0, x0), max(0, y0), min(width, x1), min(height, y1))
-        inside = {name: _box(table, *box) for name, table in tables.items()}
-        inside["n"] = float(max(0, box[2] - box[0]) * max(0, box[3] - box[1]))
-    around = {name: _box(table, *window) - inside[name] for name, table in tables.items()}
-    count, ring = inside["n"], area - inside["n"]
-    mean_in = inside["lum"] / count if count else 0.0
-    mean_ring = around["lum"] / ring if ring > 0 else mean_in
-    variance = max(0.0, inside["sq"] / count - mean_in * mean_in) if count else 0.0
+def _stats(i: int, inside: dict[str, np.ndarray], around: dict[str, np.ndarray], area: float) -> RoiStats:
+    count = float(inside["n"][i])
+    ring = area - count
+    mean_in = float(inside["lum"][i]) / count if count else 0.0
+    mean_ring = float(around["lum"][i]) / ring if ring > 0 else mean_in
+    variance = max(0.0, float(inside["sq"][i]) / count - mean_in * mean_in) if count else 0.0
     cv = float(np.sqrt(variance) / mean_in) if count and mean_in > 1e-6 else 0.0
     red_in = red_ring = None
-    if "red" in tables:
-        red_in = inside["red"] / count if count else 0.0
-        red_ring = around["red"] / ring if ring > 0 else 0.0
-    return RoiStats(float(mean_in), float(mean_ring), cv, red_in, red_ring)
+    if "red" in inside:
+        red_in = float(inside["red"][i]) / count if count else 0.0
+        red_ring = float(around["red"][i]) / ring if ring > 0 else 0.0
+    return RoiStats(mean_in, mean_ring, cv, red_in, red_ring)
