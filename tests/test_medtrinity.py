@@ -131,3 +131,23 @@ def test_streams_the_release_from_the_hub(tmp_path: Path) -> None:
     rows = shard_rows(out, columns=["id", "image", "caption"])
     assert {r["id"] for r in rows} == set(replica.rows)
     assert all(r["image"]["bytes"] == replica.rows[r["id"]]["bytes"] for r in rows)
+
+
+@pytest.mark.parametrize(("caption", "modality"), [
+    ("The image is a non-contrasted computed tomography (CT) scan of the brain, showing ...", "ct"),
+    ("This chest X-Ray image, taken from the PA position, shows ...", "xray"),
+    ("The image is a magnetic resonance imaging (MRI) scan of the brain, axial view.", "mri"),
+    ("An axial T2-weighted image of the knee. A tear is seen.", "mri"),
+    ("A PET/CT fusion image of the thorax shows uptake.", "pet"),
+    ("A microscopic image of H&E-stained breast tissue shows ducts.", "pathology"),
+    ("A transabdominal sonogram of the gallbladder shows stones.", "ultrasound"),
+    ("A dermoscopic image of a pigmented lesion.", "dermoscopy"),
+    ("A colonoscopy image showing a polyp.", "endoscopy"),
+    ("A color fundus photograph of the left eye.", "fundus"),
+    ("A bar chart comparing the groups. The CT values are listed.", None),  # the first sentence names none
+    ("An optical coherence tomography scan of the macula.", None),  # no config of its own: not a guess
+])
+def test_the_caption_decides_by_its_first_sentence(caption: str, modality: str | None) -> None:
+    from builder.pipeline.sources.medtrinity import caption_modality
+
+    assert caption_modality(caption) == modality

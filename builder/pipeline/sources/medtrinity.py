@@ -62,9 +62,9 @@ SOURCE_MODALITIES: Mapping[str, str] = MappingProxyType({
 _CAPTION_WORDS = (
     ("pet", r"\bPET\b|positron emission"),
     ("ct", r"computed tomography|\bCT\b|\bCTA\b"),
-    ("mri", r"magnetic resonance|\bMRI?\b|\bT[12][- ]weighted|\bFLAIR\b"),
+    ("mri", r"magnetic resonance|\bMR[IA]?\b|\bT[12][- ]weighted|\bFLAIR\b|diffusion[- ]weighted"),
     ("xray", r"x-?ray|radiograph|mammogra"),
-    ("ultrasound", r"ultrasound|ultrasonograph|sonograph|echocardiogra|doppler"),
+    ("ultrasound", r"ultrasound|ultrasonogra|sonogra|echocardiogra|doppler"),
     ("pathology", r"histopatholog|patholog|histolog|H&E|hematoxylin|immunohistochem|\bstain(ed|ing)\b"),
     ("dermoscopy", r"dermoscop|dermatoscop"),
     ("endoscopy", r"endoscop|colonoscop|gastroscop|laparoscop"),
@@ -85,6 +85,9 @@ def caption_modality(caption: str) -> str | None:
     match = _SENTENCE.match(caption.strip())
     first = match.group(1) if match else caption.strip()[:400]
     found = [(hit.start(), order, name) for order, (name, word) in enumerate(_WORDS) if (hit := word.search(first))]
+    names = {name for _, _, name in found}
+    if {"pathology", "microscopy"} <= names:  # "a microscopic image of H&E-stained tissue" is histopathology
+        found = [f for f in found if f[2] != "microscopy"]
     return min(found)[2] if found else None
 
 
