@@ -42,8 +42,17 @@ def find_boxes(pixels: np.ndarray, rule: GreenOutlines | None = None) -> list[tu
     if pixels.ndim != 3 or pixels.shape[2] < 3:
         return []  # a grey image has no green outline
     green = green_pixels(pixels, rule)
-    if not green.any():
+    rows, cols = np.flatnonzero(green.any(axis=1)), np.flatnonzero(green.any(axis=0))
+    if rows.size == 0:
         return []
+    # the work below runs on the part of the image that holds green, with a margin for the filters
+    top, left = max(0, rows[0] - 8), max(0, cols[0] - 8)
+    crop = (slice(top, rows[-1] + 9), slice(left, cols[-1] + 9))
+    found = _find(pixels[crop], green[crop], rule)
+    return [(x0 + left, y0 + top, x1 + left, y1 + top) for x0, y0, x1, y1 in found]
+
+
+def _find(pixels: np.ndarray, green: np.ndarray, rule: GreenOutlines) -> list[tuple[int, int, int, int]]:
     # square openings and closings as separable min/max filters: the same sets, several times faster
     mask = green.view(np.uint8)
     # green regions thicker than any drawn line (a stain, an organ in a photograph) are not outlines
