@@ -7,7 +7,6 @@ all of the unit's rows, or none of them and the reason (no partial file).
 from __future__ import annotations
 
 import hashlib
-import io
 import signal
 import threading
 from contextlib import contextmanager
@@ -15,8 +14,8 @@ from dataclasses import dataclass, field, replace
 from typing import Any, Iterator
 
 import numpy as np
-from PIL import Image
 
+from builder import pngcodec
 from builder.errors import Reject, Stage
 from builder.imaging import pixel_hash
 from builder.pipeline.proposers import PROPOSERS, ProposalInput
@@ -35,6 +34,7 @@ from medtrinity_25m import ATTRIBUTE_KEYS, REFERENCE_KEYS
 class TripletOptions:
     text: TextOptions = field(default_factory=TextOptions)  # the describer, its model and knowledge
     png_level: int = 1  # zlib level: 1 is ~as small as 6 on medical images, and faster
+    png_encoder: str = "pillow"  # builder.pngcodec: the CLI resolves "auto" to the fastest installed
     unit_timeout: float = 300.0  # seconds one input file may take; then it is a reject
     dedup: bool = False  # drop exact pixel duplicates in every source (medpix sources always do)
     memory_limit: int = 4 * 1024**3  # bytes of address space a worker may grow by (0: no limit)
@@ -103,11 +103,9 @@ def row_id(unit: Unit, plane: str | None, index: int | None, volume: int | None 
     return f"{unit.spec.name.replace('.', '_')}-{digest.hexdigest()[:20]}"
 
 
-def encode_png(pixels: np.ndarray, level: int) -> bytes:
-    """PNG bytes of the pixels as they are: 8-bit, 16-bit gray or RGB; no metadata."""
-    buf = io.BytesIO()
-    Image.fromarray(pixels).save(buf, format="PNG", compress_level=level)
-    return buf.getvalue()
+def encode_png(pixels: np.ndarray, level: int, encoder: str = "pillow") -> bytes:
+    """PNG bytes of the pixels as they are: 8-bit, 16-bit gray or RGB; no metadata (:mod:`builder.pngcodec`)."""
+    return pngcodec.encode(pixels, level, encoder)
 
 
 def curate(unit: Unit) -> None:
@@ -183,7 +181,7 @@ def make_row(record: Record, rois: list[Roi], mask: np.ndarray | None, describer
     stated = subj if shown is not False else replace(subj, disease="")
     caption = coarse_caption(record, rois, values, stated, options.text.style)
     released = record.release
-    image = released.encoded if released else encode_png(record.pixels, options.png_level)
+    image = released.encoded if released else encode_png(record.pixels, options.png_level, options.png_encoder)
     request = DescribeRequest(
         id=released.id if released else row_id(unit, record.plane, record.slice_index, record.volume_index),
         modality=record.modality, organ=subj.organ, disease=subj.disease, plane=record.plane,
@@ -197,7 +195,8 @@ def make_row(record: Record, rois: list[Roi], mask: np.ndarray | None, describer
     row = {
         "id": request.id,
         "image": {"bytes": image, "path": None},
-        "mask": None if mask is None else {"bytes": encode_png(mask, options.png_level), "path": None},
+        "mask": None if mask is None else {"bytes": encode_png(mask, options.png_level, options.png_encoder),
+                                           "path": None},
         "modality": record.modality,
         "organ": subj.organ,
         "disease": subj.disease or None,

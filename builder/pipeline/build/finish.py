@@ -125,7 +125,7 @@ def _summary(manifest: Manifest, options: BuildOptions, ledger: Ledger, shards: 
         options={"formats": list(options.formats), **{k: v for k, v in asdict(options.engine).items()},
                  "engine": _engine_name(options.engine),
                  "shard_units": options.shard_units, "limits": asdict(options.limits),
-                 "png_level": options.triplets.png_level, "memory_limit": options.triplets.memory_limit},
+                 "png_level": options.triplets.png_level, "png_encoder": options.triplets.png_encoder, "memory_limit": options.triplets.memory_limit},
         shards=sorted(shards, key=lambda s: s["path"]),
         versions=_versions(),
         platform=f"{sys.platform}-{platform.machine()}",
