@@ -35,7 +35,7 @@ def test_each_encoder_is_lossless(name: str) -> None:
 
 def test_auto_falls_back_to_pillow() -> None:
     assert choose("auto") in ENCODERS and choose("pillow") == "pillow"
-    with pytest.raises(ValueError, match="not installed|choices"):
+    with pytest.raises(ValueError, match=r"not installed|choices"):
         choose("no-such-encoder")
 
 
