@@ -135,7 +135,11 @@ def test_ray_serves_a_model_describer_from_actors(sources: Path, tmp_path: Path)
     from llm_server import ChatServer
 
     keys = ("modality", "organ_detection", "roi_analysis", "texture", "region_relationship")
-    with ChatServer(lambda request: json.dumps({k: f"{k} text" for k in keys})) as server:
+    def answer(request: dict) -> str:
+        time.sleep(0.1)  # long enough for the calls to overlap
+        return json.dumps({k: f"{k} text" for k in keys})
+
+    with ChatServer(answer) as server:
         out = tmp_path / "ray-llm"
         done = subprocess.run([sys.executable, "-m", "builder", "build", str(sources), "--out", str(out),
                                "--engine", "ray", "--workers", "2", "--describer", "openai",
@@ -145,3 +149,4 @@ def test_ray_serves_a_model_describer_from_actors(sources: Path, tmp_path: Path)
     summary = json.loads((out / "build.json").read_text())
     assert summary["describer"]["ray_actors"] == 2 and summary["rows"]["total"] == N_IMAGES
     assert len(server.requests) == N_IMAGES
+    assert server.peak == 2 and summary["model_stage"]["peak_in_flight"] == 2  # both actors kept busy, never more

@@ -9,6 +9,8 @@ threads.
 
 from __future__ import annotations
 
+import queue
+
 from collections import deque
 from dataclasses import dataclass
 from itertools import islice
@@ -103,7 +105,9 @@ class RayDescribers:
     """A model-backed describer served by ``actors`` Ray actors, ``num_gpus`` each.
 
     The text stage calls :meth:`describe` from as many threads as there are
-    actors; each call goes to the next actor in turn.
+    actors (its scheduler's slots); each call takes an actor that is free, so
+    every actor has one request at all times while there is work, and none waits
+    behind another's.
     """
 
     def __init__(self, text: Any, actors: int, num_gpus: float) -> None:
@@ -114,7 +118,9 @@ class RayDescribers:
         self.actors: list[Any] = [remote.remote(text) for _ in range(actors)]
         self.name = text.describer
         self._info = {**ray.get(self.actors[0].info.remote()), "ray_actors": actors, "num_gpus": num_gpus}
-        self._turn = 0
+        self.free: queue.Queue[Any] = queue.Queue()
+        for actor in self.actors:
+            self.free.put(actor)
 
     def info(self) -> dict[str, Any]:
         return self._info
@@ -122,8 +128,11 @@ class RayDescribers:
     def describe(self, request: Any) -> dict[str, str]:
         from builder.errors import Reject
 
-        self._turn = (self._turn + 1) % len(self.actors)
-        answer: Any = self.ray.get(self.actors[self._turn].describe.remote(request))
+        actor = self.free.get()
+        try:
+            answer: Any = self.ray.get(actor.describe.remote(request))
+        finally:
+            self.free.put(actor)
         if isinstance(answer, Reject):
             raise answer
         return dict(answer)
