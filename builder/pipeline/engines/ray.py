@@ -10,7 +10,6 @@ threads.
 from __future__ import annotations
 
 import queue
-
 from collections import deque
 from dataclasses import dataclass
 from itertools import islice
