@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import shutil
@@ -105,6 +106,11 @@ def test_full_layout_joins_shards_and_accounts_for_every_input(tmp_path: Path) -
     found, total, false = _recovered(rows, replica, "source_file")
     assert found >= 0.9 * total and false <= 0.05 * total
     run_cli("verify", str(out))
+    if importlib.util.find_spec("duckdb"):  # the catalog filters on the official source
+        found = json.loads(run_cli("query", str(out), "SELECT source, count(*) AS n FROM samples GROUP BY source",
+                                   "--output", "json").stdout)
+        assert {r["source"]: r["n"] for r in found} == {
+            s: sum(r["source"] == s for r in rows) for s in {r["source"] for r in rows}}
     export = tmp_path / "llava"
     run_cli("export", "llava", str(out), "--out", str(export))
     assert len(json.loads(next(export.glob("*.json")).read_text())) == len(rows)
