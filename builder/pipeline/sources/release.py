@@ -182,15 +182,19 @@ def members(fs: Any, path: str) -> Iterator[Member]:
             raise Truncated(read, str(exc) or type(exc).__name__) from None
 
 
+def _version(info: dict[str, Any]) -> str:
+    """A file's version as its file system tells it: a local mtime, the Hub's blob id or ETag, its last commit."""
+    return str(next((info[k] for k in ("mtime", "blob_id", "etag", "last_commit") if info.get(k)), ""))
+
+
 def caption_index(fs: Any, files: list[str], folder: str | None = None) -> str:
     """A SQLite index of the caption rows of ``files`` by image basename, built once per set of files.
 
-    Keyed by each file's path, size and version (mtime or the Hub's ETag), so a changed
+    Keyed by each file's path, size and version (:func:`_version`), so a changed
     snapshot builds a new one. Workers open it read-only to join shard members to rows.
     """
     folder = folder or str(cache_dir())
-    stamp = [(f, (info := fs.info(f)).get("size"), str(info.get("mtime") or info.get("etag") or
-                                                        info.get("last_commit") or "")) for f in files]
+    stamp = [(f, (info := fs.info(f)).get("size"), _version(info)) for f in files]
     key = hashlib.sha256(json.dumps(stamp, default=str).encode()).hexdigest()[:20]
     path = os.path.join(folder, f"captions-{key}.sqlite")
     if os.path.isfile(path):
