@@ -157,3 +157,19 @@ def test_the_caption_decides_by_its_first_sentence(caption: str, modality: str |
     from builder.pipeline.sources.medtrinity import caption_modality
 
     assert caption_modality(caption) == modality
+
+
+def test_the_full_layout_builds_the_same_on_ray(tmp_path: Path) -> None:
+    pytest.importorskip("ray", reason="--engine ray needs the ray extra")
+    root = tmp_path / "MedTrinity-25M"
+    make_full(root, _images(12))
+    manifest = write_manifest(tmp_path, {"name": "medtrinity", "format": "medtrinity", "root": str(root),
+                                         "subset": "25M_full"})
+    build(manifest, tmp_path / "local", "--workers", "1")
+    done = subprocess.run([sys.executable, "-m", "builder", "build", str(manifest), "--out", str(tmp_path / "ray"),
+                           "--engine", "ray", "--workers", "2", "--quiet"], capture_output=True, text=True,
+                          timeout=600, env=dict(os.environ))
+    assert done.returncode == 0, done.stderr[-3000:]
+    key = ["id", "source_file", "caption", "modality"]
+    assert shard_rows(tmp_path / "ray", columns=key) == shard_rows(tmp_path / "local", columns=key)
+    assert published_rejects(tmp_path / "ray") == published_rejects(tmp_path / "local")
