@@ -164,13 +164,11 @@ def read_results(path: Path, keys: tuple[str, ...]) -> dict[str, dict[str, str] 
 def _online(job: DescribeJob, shards: list[dict[str, Any]], describer: Any) -> dict[str, dict[str, str] | Reject]:
     """Every row described through the model stage's scheduler, with the answer cache."""
     from builder.pipeline.text.answers import AnswerCache, request_key
-    from builder.pipeline.text.scheduler import Scheduler
-    from builder.pipeline.text.stage import _Whole
+    from builder.pipeline.text.scheduler import Scheduler, one_try
 
-    one = describer if hasattr(describer, "try_once") else _Whole(describer)
     concurrency = job.text.llm.concurrency if job.text.llm else 1
     cache = AnswerCache(describer.info()) if job.text.cache_answers else None
-    scheduler, retriever = Scheduler(one, concurrency), _knowledge(job.text)
+    scheduler, retriever = Scheduler(one_try(describer), concurrency), _knowledge(job.text)
     answers: dict[str, dict[str, str] | Reject] = {}
 
     def keep(row_id: str, key: str) -> Any:

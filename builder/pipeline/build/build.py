@@ -23,15 +23,15 @@ from builder.pipeline.accounting import Ledger
 from builder.pipeline.build.collect import CollectError, collect
 from builder.pipeline.build.journal import Journal, JournalError
 from builder.pipeline.build.outdir import BUILD_JSON, LOCK, PRIVATE, FolderError, folder_lock, prepare
+from builder.pipeline.build.router import DatasetWriter, Shard, ShardLimits
 from builder.pipeline.engines import Engine, EngineError
 from builder.pipeline.engines.local import LocalOptions
-from builder.pipeline.build.router import DatasetWriter, Shard, ShardLimits
 from builder.pipeline.process import TripletOptions, UnitResult
 from builder.pipeline.sources import ADAPTERS
 from builder.pipeline.sources.manifest import Manifest
+from builder.pipeline.text.answers import AnswerCache
 from builder.pipeline.text.options import TextOptions
 from builder.pipeline.text.registry import DESCRIBERS
-from builder.pipeline.text.answers import AnswerCache
 from builder.pipeline.text.stage import TextStage
 from builder.privacy import IdKey, load_id_key, redact
 
@@ -172,7 +172,8 @@ def _text_stage(options: BuildOptions, engine: Engine) -> tuple[TextStage, dict[
             from builder.pipeline.knowledge import KnowledgeBase, Retriever
 
             retriever = Retriever(KnowledgeBase.load(Path(text.kb)), k=text.k)
-            _one_thread()  # beside the workers, torch's own threads only compete with them for the cores
+            if not text.model:  # a local checkpoint describing in this process keeps torch's threads
+                _one_thread()  # beside the workers, torch's own threads only compete with them for the cores
             retriever.kb.search(["warm up"], 1)  # the encoder loads now, not inside the first batch
     except (KeyError, ValueError, Reject) as exc:
         raise BuildError(f"describer {name!r}: {exc}") from None
@@ -305,5 +306,15 @@ def _group(group: int, members: list[Any], options: BuildOptions, journal: Journ
     return record
 
 
-__all__ = ["BUILD_JSON", "LOCK", "LOCAL_REJECTS", "PROVENANCE", "BuildError", "BuildOptions", "Progress", "build",
-           "redact", "sha256_file"]
+__all__ = [
+    "BUILD_JSON",
+    "LOCAL_REJECTS",
+    "LOCK",
+    "PROVENANCE",
+    "BuildError",
+    "BuildOptions",
+    "Progress",
+    "build",
+    "redact",
+    "sha256_file",
+]

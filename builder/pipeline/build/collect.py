@@ -17,7 +17,7 @@ from builder.errors import Stage
 from builder.pipeline.accounting import Ledger
 from builder.pipeline.sources import ADAPTERS
 from builder.pipeline.sources.base import Unit
-from builder.pipeline.sources.manifest import Manifest, SourceSpec
+from builder.pipeline.sources.manifest import Manifest
 from builder.pipeline.sources.tables import file_stem
 from builder.pipeline.text.template import Template, TemplateError
 from builder.privacy import IdKey

@@ -21,13 +21,13 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from builder.pipeline import card
 from builder.formats import FORMATS
-from builder.pipeline.engines import ENGINES
+from builder.pipeline import card
 from builder.pipeline.accounting import REJECTS, Ledger, local_line, public_line
 from builder.pipeline.build.build import LOCAL_REJECTS, PROVENANCE, BuildError, BuildOptions, _versions
 from builder.pipeline.build.journal import Journal
 from builder.pipeline.build.outdir import BUILD_JSON, LOCK
+from builder.pipeline.engines import ENGINES
 from builder.pipeline.sources import ADAPTERS
 from builder.pipeline.sources.manifest import Manifest
 from builder.privacy import redact
@@ -93,9 +93,10 @@ def finish(manifest: Manifest, options: BuildOptions, journal: Journal, records:
     (out / PROVENANCE).parent.mkdir(parents=True, exist_ok=True)
     ledger = _rejects(out, records)
     _provenance(out, journal, records)
-    summary = _summary(manifest, options, ledger, shards, started)
+    sources = sources_table(manifest, ledger)  # once: a release's terms may be read from the Hub
+    summary = _summary(manifest, options, ledger, shards, started, sources)
     summary.update(text_info)
-    _write_card(manifest, options, ledger, shards, text_info["describer"]["name"])
+    _write_card(options, ledger, shards, sources, text_info["describer"]["name"])
     summary["published"] = ["README.md", REJECTS, *sorted(s["path"] for s in shards)]
     summary["local"] = [LOCK, LOCAL_REJECTS, PROVENANCE]
     (out / BUILD_JSON).write_text(redact(json.dumps(summary, indent=2)) + "\n", encoding="utf-8")
@@ -107,25 +108,28 @@ def sources_table(manifest: Manifest, ledger: Ledger) -> list[dict[str, Any]]:
     rows = []
     for spec in manifest.sources:
         count: Any = ledger.sources.get(spec.name, {})
-        terms = getattr(ADAPTERS[spec.format], "terms", None)
+        terms = getattr(ADAPTERS[spec.format], "terms", None)  # a published release's own licence and gating
         given = terms(spec) if terms is not None else {}
-        rows.append({"name": spec.name, "format": spec.format, "license": given.get("license") or spec.license,
-                     "files": count.get("files", 0), "rows": count.get("rows", 0),
-                     "rejected": count.get("rejected", 0), **({"terms": given["terms"]} if given.get("terms") else {})})
+        row = {"name": spec.name, "format": spec.format, "license": given.get("license") or spec.license,
+               "files": count.get("files", 0), "rows": count.get("rows", 0), "rejected": count.get("rejected", 0)}
+        if given.get("terms"):
+            row["terms"] = given["terms"]
+        rows.append(row)
     return rows
 
 
 def _summary(manifest: Manifest, options: BuildOptions, ledger: Ledger, shards: list[dict[str, Any]],
-             started: float) -> dict[str, Any]:
+             started: float, sources: list[dict[str, Any]]) -> dict[str, Any]:
     seconds = time.time() - started
     summary = ledger.summary()
     summary.update(
         manifest={"name": manifest.path.name, "sha256": manifest.sha256},
-        sources=sources_table(manifest, ledger),
+        sources=sources,
         options={"formats": list(options.formats), **{k: v for k, v in asdict(options.engine).items()},
                  "engine": _engine_name(options.engine),
                  "shard_units": options.shard_units, "limits": asdict(options.limits),
-                 "png_level": options.triplets.png_level, "png_encoder": options.triplets.png_encoder, "memory_limit": options.triplets.memory_limit},
+                 "png_level": options.triplets.png_level, "png_encoder": options.triplets.png_encoder,
+                 "memory_limit": options.triplets.memory_limit},
         shards=sorted(shards, key=lambda s: s["path"]),
         versions=_versions(),
         platform=f"{sys.platform}-{platform.machine()}",
@@ -137,7 +141,7 @@ def _summary(manifest: Manifest, options: BuildOptions, ledger: Ledger, shards: 
     return summary
 
 
-def _write_card(manifest: Manifest, options: BuildOptions, ledger: Ledger, shards: list[dict[str, Any]],
+def _write_card(options: BuildOptions, ledger: Ledger, shards: list[dict[str, Any]], sources: list[dict[str, Any]],
                 describer: str) -> None:
     layout = next(name for name in FORMATS if name in options.formats)  # the registry's order decides
     splits: dict[str, list[str]] = {}
@@ -145,7 +149,7 @@ def _write_card(manifest: Manifest, options: BuildOptions, ledger: Ledger, shard
         if shard["format"] == layout and shard["split"] not in splits.setdefault(shard["modality"], []):
             splits[shard["modality"]].append(shard["split"])
     inputs = card.CardInputs(
-        ledger=ledger, layout=layout, splits=splits, shards=shards, sources=sources_table(manifest, ledger),
+        ledger=ledger, layout=layout, splits=splits, shards=shards, sources=sources,
         describer=describer, version=_versions()["medtrinity-25m"], repo=options.repo,
     )
     (options.out / "README.md").write_text(card.render(inputs), encoding="utf-8")

@@ -24,7 +24,6 @@ from builder.formats import FORMATS
 from builder.layout import JOURNAL_DIR
 
 
-
 class JournalError(RuntimeError):
     """A journal that belongs to another build."""
 

@@ -15,13 +15,13 @@ from __future__ import annotations
 
 import os
 import shutil
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import Any, Iterator
 
 from builder.layout import BUILD_JSON, JOURNAL_DIR, LOCK, PRIVATE, journal_ours, listed_files, read_build_json, unlisted
 
-__all__ = ["BUILD_JSON", "FolderError", "LOCK", "PRIVATE", "folder_lock", "prepare"]
+__all__ = ["BUILD_JSON", "LOCK", "PRIVATE", "FolderError", "folder_lock", "prepare"]
 
 class FolderError(RuntimeError):
     """An output folder a build must not write into (the message says why)."""
@@ -45,10 +45,8 @@ def _remove(out: Path, files: set[str]) -> None:
             path.unlink()
             parents.update(p for p in path.parents if p != out and out in p.parents)
     for folder in sorted(parents, key=lambda p: len(p.parts), reverse=True):
-        try:
+        with suppress(OSError):
             folder.rmdir()  # only folders the removal left empty
-        except OSError:
-            pass
 
 
 def prepare(out: Path, overwrite: bool, demo: bool = False) -> None:

@@ -36,7 +36,7 @@ class DatasetWriter:
         self.writers = {}
         return shards
 
-    def __enter__(self) -> "DatasetWriter":
+    def __enter__(self) -> DatasetWriter:
         return self
 
     def __exit__(self, *exc: object) -> None:

@@ -19,7 +19,7 @@ from typing import Any, Callable, Protocol
 from builder.errors import Reject
 from builder.llm import TryAgain
 
-__all__ = ["OneTry", "Scheduler"]
+__all__ = ["OneTry", "Scheduler", "SingleTry", "one_try"]
 
 
 class OneTry(Protocol):
@@ -31,6 +31,26 @@ class OneTry(Protocol):
     def try_once(self, request: Any) -> dict[str, str]: ...
 
     def failed(self, problem: str) -> Reject: ...
+
+
+class SingleTry:
+    """A describer without single tries (a local checkpoint, Ray actors) seen as one try that cannot be retried."""
+
+    tries, backoff = 1, 0.0
+
+    def __init__(self, describer: Any) -> None:
+        self.describer = describer
+
+    def try_once(self, request: Any) -> dict[str, str]:
+        return self.describer.describe(request)
+
+    def failed(self, problem: str) -> Reject:
+        return Reject("describe", problem)
+
+
+def one_try(describer: Any) -> OneTry:
+    """The describer as the scheduler drives it: its own single tries where it has them."""
+    return describer if hasattr(describer, "try_once") else SingleTry(describer)
 
 
 Done = Callable[["dict[str, str] | Reject"], None]

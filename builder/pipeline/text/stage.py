@@ -27,24 +27,9 @@ from builder.pipeline.knowledge.index import Retriever
 from builder.pipeline.process import UnitResult, set_text
 from builder.pipeline.text.answers import AnswerCache, request_key
 from builder.pipeline.text.describers import Describer
-from builder.pipeline.text.scheduler import OneTry, Scheduler
+from builder.pipeline.text.scheduler import Scheduler, one_try
 
 __all__ = ["TextStage"]
-
-
-class _Whole:
-    """A describer without single tries (a local checkpoint, Ray actors) seen as one try that cannot be retried."""
-
-    tries, backoff = 1, 0.0
-
-    def __init__(self, describer: Describer) -> None:
-        self.describer = describer
-
-    def try_once(self, request: Any) -> dict[str, str]:
-        return self.describer.describe(request)
-
-    def failed(self, problem: str) -> Reject:
-        return Reject("describe", problem)
 
 
 @dataclass
@@ -165,8 +150,7 @@ class TextStage:
 
     def _scheduler(self) -> Scheduler:
         if self.scheduler is None:
-            one: OneTry = self.describer if hasattr(self.describer, "try_once") else _Whole(self.describer)  # type: ignore[assignment,arg-type]
-            self.scheduler = Scheduler(one, self.concurrency)
+            self.scheduler = Scheduler(one_try(self.describer), self.concurrency)
             self.started = time.monotonic()
         return self.scheduler
 
