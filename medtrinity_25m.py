@@ -50,11 +50,15 @@ __all__ = [
     "MODALITIES",
     "MODALITY_NAMES",
     "REFERENCE_KEYS",
+    "ROI",
+    "ROW",
     "WEBDATASET_FEATURES",
+    "WEBDATASET_ROW",
     "MedTrinity25M",
     "MedTrinity25MConfig",
     "roi_collate",
     "stream",
+    "yaml_features",
 ]
 
 #: The ten imaging modalities of MedTrinity-25M, as config names.
@@ -99,69 +103,122 @@ REFERENCE_KEYS: tuple[str, ...] = ("caption", "history", "findings", "diagnosis"
 #: Descriptive metadata kept as given by the source.
 DETAIL_KEYS: tuple[str, ...] = ("modality_detail", "plane", "age", "sex")
 
+#: The row, as plain data: the one definition that both the Arrow schema (pyarrow alone: what the pipeline
+#: writes, so a build never imports ``datasets``) and the ``datasets`` features are made from. A string is a
+#: ``Value`` dtype, ``"image"`` an ``Image``, ``(dtype, n)`` a list of length n, ``[x]`` a list, a dict a struct.
+ROI: dict[str, Any] = {
+    # [x_min, y_min, x_max, y_max] in pixel-edge coordinates of the stored image:
+    # the ROI covers columns x_min .. x_max-1 and rows y_min .. y_max-1.
+    "bbox": ("float32", 4),
+    "label": "string",
+    "area_ratio": "float32",
+    "position": "string",
+    # "annotation" for a drawn mask or box, else the name of the proposer.
+    "origin": "string",
+    "score": "float32",
+}
+ROW: dict[str, Any] = {
+    "id": "string",
+    "image": "image",
+    "mask": "image",
+    "modality": "string",
+    "organ": "string",
+    "disease": "string",
+    "rois": [ROI],
+    "coarse_caption": "string",
+    "caption": "string",
+    "attributes": dict.fromkeys(ATTRIBUTE_KEYS, "string"),
+    "knowledge": ["string"],
+    # Human-written text of the source, the reference that validation scores against.
+    "reference": dict.fromkeys(REFERENCE_KEYS, "string"),
+    "case_id": "string",
+    "location": "string",
+    "details": dict.fromkeys(DETAIL_KEYS, "string"),
+    "source": "string",
+    "source_file": "string",
+    # the part of its split a row belongs to, where the source publishes one (MedPix 2.0's train_1 / train_2)
+    "subset": "string",
+    # a published release's own documents for the row, verbatim, as JSON (MedPix 2.0: the image description
+    # and its clinical case); null for other sources, whose metadata reaches rows only through templates
+    "record": "string",
+    "plane": "string",
+    "slice_index": "int32",
+    # (row, column) spacing of the stored image's pixels in mm, where the source knows it
+    "pixel_spacing": ("float32", 2),
+    "width": "int32",
+    "height": "int32",
+    "license": "string",
+}
+#: A WebDataset sample: ``<id>.png``, ``<id>.mask.png`` (optional), ``<id>.json`` (every other field).
+WEBDATASET_ROW: dict[str, Any] = {"png": "image", "mask.png": "image",
+                                  "json": {name: spec for name, spec in ROW.items() if name not in ("image", "mask")}}
+
+
+def _feature_dict(spec: Any) -> Any:
+    """A row field as ``datasets``' ``Features.to_dict()`` writes it."""
+    if spec == "image":
+        return {"_type": "Image"}
+    if isinstance(spec, str):
+        return {"dtype": spec, "_type": "Value"}
+    if isinstance(spec, tuple):
+        return {"feature": _feature_dict(spec[0]), "length": spec[1], "_type": "List"}
+    if isinstance(spec, list):
+        return {"feature": _feature_dict(spec[0]), "_type": "List"}
+    return {key: _feature_dict(value) for key, value in spec.items()}
+
+
+def yaml_features(spec: dict[str, Any]) -> list[dict[str, Any]]:
+    """A row's features as a dataset card's ``dataset_info`` lists them (``DatasetInfo._to_yaml_dict``)."""
+    return [dict(name=name, **_yaml_kind(value)) for name, value in spec.items()]
+
+
+def _yaml_kind(spec: Any) -> dict[str, Any]:
+    if isinstance(spec, str):
+        return {"dtype": spec}
+    if isinstance(spec, (tuple, list)):
+        inner = _yaml_kind(spec[0])
+        kind = {"list": inner.get("dtype", inner.get("struct"))}
+        return {**kind, "length": spec[1]} if isinstance(spec, tuple) else kind
+    return {"struct": yaml_features(spec)}
+
+
+def _arrow_type(spec: Any) -> pa.DataType:
+    import pyarrow as pa
+
+    if spec == "image":
+        return pa.struct([("bytes", pa.binary()), ("path", pa.string())])
+    if isinstance(spec, str):
+        return pa.type_for_alias(spec)
+    if isinstance(spec, tuple):
+        return pa.list_(_arrow_type(spec[0]), spec[1])
+    if isinstance(spec, list):
+        return pa.list_(_arrow_type(spec[0]))
+    return pa.struct([(key, _arrow_type(value)) for key, value in spec.items()])
+
+
+def _arrow() -> dict[str, Any]:
+    """The Arrow schema of a Parquet shard, with the ``datasets`` features in its metadata, as ``datasets`` writes
+    it (``tests/test_consumers.py`` checks it against ``Features.arrow_schema``); pyarrow alone."""
+    import json
+
+    import pyarrow as pa
+
+    metadata = {"huggingface": json.dumps({"info": {"features": _feature_dict(ROW)}})}
+    schema = pa.schema([(name, _arrow_type(spec)) for name, spec in ROW.items()], metadata=metadata)
+    return {"ARROW_SCHEMA": schema, "COLUMNS": tuple(ROW)}
+
+
 def _schema() -> dict[str, Any]:
-    """The row's ``datasets`` features, built on first use (``datasets`` takes seconds to import: the pipeline's
-    workers, which need only the constants above, never import it)."""
-    from datasets import Features, Image, List, Value
+    """The row's ``datasets`` features, built on first use (``datasets`` takes seconds to import: a build, which
+    needs only the Arrow schema, never imports it)."""
+    from datasets import Features, Image
 
-    ROI_FEATURE = {  # noqa: N806
-        # [x_min, y_min, x_max, y_max] in pixel-edge coordinates of the stored image:
-        # the ROI covers columns x_min .. x_max-1 and rows y_min .. y_max-1.
-        "bbox": List(Value("float32"), length=4),
-        "label": Value("string"),
-        "area_ratio": Value("float32"),
-        "position": Value("string"),
-        # "annotation" for a drawn mask or box, else the name of the proposer.
-        "origin": Value("string"),
-        "score": Value("float32"),
-    }
-
-    FEATURES = Features(  # noqa: N806
-        {
-            "id": Value("string"),
-            "image": Image(),
-            "mask": Image(),
-            "modality": Value("string"),
-            "organ": Value("string"),
-            "disease": Value("string"),
-            "rois": List(ROI_FEATURE),
-            "coarse_caption": Value("string"),
-            "caption": Value("string"),
-            "attributes": {key: Value("string") for key in ATTRIBUTE_KEYS},
-            "knowledge": List(Value("string")),
-            # Human-written text of the source, the reference that validation scores against.
-            "reference": {key: Value("string") for key in REFERENCE_KEYS},
-            "case_id": Value("string"),
-            "location": Value("string"),
-            "details": {key: Value("string") for key in DETAIL_KEYS},
-            "source": Value("string"),
-            "source_file": Value("string"),
-            # the part of its split a row belongs to, where the source publishes one (MedPix 2.0's train_1 / train_2)
-            "subset": Value("string"),
-            # a published release's own documents for the row, verbatim, as JSON (MedPix 2.0: the image description
-            # and its clinical case); null for other sources, whose metadata reaches rows only through templates
-            "record": Value("string"),
-            "plane": Value("string"),
-            "slice_index": Value("int32"),
-            # (row, column) spacing of the stored image's pixels in mm, where the source knows it
-            "pixel_spacing": List(Value("float32"), length=2),
-            "width": Value("int32"),
-            "height": Value("int32"),
-            "license": Value("string"),
-        }
-    )
-
-    #: A WebDataset sample: ``<id>.png``, ``<id>.mask.png`` (optional), ``<id>.json``
-    #: (every other field). Pass it as ``features=`` to ``load_dataset("webdataset", ...)``:
-    #: ``datasets`` otherwise infers types from 5 samples and refuses a missing mask.
-    WEBDATASET_FEATURES = Features(  # noqa: N806
-        {"png": Image(), "mask.png": Image(),
-         "json": {name: feature for name, feature in FEATURES.items() if name not in ("image", "mask")}}
-    )
-
-    #: The Arrow schema of a Parquet shard, with the features in its metadata.
-    return {"ROI_FEATURE": ROI_FEATURE, "FEATURES": FEATURES, "WEBDATASET_FEATURES": WEBDATASET_FEATURES,
-            "ARROW_SCHEMA": FEATURES.arrow_schema, "COLUMNS": tuple(FEATURES)}
+    FEATURES = Features.from_dict(_feature_dict(ROW))  # noqa: N806
+    #: Pass it as ``features=`` to ``load_dataset("webdataset", ...)``: ``datasets`` otherwise infers types from
+    #: 5 samples and refuses a missing mask.
+    WEBDATASET_FEATURES = Features.from_dict(_feature_dict(WEBDATASET_ROW))  # noqa: N806
+    return {"ROI_FEATURE": dict(FEATURES["rois"].feature), "FEATURES": FEATURES,
+            "WEBDATASET_FEATURES": WEBDATASET_FEATURES}
 
 
 _ALL = "all"
@@ -227,7 +284,8 @@ def _builders() -> dict[str, Any]:
     return {"MedTrinity25MConfig": MedTrinity25MConfig, "MedTrinity25M": MedTrinity25M}
 
 
-_LAZY = {name: _schema for name in ("ROI_FEATURE", "FEATURES", "WEBDATASET_FEATURES", "ARROW_SCHEMA", "COLUMNS")}
+_LAZY = {name: _schema for name in ("ROI_FEATURE", "FEATURES", "WEBDATASET_FEATURES")}
+_LAZY.update({name: _arrow for name in ("ARROW_SCHEMA", "COLUMNS")})
 _LAZY.update({name: _builders for name in ("MedTrinity25MConfig", "MedTrinity25M")})
 
 

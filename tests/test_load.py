@@ -102,3 +102,34 @@ def test_builder_class_reads_the_same_rows(demo_out: Path, tmp_path: Path) -> No
     assert ds.features == FEATURES
     row = ds[0]
     assert row["image"].size == (row["width"], row["height"])
+
+
+def test_the_row_written_by_pyarrow_alone_is_the_row_datasets_declares() -> None:
+    """The pipeline writes shards with a schema made without ``datasets``; ``datasets`` must read it as its own."""
+    import datasets
+
+    import medtrinity_25m as m
+
+    assert m.ARROW_SCHEMA.equals(FEATURES.arrow_schema, check_metadata=True)
+    assert datasets.Features.from_arrow_schema(m.ARROW_SCHEMA) == FEATURES
+    for spec, features in ((m.ROW, FEATURES), (m.WEBDATASET_ROW, WEBDATASET_FEATURES)):
+        assert m.yaml_features(spec) == datasets.DatasetInfo(features=features)._to_yaml_dict()["features"]
+
+
+def test_a_build_never_imports_datasets(tmp_path: Path) -> None:
+    """``datasets`` takes seconds to import: a build (and its card) needs only the row, never the library."""
+    import subprocess
+    import sys
+
+    from conftest import COLIN, need, write_manifest
+
+    manifest = write_manifest(tmp_path, {
+        "name": "colin", "format": "nifti", "modality": "mri", "images": str(need(COLIN / "ch2.nii.gz")),
+        "masks": str(COLIN / "aal.nii.gz"), "slicing": {"plane": "axial", "step": 40, "only_with_roi": True}})
+    probe = ("import sys, runpy; sys.argv = ['medtri-build', 'build', sys.argv[1], '--out', sys.argv[2], "
+             "'--workers', '1', '--quiet']\ntry:\n    runpy.run_module('builder', run_name='__main__')\n"
+             "except SystemExit as exc:\n    assert not exc.code, exc.code\nprint('datasets' in sys.modules)")
+    done = subprocess.run([sys.executable, "-c", probe, str(manifest), str(tmp_path / "out")],
+                          capture_output=True, text=True, check=True)
+    assert done.stdout.strip().splitlines()[-1] == "False"
+    assert (tmp_path / "out" / "README.md").is_file() and list((tmp_path / "out" / "data").rglob("*.parquet"))

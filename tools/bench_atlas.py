@@ -119,7 +119,7 @@ def profile(manifest: Path) -> None:
     units, _ = collect(load_manifest(manifest), load_id_key(None))
     profiler = cProfile.Profile()
     profiler.runcall(process_unit, units[0], TripletOptions())
-    pstats.Stats(profiler).sort_stats("tottime").print_stats(14)
+    pstats.Stats(profiler).sort_stats(os.environ.get("SORT", "tottime")).print_stats(int(os.environ.get("TOP", "14")))
 
 
 def main() -> None:

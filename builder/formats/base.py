@@ -65,7 +65,7 @@ class OutputFormat:
     extension: str
     final_pattern: str  # "{split}-{index:05d}-of-{total:05d}.parquet"
     writer: type  # a ShardStream subclass: (folder, modality, split, stem, limits, on_shard)
-    features: Any  # datasets.Features the card declares for this layout
+    features: dict[str, Any]  # the row the card declares for this layout (medtrinity_25m.ROW: plain data)
     rows: Callable[[Path, bool], RowCheck]  # (path, decode) -> (id, problem) per row
 
     def final_name(self, split: str, index: int, total: int) -> str:

@@ -24,7 +24,7 @@ from builder.formats.base import (
     decode_problem,
     temp_path,
 )
-from medtrinity_25m import ARROW_SCHEMA, FEATURES
+from medtrinity_25m import ARROW_SCHEMA, ROW
 
 ROW_GROUP_ROWS = 100
 #: PNG bytes do not compress: spending zstd on them only costs the writing process time.
@@ -100,4 +100,4 @@ def check_rows(path: Path, decode: bool) -> RowCheck:
 
 PARQUET = OutputFormat(name="parquet", folder="data", extension="parquet",
                        final_pattern="{split}-{index:05d}-of-{total:05d}.parquet", writer=ParquetShardWriter,
-                       features=FEATURES, rows=check_rows)
+                       features=ROW, rows=check_rows)

@@ -22,7 +22,7 @@ from builder.formats.base import (
     decode_problem,
     temp_path,
 )
-from medtrinity_25m import WEBDATASET_FEATURES
+from medtrinity_25m import WEBDATASET_ROW
 
 IMAGE_FIELDS = ("image", "mask")
 
@@ -88,4 +88,4 @@ def check_rows(path: Path, decode: bool) -> RowCheck:
 
 WEBDATASET = OutputFormat(name="webdataset", folder="webdataset", extension="tar",
                           final_pattern="{split}-{index:06d}.tar", writer=TarShardWriter,
-                          features=WEBDATASET_FEATURES, rows=check_rows)
+                          features=WEBDATASET_ROW, rows=check_rows)

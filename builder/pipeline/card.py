@@ -14,12 +14,11 @@ from importlib import resources
 from pathlib import Path
 from typing import Any, Iterable, Sequence
 
-import datasets
 import yaml
 
 from builder.formats import FORMATS
 from builder.pipeline.accounting import Ledger
-from medtrinity_25m import FEATURES, MODALITIES, MODALITY_NAMES
+from medtrinity_25m import MODALITIES, MODALITY_NAMES, ROW, yaml_features
 
 TEMPLATE_NAME = "dataset_card.md"
 TASKS = ["image-to-text", "visual-question-answering", "object-detection", "image-segmentation"]
@@ -89,8 +88,7 @@ def _license(sources: Sequence[dict[str, Any]]) -> str:
 
 
 def front_matter(inputs: CardInputs) -> dict[str, Any]:
-    features = FORMATS[inputs.layout].features
-    yaml_features = datasets.DatasetInfo(features=features)._to_yaml_dict()["features"]
+    features = yaml_features(FORMATS[inputs.layout].features)
     entries = configs(inputs.layout, inputs.splits)
     return {
         "license": _license(inputs.sources),
@@ -100,7 +98,7 @@ def front_matter(inputs: CardInputs) -> dict[str, Any]:
         "tags": ["medical", "multimodal", "medtrinity"] + sorted(inputs.splits),
         "size_categories": [_size_category(inputs.ledger.rows_total)],
         "configs": entries,
-        "dataset_info": [dict(config_name=e["config_name"], features=yaml_features,
+        "dataset_info": [dict(config_name=e["config_name"], features=features,
                               **_sizes(inputs, e["config_name"])) for e in entries],
     }
 
@@ -177,7 +175,7 @@ def render(inputs: CardInputs) -> str:
         "disease_table": _table(["disease", "rows"], ledger.by_disease.most_common(20)),
         "roi_summary": ", ".join(f"{n:,} from {o}" for o, n in sorted(ledger.roi_origins.items())) or "none",
         "schema_table": _table(["field", "type", "meaning"],
-                               [(f"`{k}`", _type_name(v), FIELD_DOCS.get(k, "")) for k, v in FEATURES.items()]),
+                               [(f"`{k}`", _type_name(v), FIELD_DOCS.get(k, "")) for k, v in ROW.items()]),
         "decisions_table": _table(["decision", "rows"], sorted(ledger.notes.items())) if ledger.notes else "none",
         "terms": "".join(f"\nTerms of `{s['name']}`, from the original release: {s['terms']}\n"
                          for s in inputs.sources if s.get("terms")),
@@ -189,11 +187,8 @@ def render(inputs: CardInputs) -> str:
     return string.Template(template_text()).substitute(values)
 
 
-def _type_name(feature: Any) -> str:
-    if isinstance(feature, datasets.Image):
-        return "image"
-    if isinstance(feature, datasets.Value):
-        return feature.dtype
-    if isinstance(feature, datasets.List):
-        return "list"
-    return "struct"
+def _type_name(spec: Any) -> str:
+    """A field of ``medtrinity_25m.ROW`` as the card's field table names its type."""
+    if isinstance(spec, str):
+        return spec
+    return "list" if isinstance(spec, (tuple, list)) else "struct"
