@@ -211,7 +211,7 @@ def _arrow() -> dict[str, Any]:
 def _schema() -> dict[str, Any]:
     """The row's ``datasets`` features, built on first use (``datasets`` takes seconds to import: a build, which
     needs only the Arrow schema, never imports it)."""
-    from datasets import Features, Image
+    from datasets import Features
 
     FEATURES = Features.from_dict(_feature_dict(ROW))  # noqa: N806
     #: Pass it as ``features=`` to ``load_dataset("webdataset", ...)``: ``datasets`` otherwise infers types from
