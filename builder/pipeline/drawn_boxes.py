@@ -28,12 +28,21 @@ class GreenOutlines:
     max_line: int = 7  # pixels: a green region this thick everywhere is filled, not a line
     min_enclosed: float = 0.9  # share of its bounding rectangle the outline encloses (a rectangle: all of it)
     min_hole: float = 0.2  # share of that rectangle inside the line (a filled green region has none)
+    weak_excess: int = 40  # beside a clear line pixel, this much green excess is line too (a line over white
+    # bone keeps little of its colour through JPEG's chroma blur)
+    vivid_green: int = 180  # the drawn colour itself (pure green): kept where it crosses a green-ish region
+    vivid_excess: int = 120
+
+
+def _green(rgb: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The green channel, and how far it stands above the larger of red and blue."""
+    channels = rgb.astype(np.int16)
+    return channels[..., 1], channels[..., 1] - np.maximum(channels[..., 0], channels[..., 2])
 
 
 def green_pixels(rgb: np.ndarray, rule: GreenOutlines) -> np.ndarray:
-    channels = rgb.astype(np.int16)
-    red, green, blue = channels[..., 0], channels[..., 1], channels[..., 2]
-    return (green >= rule.min_green) & (green - np.maximum(red, blue) >= rule.min_excess)
+    value, excess = _green(rgb)
+    return (value >= rule.min_green) & (excess >= rule.min_excess)
 
 
 def find_boxes(pixels: np.ndarray, rule: GreenOutlines | None = None) -> list[tuple[int, int, int, int]]:
@@ -53,13 +62,8 @@ def find_boxes(pixels: np.ndarray, rule: GreenOutlines | None = None) -> list[tu
 
 
 def _find(pixels: np.ndarray, green: np.ndarray, rule: GreenOutlines) -> list[tuple[int, int, int, int]]:
-    # square openings and closings as separable min/max filters: the same sets, several times faster
+    green = _line_pixels(pixels, green, rule)
     mask = green.view(np.uint8)
-    # green regions thicker than any drawn line (a stain, an organ in a photograph) are not outlines
-    thick = ndimage.maximum_filter(ndimage.minimum_filter(mask, rule.max_line, mode="constant"), rule.max_line)
-    if thick.any():
-        green &= ndimage.maximum_filter(thick, 5) == 0
-        mask = green.view(np.uint8)
     joined = (ndimage.minimum_filter(ndimage.maximum_filter(mask, 5), 5, mode="constant", cval=1) > 0) | green
     labels, _ = ndimage.label(joined, structure=np.ones((3, 3), int))
     boxes = []
@@ -78,6 +82,32 @@ def _find(pixels: np.ndarray, green: np.ndarray, rule: GreenOutlines) -> list[tu
         if filled.size and filled.mean() >= rule.min_enclosed and (filled & ~line).mean() >= rule.min_hole:
             boxes.append(box)
     return sorted(boxes, key=lambda b: (b[1], b[0]))
+
+
+def _thick(mask: np.ndarray, rule: GreenOutlines) -> np.ndarray:
+    """Parts of a mask thicker than any drawn line: an opening, as separable min/max filters (several times faster
+    than binary morphology, the same set)."""
+    return ndimage.maximum_filter(ndimage.minimum_filter(mask.view(np.uint8), rule.max_line, mode="constant"),
+                                  rule.max_line)
+
+
+def _line_pixels(pixels: np.ndarray, green: np.ndarray, rule: GreenOutlines) -> np.ndarray:
+    """The green pixels that can be a drawn line.
+
+    Green regions thicker than any line (a stain, an organ in a photograph) are not outlines: they and a
+    margin around them are dropped, except pixels of the drawn colour itself, which a line keeps where it
+    crosses such a region. Then fainter green pixels right beside the line join it (hysteresis: a line
+    over bright bone comes out of JPEG pale).
+    """
+    value, excess = _green(pixels)
+    thick = _thick(green, rule)
+    line = green.copy()
+    if thick.any():
+        vivid = (value >= rule.vivid_green) & (excess >= rule.vivid_excess)
+        vivid &= _thick(vivid, rule) == 0  # a region painted in the drawn colour is still no line
+        line = (line & (ndimage.maximum_filter(thick, 5) == 0)) | vivid
+    beside = ndimage.maximum_filter(line.view(np.uint8), 3) > 0
+    return line | (beside & (excess >= rule.weak_excess) & (value >= rule.min_green) & (thick == 0))
 
 
 def _edges(pixels: np.ndarray, where: tuple[slice, slice], band: int) -> tuple[int, int, int, int]:
