@@ -74,7 +74,7 @@ class LLMConfig:
     model: str
     timeout: float = 120.0
     retries: int = 3  # further tries after the first
-    backoff: float = 1.0  # seconds before the first retry, doubled each time
+    backoff: float = 0.5  # seconds before the first retry, doubled each time (as the OpenAI client does)
     concurrency: int = 8  # requests in flight at once
     temperature: float = 0.2
     max_tokens: int = 1024

@@ -1,9 +1,11 @@
 """Model calls at a fixed concurrency: exactly ``slots`` requests in flight while there is work.
 
 Each of ``slots`` threads takes the next ready job, makes one try and hands the
-answer to the job's callback. A failed try is not retried in its slot: it goes
-back on the queue, ready after the server's ``Retry-After`` or the backoff, and
-the slot takes the next job at once. A call that hangs holds one slot until the
+answer to the job's callback. A failed try is not retried in its slot: it waits
+outside the slots for the server's ``Retry-After`` or the backoff, and the slot
+takes the next job at once. A retry that is due goes before new jobs, so a row
+that failed is not also queued behind every row that came after it (rows leave
+the stage in order: a late row holds back all behind it). A call that hangs holds one slot until the
 client's timeout, never the others.
 """
 
@@ -13,6 +15,7 @@ import heapq
 import itertools
 import threading
 import time
+from collections import deque
 from dataclasses import dataclass, field
 from typing import Any, Callable, Protocol
 
@@ -68,7 +71,8 @@ class _Job:
 class Scheduler:
     def __init__(self, describer: OneTry, slots: int) -> None:
         self.describer, self.slots = describer, max(1, slots)
-        self.jobs: list[_Job] = []
+        self.jobs: deque[_Job] = deque()  # new jobs, first come first served
+        self.retries: list[_Job] = []  # failed tries, a heap by the time they are due
         self.ready = threading.Condition()
         self.order = itertools.count()
         self.closed = False
@@ -79,23 +83,32 @@ class Scheduler:
             thread.start()
 
     def submit(self, request: Any, done: Done) -> None:
-        self._push(_Job(time.monotonic(), next(self.order), request, done))
-
-    def _push(self, job: _Job) -> None:
         with self.ready:
-            heapq.heappush(self.jobs, job)
+            self.jobs.append(_Job(time.monotonic(), next(self.order), request, done))
             self.ready.notify()
+
+    def _retry(self, job: _Job) -> None:
+        with self.ready:
+            heapq.heappush(self.retries, job)
+            self.ready.notify()
+
+    def _take(self) -> _Job | None:
+        """The next job to try now: a due retry first, else the oldest new job."""
+        if self.retries and self.retries[0].ready <= time.monotonic():
+            return heapq.heappop(self.retries)
+        return self.jobs.popleft() if self.jobs else None
 
     def _next(self) -> _Job | None:
         with self.ready:
             while True:
-                if self.jobs and self.jobs[0].ready <= time.monotonic():
+                job = self._take()
+                if job is not None:
                     self.in_flight += 1
                     self.peak = max(self.peak, self.in_flight)
-                    return heapq.heappop(self.jobs)
-                if self.closed and not self.jobs:
+                    return job
+                if self.closed and not self.retries:
                     return None
-                self.ready.wait(None if not self.jobs else max(0.0, self.jobs[0].ready - time.monotonic()))
+                self.ready.wait(max(0.0, self.retries[0].ready - time.monotonic()) if self.retries else None)
 
     def _run(self) -> None:
         while (job := self._next()) is not None:
@@ -117,7 +130,7 @@ class Scheduler:
         if job.attempt + 1 >= self.describer.tries:
             return self.describer.failed(exc.problem)
         wait = exc.retry_after if exc.retry_after is not None else self.describer.backoff * 2 ** job.attempt
-        self._push(_Job(time.monotonic() + wait, next(self.order), job.request, job.done, job.attempt + 1))
+        self._retry(_Job(time.monotonic() + wait, next(self.order), job.request, job.done, job.attempt + 1))
         return None
 
     def close(self) -> None:
