@@ -11,9 +11,11 @@ Timed as whole processes in this one run:
   defaults for the image and the mask, rows written with pyarrow;
 - ``medtri-build build --workers 1`` and ``--workers 2``.
 
-Then the per-row cost of a 116-label slice against the same slice with its labels
-merged into 2 (the cost must not grow with the ROIs), and with ``--profile`` where
-one worker's time goes (cProfile of the worker's own function on one volume).
+Then the codec bound: the project's own NIfTI decoding and PNG encoding of the same
+slices (image and stored mask) and nothing else, in 1 and 2 processes, against the
+build's own clock with 1 and 2 workers. Then the per-row cost of a 116-label slice
+against the same slice with its labels merged into 2 (the cost must not grow with the
+ROIs), and with ``--profile`` where one worker's time goes (cProfile of the worker's own function on one volume).
 """
 
 from __future__ import annotations
@@ -81,6 +83,42 @@ def plain(folder: Path, out: Path) -> int:
     return len(rows)
 
 
+def _codec_volume(image: Path) -> int:
+    """The project's own decoding and PNG encoding of one volume's labelled slices, nothing else."""
+    from builder import pngcodec
+    from builder.pipeline.readers import READERS
+    from builder.pipeline.readers.display import to_uint8, window_for
+    from builder.pipeline.readers.nifti import sample, scaled, slice_display
+    from builder.pipeline.roi import _stored_mask, as_labels
+
+    encoder = pngcodec.choose("auto")
+    volume, meta = READERS["nifti"].read(image)
+    labels = as_labels(READERS["nifti"].read(Path(str(image).replace(".nii.gz", "_seg.nii.gz")))[0])
+    window = window_for(scaled(sample(volume), meta["scale"]), "mri", None)
+    rows = 0
+    for z in range(volume.shape[2]):
+        label = slice_display(labels, "axial", z)
+        if not label.any():
+            continue
+        pixels = to_uint8(scaled(slice_display(volume, "axial", z), meta["scale"]), window)
+        pngcodec.encode(pixels, 1, encoder)
+        pngcodec.encode(_stored_mask(label, np.unique(label[label > 0])), 1, encoder)
+        rows += 1
+    return rows
+
+
+def codec_bound(folder: Path, processes: int) -> float:
+    """Rows/s of decoding + PNG encoding alone in ``processes`` processes (started before the clock)."""
+    import multiprocessing
+
+    volumes = sorted((folder / "vol").glob("colin*[0-9].nii.gz"))
+    with multiprocessing.get_context("forkserver").Pool(processes) as pool:
+        pool.map(abs, range(processes))  # the processes are up before timing
+        start = time.perf_counter()
+        rows = sum(pool.map(_codec_volume, volumes, chunksize=1))
+        return rows / (time.perf_counter() - start)
+
+
 def timed(command: list[str], env: dict[str, str]) -> float:
     start = time.perf_counter()
     subprocess.run(command, check=True, env=env, capture_output=True)
@@ -138,6 +176,7 @@ def main() -> None:
         plain_s = time.perf_counter() - start
         one_rows, one_s = build(manifest, work / "w1", 1, env)
         two_rows, two_s = build(manifest, work / "w2", 2, env)
+        bound = {n: codec_bound(work / "atlas", n) for n in (1, 2)}
         two_label = workload(work / "two", args.copies, merged_labels(work))
         flat_rows, flat_s = build(two_label, work / "w1-2labels", 1, env)
         report = {
@@ -149,6 +188,9 @@ def main() -> None:
             "two_label_rows_per_s": round(flat_rows / flat_s, 1),
             "cost_116_labels_vs_2_labels": round((flat_rows / flat_s) / (one_rows / one_s), 2),
             "build_json_rows_per_s": STEADY,
+            "codec_bound_rows_per_s": {f"{n} process(es)": round(v, 1) for n, v in bound.items()},
+            "workers_1_vs_codec_bound": round(STEADY["w1"] / bound[1], 2),
+            "workers_2_vs_codec_bound": round(STEADY["w2"] / bound[2], 2),
         }
         print(json.dumps(report, indent=2))
 
