@@ -121,6 +121,9 @@ ROW: dict[str, Any] = {
     "id": "string",
     "image": "image",
     "mask": "image",
+    # the image with the ROI outlines drawn into its pixels painted out (a published release's rows, built with
+    # --restore-pixels); null for every other row
+    "restored": "image",
     "modality": "string",
     "organ": "string",
     "disease": "string",
@@ -149,9 +152,10 @@ ROW: dict[str, Any] = {
     "height": "int32",
     "license": "string",
 }
-#: A WebDataset sample: ``<id>.png``, ``<id>.mask.png`` (optional), ``<id>.json`` (every other field).
-WEBDATASET_ROW: dict[str, Any] = {"png": "image", "mask.png": "image",
-                                  "json": {name: spec for name, spec in ROW.items() if name not in ("image", "mask")}}
+#: A WebDataset sample: ``<id>.png``, ``<id>.mask.png`` and ``<id>.restored.png`` (optional), ``<id>.json``
+#: (every other field).
+WEBDATASET_ROW: dict[str, Any] = {"png": "image", "mask.png": "image", "restored.png": "image", "json": {
+    name: spec for name, spec in ROW.items() if name not in ("image", "mask", "restored")}}
 
 
 def _feature_dict(spec: Any) -> Any:

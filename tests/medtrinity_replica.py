@@ -44,6 +44,7 @@ UNDECIDED = ("pmc_vqa", "A figure from a paper, showing several panels with arro
 class Replica:
     root: Path
     rows: dict[str, dict] = field(default_factory=dict)  # row id -> bytes, caption, modality, boxes, file_name
+    # (and for the demo layout, gray: the pixels before the boxes were drawn)
     undecided: list[str] = field(default_factory=list)  # ids whose modality cannot be decided
     missing: list[str] = field(default_factory=list)  # file_names in no shard
     orphans: list[str] = field(default_factory=list)  # shard members with no row
@@ -93,7 +94,8 @@ def make_demo(root: Path, images: list[Path], seed: int = 0) -> Replica:
         if modality is None:
             replica.undecided.append(row_id)
         else:
-            replica.rows[row_id] = {"bytes": data, "caption": caption, "modality": modality, "boxes": boxes}
+            replica.rows[row_id] = {"bytes": data, "caption": caption, "modality": modality, "boxes": boxes,
+                                    "gray": gray}  # the pixels before the boxes were drawn in
     folder = root / "25M_demo"
     folder.mkdir(parents=True)
     image_type = pa.struct([("bytes", pa.binary()), ("path", pa.string())])

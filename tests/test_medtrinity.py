@@ -76,6 +76,53 @@ def test_demo_rows_keep_bytes_captions_and_ids_in_their_modality_config(demo: tu
     run_cli("verify", str(out))
 
 
+def test_restore_pixels_paints_the_outlines_out_and_keeps_the_original(tmp_path: Path) -> None:
+    import io
+    import tarfile
+
+    import numpy as np
+    from PIL import Image
+
+    root = tmp_path / "MedTrinity-25M"
+    replica = make_demo(root, _images(8), seed=3)
+    out = tmp_path / "out"
+    build(write_manifest(tmp_path, {"name": "medtrinity", "format": "medtrinity", "root": str(root),
+                                    "subset": "25M_demo"}), out, "--restore-pixels", "--format", "both")
+    rows = shard_rows(out, columns=["id", "image", "restored", "rois"])
+    restored = [r for r in rows if r["restored"]]
+    assert restored and all(r["restored"] is None for r in rows if not any(
+        roi["origin"] == "recovered" for roi in r["rois"]))
+    before = after = 0.0
+    for row in restored:
+        expected = replica.rows[row["id"]]
+        assert row["image"]["bytes"] == expected["bytes"]  # the original is kept, as published
+        drawn = np.asarray(Image.open(io.BytesIO(row["image"]["bytes"])).convert("RGB")).astype(int)
+        clean = np.asarray(Image.open(io.BytesIO(row["restored"]["bytes"]))).astype(int)
+        truth = np.stack([expected["gray"]] * 3, -1).astype(int)  # the pixels before the outlines were drawn
+        assert clean.shape == drawn.shape
+        band = np.zeros(drawn.shape[:2], bool)
+        for x0, y0, x1, y1 in expected["boxes"]:
+            band[max(0, y0 - 1):y1 + 1, max(0, x0 - 1):x1 + 1] = True
+        inner = band.copy()
+        for x0, y0, x1, y1 in expected["boxes"]:
+            inner[y0 + 4:y1 - 4, x0 + 4:x1 - 4] = False
+        far = np.ones_like(band)
+        for x0, y0, x1, y1 in expected["boxes"]:
+            far[max(0, y0 - 12):y1 + 12, max(0, x0 - 12):x1 + 12] = False
+        assert np.array_equal(clean[far], drawn[far])  # away from the outlines nothing changes
+        green = (clean[..., 1] - np.maximum(clean[..., 0], clean[..., 2]) >= 50) & inner
+        assert not green.any()
+        before += np.abs(drawn - truth)[inner].mean()
+        after += np.abs(clean - truth)[inner].mean()
+    assert after < 0.5 * before  # the sides come back close to the pixels under them
+    members = []
+    for tar in (out / "webdataset").rglob("*.tar"):
+        with tarfile.open(tar) as handle:
+            members += handle.getnames()
+    assert sum(name.endswith(".restored.png") for name in members) == len(restored)
+    run_cli("verify", str(out))
+
+
 def test_full_layout_joins_shards_and_accounts_for_every_input(tmp_path: Path) -> None:
     root = tmp_path / "MedTrinity-25M"
     replica = make_full(root, _images(36))

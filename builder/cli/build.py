@@ -115,6 +115,9 @@ def build_options(fn: Any) -> Any:
                      help="A bug of the pipeline (not bad input): a reject line and a failed build, or raise it."),
         click.option("--unit-timeout", type=float, default=300.0, show_default=True,
                      help="Seconds one input file may take before it becomes a reject."),
+        click.option("--restore-pixels", is_flag=True,
+                     help="Rows of a published release whose ROI outlines were recovered from the pixels also get "
+                          "the image with the outlines painted out (column restored); the original is kept."),
         click.option("--png-encoder", type=click.Choice(["auto", "opencv", "imagecodecs", "pillow"]), default="auto",
                      show_default=True, help="Who writes the PNGs: auto is the fastest installed (OpenCV, "
                                              "imagecodecs, then Pillow); the pixels are the same whichever."),
@@ -174,7 +177,8 @@ ENGINE_FLAGS = ("workers", "ray_address", "describer_actors", "describer_gpus")
 def run_build(manifest_path: Path, out: Path, fmt: str, engine: str, shard_units: int, overwrite: bool,
               shard_rows: int, shard_mb: int, quiet: bool, dedup: bool, allow_burned_in: bool, unit_timeout: float,
               allow_commands: bool, id_key: str | None, max_memory: float, on_error: str, repo: str | None = None,
-              demo: bool = False, png_encoder: str = "auto", **flags: Any) -> dict[str, Any]:
+              demo: bool = False, png_encoder: str = "auto", restore_pixels: bool = False,
+              **flags: Any) -> dict[str, Any]:
     if engine == "local" and flags.get("workers", 1) > 1:
         from builder.forkserver import start_forkserver
 
@@ -203,7 +207,7 @@ def run_build(manifest_path: Path, out: Path, fmt: str, engine: str, shard_units
             raise click.UsageError(str(exc)) from None
         triplets = TripletOptions(text=_text_options(**flags), unit_timeout=unit_timeout, dedup=dedup,
                                   memory_limit=int(max(0.0, max_memory) * 2**30), on_error=on_error,
-                                  png_encoder=encoder)
+                                  png_encoder=encoder, restore_pixels=restore_pixels)
         options = BuildOptions(
             out=out, formats=format_choices()[fmt], engine=engine_options(engine, engine_flags),
             shard_units=shard_units, overwrite=overwrite, triplets=triplets,

@@ -93,7 +93,7 @@ def decode_problem(data: bytes | None) -> str | None:
 def row_bytes(row: dict[str, Any]) -> int:
     """Roughly what a row weighs in a shard: its images plus its text."""
     size = 512 + sum(len(row.get(k) or "") for k in ("caption", "coarse_caption"))
-    for key in ("image", "mask"):
+    for key in ("image", "mask", "restored"):
         if row.get(key):
             size += len(row[key]["bytes"])
     return size

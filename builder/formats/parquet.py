@@ -28,7 +28,7 @@ from medtrinity_25m import ARROW_SCHEMA, ROW
 
 ROW_GROUP_ROWS = 100
 #: PNG bytes do not compress: spending zstd on them only costs the writing process time.
-STORED = ("image.bytes", "mask.bytes")
+STORED = ("image.bytes", "mask.bytes", "restored.bytes")
 
 
 def _codecs() -> dict[str, str]:
@@ -86,15 +86,16 @@ class ParquetShardWriter(ShardStream):
 
 def check_rows(path: Path, decode: bool) -> RowCheck:
     """(id, problem) of each row of a Parquet shard."""
-    columns = ["id", "image", "mask"] if decode else ["id"]
-    for batch in pq.ParquetFile(path).iter_batches(batch_size=256, columns=columns):
+    columns = ["id", "image", "mask", "restored"] if decode else ["id"]
+    present = set(pq.ParquetFile(path).schema_arrow.names)  # shards written before a column was added
+    for batch in pq.ParquetFile(path).iter_batches(batch_size=256, columns=[c for c in columns if c in present]):
         for row in batch.to_pylist():
             problem = None
             if decode:
                 image = row["image"] or {}
-                problem = "row has no image bytes" if not image.get("bytes") else (
-                    decode_problem(image["bytes"]) or (decode_problem(row["mask"]["bytes"]) if row.get("mask")
-                                                       else None))
+                problem = "row has no image bytes" if not image.get("bytes") else next(
+                    (p for p in (decode_problem(row[c]["bytes"]) for c in ("image", "mask", "restored")
+                                 if row.get(c)) if p), None)
             yield row["id"], problem
 
 

@@ -24,13 +24,14 @@ from builder.formats.base import (
 )
 from medtrinity_25m import WEBDATASET_ROW
 
-IMAGE_FIELDS = ("image", "mask")
+IMAGE_FIELDS = ("image", "mask", "restored")
 
 
 def sample_of(row: dict[str, Any]) -> dict[str, Any]:
     sample: dict[str, Any] = {"__key__": row["id"], "png": row["image"]["bytes"]}
-    if row.get("mask"):
-        sample["mask.png"] = row["mask"]["bytes"]
+    for field in ("mask", "restored"):
+        if row.get(field):
+            sample[f"{field}.png"] = row[field]["bytes"]
     meta = {k: v for k, v in row.items() if k not in IMAGE_FIELDS}
     sample["json"] = json.dumps(meta, ensure_ascii=False, sort_keys=True).encode()
     return sample

@@ -26,6 +26,7 @@ FIELD_DOCS = {
     "id": "stable id from source, file and slice",
     "image": "PNG of the original pixels",
     "mask": "label-map PNG: 0 background, i+1 for `rois[i]`; null without a mask",
+    "restored": "PNG of the image with the ROI outlines drawn into it painted out (`--restore-pixels`); else null",
     "modality": "one of " + ", ".join(MODALITIES),
     "organ": "organ or body region, from the source's metadata",
     "disease": "disease or finding from the source's metadata; null if none",

@@ -7,7 +7,8 @@ for a drawn line, and which grey anatomy never is), joined across JPEG gaps,
 split into connected parts; a part is a box when all four sides of its bounding
 rectangle are enclosed by it and its inside is not green (a green-stained
 blob or a green organ in a photograph is filled, an outline is not). The box
-is the outline's outer edge, in pixel-edge coordinates.
+is the outline's outer edge, in pixel-edge coordinates. :func:`restore` paints
+the outlines out again (each line pixel takes the nearest pixel beside the line).
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import ndimage
 
-__all__ = ["GreenOutlines", "find_boxes", "green_pixels"]
+__all__ = ["GreenOutlines", "find_boxes", "green_pixels", "restore"]
 
 
 @dataclass(frozen=True)
@@ -32,6 +33,7 @@ class GreenOutlines:
     # bone keeps little of its colour through JPEG's chroma blur)
     vivid_green: int = 180  # the drawn colour itself (pure green): kept where it crosses a green-ish region
     vivid_excess: int = 120
+    tint: int = 8  # restore: green above red and blue by this much, along a found outline, is the line's colour
 
 
 def _green(rgb: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -130,3 +132,33 @@ def _edges(pixels: np.ndarray, where: tuple[slice, slice], band: int) -> tuple[i
     top, left = first(across), first(down)
     bottom, right = len(across) - first(across[::-1]), len(down) - first(down[::-1])
     return cols.start + left, rows.start + top, cols.start + right, rows.start + bottom
+
+
+def restore(pixels: np.ndarray, boxes: list[tuple[int, int, int, int]], rule: GreenOutlines | None = None,
+            halo: int = 1) -> np.ndarray:
+    """The image with the outlines of ``boxes`` painted out; pixels away from them are left as they are.
+
+    The line is every green-tinted pixel within the band along each box's sides (JPEG spreads the line's
+    colour, faintly, a few pixels around it), grown by ``halo`` pixels; each of its pixels takes the value of
+    the nearest pixel outside it (``scipy.ndimage.distance_transform_edt``).
+    """
+    rule = rule or GreenOutlines()
+    if not boxes or pixels.ndim != 3:
+        return pixels
+    height, width = pixels.shape[:2]
+    band = np.zeros((height, width), bool)
+    reach, out = rule.max_line + halo, halo + 3  # a found edge may lie a pixel inside the drawn one
+    for x0, y0, x1, y1 in boxes:  # each box's ring along its sides (one box's inside may hold another's sides)
+        ring = np.zeros_like(band)
+        ring[max(0, y0 - out):min(height, y1 + out), max(0, x0 - out):min(width, x1 + out)] = True
+        ring[y0 + reach:max(y0 + reach, y1 - reach), x0 + reach:max(x0 + reach, x1 - reach)] = False
+        band |= ring
+    _, excess = _green(pixels)
+    line = ((excess >= rule.tint) | _line_pixels(pixels, green_pixels(pixels, rule), rule)) & band
+    line = ndimage.binary_dilation(line, iterations=halo) & band if halo else line
+    if not line.any():
+        return pixels
+    _, (rows, cols) = ndimage.distance_transform_edt(line, return_indices=True)
+    restored = pixels.copy()
+    restored[line] = pixels[rows[line], cols[line]]
+    return restored

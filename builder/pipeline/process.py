@@ -18,6 +18,7 @@ import numpy as np
 from builder import pngcodec
 from builder.errors import Reject, Stage
 from builder.imaging import pixel_hash
+from builder.pipeline import drawn_boxes
 from builder.pipeline.proposers import PROPOSERS, ProposalInput
 from builder.pipeline.roi import Roi, convention, rois_from_boxes, rois_from_labelmap, rois_from_proposals
 from builder.pipeline.sources import ADAPTERS
@@ -39,6 +40,7 @@ class TripletOptions:
     dedup: bool = False  # drop exact pixel duplicates in every source (medpix sources always do)
     memory_limit: int = 4 * 1024**3  # bytes of address space a worker may grow by (0: no limit)
     on_error: str = "reject"  # a pipeline bug: "reject" (a reject line, the build exits non-zero) or "raise"
+    restore_pixels: bool = False  # a release's rows with drawn outlines also get the image with them painted out
 
 
 MIN_SIDE = 4  # pixels: smaller images (empty, 1-pixel) are rejects, not samples
@@ -197,6 +199,7 @@ def make_row(record: Record, rois: list[Roi], mask: np.ndarray | None, describer
         "image": {"bytes": image, "path": None},
         "mask": None if mask is None else {"bytes": encode_png(mask, options.png_level, options.png_encoder),
                                            "path": None},
+        "restored": _restored(record, options),
         "modality": record.modality,
         "organ": subj.organ,
         "disease": subj.disease or None,
@@ -225,6 +228,16 @@ def make_row(record: Record, rois: list[Roi], mask: np.ndarray | None, describer
     elif describer is not None:
         set_text(row, describer.describe(request), describer.name)
     return row, request
+
+
+def _restored(record: Record, options: TripletOptions) -> dict[str, Any] | None:
+    """The release's image with its drawn outlines painted out, as PNG: only with ``restore_pixels``."""
+    released = record.release
+    if not (options.restore_pixels and released and released.boxes):
+        return None
+    boxes = [(int(b.x_min), int(b.y_min), int(b.x_max), int(b.y_max)) for b in released.boxes]
+    pixels = drawn_boxes.restore(record.pixels, boxes)
+    return {"bytes": encode_png(pixels, options.png_level, options.png_encoder), "path": None}
 
 
 def finding_shown(record: Record, rois: list[Roi], disease: str) -> bool | None:
