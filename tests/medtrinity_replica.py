@@ -134,10 +134,12 @@ def _shard(path: Path, members: list[tuple[str, bytes]], cut: bool) -> int:
     return whole
 
 
-def make_full(root: Path, images: list[Path], seed: int = 1) -> Replica:
+def make_full(root: Path, images: list[Path], seed: int = 1, count: int = 3) -> Replica:
+    """``count`` shards (the last one cut short) for the ``25M_full`` captions."""
     rng = np.random.default_rng(seed)
     replica = Replica(root)
-    rows, shards = [], {1: [], 2: [], 3: []}
+    rows: list[dict] = []
+    shards: dict[int, list[tuple[str, bytes]]] = {n: [] for n in range(1, count + 1)}
     grays = _grays(images)
     for i, gray in enumerate(grays):
         source, caption, modality = CAPTIONS[i % len(CAPTIONS)]
@@ -147,7 +149,7 @@ def make_full(root: Path, images: list[Path], seed: int = 1) -> Replica:
         data = _encode(image, kind)
         row = {"file_name": name, "caption": caption, "source": source,
                "id": f"mt-{i:05d}" if i % 2 else None}
-        shard = 1 + i % 3
+        shard = 1 + i % count
         if i % 8 == 6:
             replica.missing.append(name)  # a row whose image no shard holds
         else:
@@ -168,7 +170,7 @@ def make_full(root: Path, images: list[Path], seed: int = 1) -> Replica:
     for part, chunk in enumerate((rows[:half], rows[half:])):
         pq.write_table(pa.Table.from_pylist(chunk, schema=schema), full / f"train-{part:05d}-of-00002.parquet")
     for number, members in shards.items():
-        cut = number == 3
+        cut = number == count
         whole = _shard(accessible / f"dataset_shard_{number}.tar.zst", members, cut)
         if cut:
             replica.truncated[f"25M_accessible/dataset_shard_{number}.tar.zst"] = whole

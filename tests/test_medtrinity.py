@@ -163,6 +163,39 @@ def test_full_layout_joins_shards_and_accounts_for_every_input(tmp_path: Path) -
     assert len(json.loads(next(export.glob("*.json")).read_text())) == len(rows)
 
 
+def test_a_full_release_build_killed_with_9_resumes_to_the_same_rows(tmp_path: Path) -> None:
+    import signal
+    import time
+
+    root = tmp_path / "MedTrinity-25M"
+    make_full(root, _images(60), count=8)
+    manifest = write_manifest(tmp_path, {"name": "medtrinity", "format": "medtrinity", "root": str(root),
+                                         "subset": "25M_full"})
+    reference = tmp_path / "reference"
+    build(manifest, reference, "--shard-units", "1")
+    command = [sys.executable, "-m", "builder", "build", str(manifest), "--out", str(tmp_path / "killed"),
+               "--workers", "2", "--shard-units", "1", "--quiet"]
+    journal = tmp_path / "killed" / ".build" / "journal.jsonl"
+    process = subprocess.Popen(command, start_new_session=True)
+    deadline = time.monotonic() + 120
+    while process.poll() is None and time.monotonic() < deadline and (
+            not journal.exists() or len(journal.read_text().splitlines()) < 2):
+        time.sleep(0.01)
+    os.killpg(process.pid, signal.SIGKILL)  # the build and its workers, between shards
+    process.wait()
+    assert process.returncode == -signal.SIGKILL and not (tmp_path / "killed" / "build.json").exists()
+    assert journal.read_text().splitlines()  # some shards were done before the kill: the resume skips them
+    resumed = subprocess.run(command, capture_output=True, text=True, timeout=600)
+    assert resumed.returncode == 0, resumed.stderr
+    columns = ["id", "image", "caption", "modality", "source_file", "rois"]
+    key = lambda row: row["id"]  # noqa: E731
+    assert sorted(shard_rows(tmp_path / "killed", columns=columns), key=key) == \
+        sorted(shard_rows(reference, columns=columns), key=key)
+    lines = sorted(json.dumps(line, sort_keys=True) for line in published_rejects(tmp_path / "killed"))
+    assert lines == sorted(json.dumps(line, sort_keys=True) for line in published_rejects(reference))
+    assert len(lines) == len(set(lines))  # no reject line twice
+
+
 def test_streams_the_release_from_the_hub(tmp_path: Path) -> None:
     from hub_server import HubServer, Repo
 
