@@ -188,7 +188,9 @@ def make_row(record: Record, rois: list[Roi], mask: np.ndarray | None, describer
         id=released.id if released else row_id(unit, record.plane, record.slice_index, record.volume_index),
         modality=record.modality, organ=subj.organ, disease=subj.disease, plane=record.plane,
         slice_index=record.slice_index, coarse_caption=caption, rois=rois,
-        stats=measure(record.pixels, mask, rois), view=convention(record.modality, record.plane),
+        # the measurements are for describers: a release's own caption is kept, and no describer runs
+        stats=[] if released and released.caption else measure(record.pixels, mask, rois),
+        view=convention(record.modality, record.plane),
         image_png=None if describer else image, spacing=record.spacing, finding_shown=shown,
     )
     texts = dict(values, organ=subj.organ, disease=subj.disease)
