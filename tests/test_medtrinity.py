@@ -232,6 +232,13 @@ def test_streams_the_release_from_the_hub(tmp_path: Path) -> None:
     ("A color fundus photograph of the left eye.", "fundus"),
     ("A bar chart comparing the groups. The CT values are listed.", None),  # the first sentence names none
     ("An optical coherence tomography scan of the macula.", None),  # no config of its own: not a guess
+    ("An axial HRCT image of the lungs shows honeycombing.", "ct"),
+    ("A frontal CXR shows a right lower lobe opacity.", "xray"),
+    ("Axial DWI of the brain shows restricted diffusion.", "mri"),
+    ("A photomicrograph of a blood smear shows parasites.", "microscopy"),
+    ("A fundoscopic image shows papilledema.", "fundus"),
+    ("A bronchoscopy view of the carina.", "endoscopy"),
+    ("An OCT B-scan of the retina.", None),  # OCT is not CT
 ])
 def test_the_caption_decides_by_its_first_sentence(caption: str, modality: str | None) -> None:
     from builder.pipeline.sources.medtrinity import caption_modality

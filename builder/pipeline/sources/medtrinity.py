@@ -61,15 +61,15 @@ SOURCE_MODALITIES: Mapping[str, str] = MappingProxyType({
 #: Modality words of a caption's first sentence; the earliest mention decides.
 _CAPTION_WORDS = (
     ("pet", r"\bPET\b|positron emission"),
-    ("ct", r"computed tomography|\bCT\b|\bCTA\b"),
-    ("mri", r"magnetic resonance|\bMR[IA]?\b|\bT[12][- ]weighted|\bFLAIR\b|diffusion[- ]weighted"),
-    ("xray", r"x-?ray|radiograph|mammogra"),
+    ("ct", r"computed tomograph|\b(?:HR|NC|CE|MD|LD)?CTA?\b"),
+    ("mri", r"magnetic resonance|\bMR[IA]?\b|\bT[12][- ]?weighted|\bT[12]W\b|\bFLAIR\b|diffusion[- ]weighted|\bDWI\b"),
+    ("xray", r"x-?ray|radiograph|mammogra|\bCXR\b|fluoroscop"),
     ("ultrasound", r"ultrasound|ultrasonogra|sonogra|echocardiogra|doppler"),
     ("pathology", r"histopatholog|patholog|histolog|H&E|hematoxylin|immunohistochem|\bstain(ed|ing)\b"),
     ("dermoscopy", r"dermoscop|dermatoscop"),
-    ("endoscopy", r"endoscop|colonoscop|gastroscop|laparoscop"),
-    ("fundus", r"fundus|retinal photograph"),
-    ("microscopy", r"microscop"),
+    ("endoscopy", r"endoscop|colonoscop|gastroscop|laparoscop|bronchoscop|cystoscop|arthroscop"),
+    ("fundus", r"fundus|fundoscop|retinal photograph"),
+    ("microscopy", r"microscop|micrograph"),
 )
 _WORDS = [(name, re.compile(pattern, re.I)) for name, pattern in _CAPTION_WORDS]
 _SENTENCE = re.compile(r"^(.+?[.!?])(?:\s|$)", re.S)
