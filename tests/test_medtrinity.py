@@ -86,8 +86,9 @@ def test_restore_pixels_paints_the_outlines_out_and_keeps_the_original(tmp_path:
     root = tmp_path / "MedTrinity-25M"
     replica = make_demo(root, _images(8), seed=3)
     out = tmp_path / "out"
-    build(write_manifest(tmp_path, {"name": "medtrinity", "format": "medtrinity", "root": str(root),
-                                    "subset": "25M_demo"}), out, "--restore-pixels", "--format", "both")
+    summary = build(write_manifest(tmp_path, {"name": "medtrinity", "format": "medtrinity", "root": str(root),
+                                              "subset": "25M_demo"}), out, "--restore-pixels", "--format", "both")
+    assert summary["options"]["restore_pixels"] is True
     rows = shard_rows(out, columns=["id", "image", "restored", "rois"])
     restored = [r for r in rows if r["restored"]]
     assert restored and all(r["restored"] is None for r in rows if not any(

@@ -129,6 +129,7 @@ def _summary(manifest: Manifest, options: BuildOptions, ledger: Ledger, shards: 
                  "engine": _engine_name(options.engine),
                  "shard_units": options.shard_units, "limits": asdict(options.limits),
                  "png_level": options.triplets.png_level, "png_encoder": options.triplets.png_encoder,
+                 "restore_pixels": options.triplets.restore_pixels,
                  "memory_limit": options.triplets.memory_limit},
         shards=sorted(shards, key=lambda s: s["path"]),
         versions=_versions(),
