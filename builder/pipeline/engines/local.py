@@ -1,9 +1,12 @@
 """``--engine local``: this machine's processes.
 
 Units run in ``workers`` processes (forkserver; one worker: in this process) and
-results come back in unit order, with at most ``4 x workers`` units in flight,
+results come back in unit order, with at most ``4 x workers`` tasks in flight,
 so memory stays bounded and the output is the same whatever the number of
-workers. A model-backed describer runs in this process.
+workers. A task is a run of consecutive units sized to take about
+``TASK_SECONDS`` (one slow unit, a volume, is a task alone; small images go
+several to a task, so passing work and results between processes does not cost
+more than the work). A model-backed describer runs in this process.
 """
 
 from __future__ import annotations
@@ -26,6 +29,31 @@ from builder.pipeline.engines.base import main_describer
 from builder.pipeline.engines.limits import limit_memory, memory_limit
 from builder.pipeline.process import TripletOptions, UnitResult, process_unit
 from builder.pipeline.sources.base import Unit
+
+TASK_SECONDS = 0.05  # what one task should take: long enough to hide the cost of handing it to a worker
+MAX_TASK_UNITS = 64
+
+
+def _process_units(units: tuple[Unit, ...], options: TripletOptions) -> tuple[list[UnitResult], float]:
+    """A worker's task: its units in order, and the seconds they took."""
+    start = time.perf_counter()
+    return [process_unit(unit, options) for unit in units], time.perf_counter() - start
+
+
+class _TaskSize:
+    """How many units the next task takes: ``TASK_SECONDS`` of work at the units' recent pace."""
+
+    def __init__(self) -> None:
+        self.per_unit: float | None = None
+
+    def seen(self, units: int, seconds: float) -> None:
+        pace = seconds / max(1, units)
+        self.per_unit = pace if self.per_unit is None else 0.7 * self.per_unit + 0.3 * pace
+
+    def next(self) -> int:
+        if self.per_unit is None:
+            return 1
+        return max(1, min(MAX_TASK_UNITS, int(TASK_SECONDS / max(self.per_unit, 1e-6))))
 
 
 def _start_worker(extra: int, parent: int) -> None:
@@ -77,6 +105,7 @@ class LocalPool:
 
     def __init__(self, options: TripletOptions, workers: int, timeout: float = 600.0) -> None:
         self.work = partial(process_unit, options=options)
+        self.task = partial(_process_units, options=options)
         self.workers, self.window, self.timeout = workers, 4 * workers, timeout
         self.extra = options.memory_limit
         self.executor = self._executor()
@@ -101,20 +130,29 @@ class LocalPool:
             return UnitResult(unit, reject=Reject(Stage.WORKER, f"{why} twice while reading this file"))
 
     def map(self, units: Iterable[Unit]) -> Iterator[UnitResult]:
-        todo = iter(units)
-        pending = deque((unit, self.executor.submit(self.work, unit)) for unit in islice(todo, self.window))
+        todo, size = iter(units), _TaskSize()
+        pending: deque[tuple[tuple[Unit, ...], Any]] = deque()
+
+        def submit() -> bool:
+            task = tuple(islice(todo, size.next()))
+            if task:
+                pending.append((task, self.executor.submit(self.task, task)))
+            return bool(task)
+
+        while len(pending) < self.window and submit():
+            pass
         while pending:
-            unit, future = pending.popleft()
+            task, future = pending.popleft()
             try:
-                result = future.result(timeout=self.timeout * unit.weight)
+                results, seconds = future.result(timeout=self.timeout * sum(unit.weight for unit in task))
+                size.seen(len(task), seconds)
             except (BrokenProcessPool, TimeoutError) as exc:
                 why = "took longer than the unit time limit" if isinstance(exc, TimeoutError) else \
                     "a worker process died"
-                result = self._alone(unit, why)
-                pending = deque((u, self.executor.submit(self.work, u)) for u, _ in pending)
-            for unit in islice(todo, 1):
-                pending.append((unit, self.executor.submit(self.work, unit)))
-            yield result
+                results = [self._alone(unit, why) for unit in task]  # which of them it was: each alone
+                pending = deque((t, self.executor.submit(self.task, t)) for t, _ in pending)
+            submit()
+            yield from results
 
     def close(self) -> None:
         self.executor.shutdown(cancel_futures=True)
