@@ -118,15 +118,18 @@ class ChatClient:
         then on, the prompt alone carrying the contract.
         """
         import openai
+        from openai.types.chat import ChatCompletion
 
         extra: dict[str, Any] = {}
         if schema is not None and self.structured is not False:
             extra["response_format"] = {"type": "json_schema",
                                         "json_schema": {"name": "answer", "schema": schema, "strict": True}}
+        body = {"model": self.config.model, "messages": messages, "temperature": self.config.temperature,
+                "max_tokens": self.config.max_tokens, **extra}
         try:
-            answer = self.client.chat.completions.create(
-                model=self.config.model, messages=messages,  # type: ignore[arg-type]
-                temperature=self.config.temperature, max_tokens=self.config.max_tokens, **extra)
+            # the request body is already plain JSON: posting it skips the client's walk of the typed parameters
+            # per call (about a fifth of the build process's CPU at 32 calls in flight)
+            answer = self.client.post("/chat/completions", body=body, cast_to=ChatCompletion)
         except openai.BadRequestError as exc:
             if extra and self.structured is None:
                 self.structured = False  # the next try goes without response_format, at once

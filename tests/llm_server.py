@@ -28,6 +28,8 @@ class ChatServer:
         server = self
 
         class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"  # keep-alive, as model servers (vLLM, TGI, OpenAI) keep connections open
+
             def log_message(self, *args: Any) -> None:
                 pass
 
