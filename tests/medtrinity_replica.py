@@ -161,6 +161,8 @@ def make_full(root: Path, images: list[Path], seed: int = 1, count: int = 3) -> 
         orphan = f"orphan_{j}.png"
         shards[1 + j].append((f"data/extra/a/b/c/d/{orphan}", _encode(Image.fromarray(grays[j]), "png")))
         replica.orphans.append(orphan)
+    shards[1].append(("data/extra/checksums.txt", b"not an image\n"))  # a file that is no image: a reject line too
+    replica.orphans.append("checksums.txt")
     full, accessible = root / "25M_full", root / "25M_accessible"
     full.mkdir(parents=True)
     accessible.mkdir()

@@ -73,6 +73,7 @@ _CAPTION_WORDS = (
 )
 _WORDS = [(name, re.compile(pattern, re.I)) for name, pattern in _CAPTION_WORDS]
 _SENTENCE = re.compile(r"^(.+?[.!?])(?:\s|$)", re.S)
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp")
 _SAFE_ID = re.compile(r"^[A-Za-z0-9_-]{1,128}$")
 
 
@@ -208,8 +209,10 @@ class MedtrinitySource:
             for member in release.members(fs, unit.meta["shard"]):
                 rows = rows_of(member.name)
                 if not rows:
+                    image = member.name.lower().endswith(IMAGE_SUFFIXES)
                     yield _refused(unit, _row_id(unit.spec, None, f"member\0{unit.label}\0{member.name}"),
-                                   member.name, Stage.PAIRING, f"{unit.label}: member {member.name} has no caption row")
+                                   member.name, Stage.PAIRING, f"{unit.label}: member {member.name} has no caption row"
+                                   + ("" if image else " (and is not an image file)"))
                 for row in rows:
                     yield self._record(unit, row, member.data, row["file_name"] or member.name, row["file_name"])
         except release.Truncated as exc:

@@ -31,7 +31,6 @@ from builder.layout import cache_dir
 __all__ = ["Columns", "Member", "Truncated", "all_rows", "caption_index", "detect", "filesystem", "glob", "image_bytes",
            "lookup", "members", "parquet_batches"]
 
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
 _CANDIDATES = {
     "id": ("id", "uuid", "image_id", "sample_id"),
     "caption": ("caption", "text", "description", "report"),
@@ -163,14 +162,14 @@ class Member:
 
 
 def members(fs: Any, path: str) -> Iterator[Member]:
-    """The image files of a tar.zst shard in archive order; raises :class:`Truncated` where it ends early."""
+    """The files of a tar.zst shard in archive order; raises :class:`Truncated` where it ends early."""
     read = 0
     with fs.open(path, "rb") as raw:
         try:
             stream: Any = _ZstdReader(raw) if path.endswith(".zst") else raw
             with tarfile.open(fileobj=stream, mode="r|") as archive:
                 for member in archive:
-                    if not member.isfile() or not member.name.lower().endswith(IMAGE_SUFFIXES):
+                    if not member.isfile():  # every file is an input: a non-image one ends as a reject line
                         continue
                     handle = archive.extractfile(member)
                     data = handle.read() if handle is not None else b""
