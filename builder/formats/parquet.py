@@ -87,8 +87,9 @@ class ParquetShardWriter(ShardStream):
 def check_rows(path: Path, decode: bool) -> RowCheck:
     """(id, problem) of each row of a Parquet shard."""
     columns = ["id", "image", "mask", "restored"] if decode else ["id"]
-    present = set(pq.ParquetFile(path).schema_arrow.names)  # shards written before a column was added
-    for batch in pq.ParquetFile(path).iter_batches(batch_size=256, columns=[c for c in columns if c in present]):
+    shard = pq.ParquetFile(path)
+    present = set(shard.schema_arrow.names)  # shards written before a column was added
+    for batch in shard.iter_batches(batch_size=256, columns=[c for c in columns if c in present]):
         for row in batch.to_pylist():
             problem = None
             if decode:

@@ -36,6 +36,7 @@ import numpy as np
 import pyarrow.parquet as pq
 
 from builder.errors import Problem, Reject, Stage
+from builder.imaging import RASTER_SUFFIXES
 from builder.pipeline import drawn_boxes
 from builder.pipeline.readers.raster import RasterReader
 from builder.pipeline.roi import Box
@@ -73,7 +74,6 @@ _CAPTION_WORDS = (
 )
 _WORDS = [(name, re.compile(pattern, re.I)) for name, pattern in _CAPTION_WORDS]
 _SENTENCE = re.compile(r"^(.+?[.!?])(?:\s|$)", re.S)
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp")
 _SAFE_ID = re.compile(r"^[A-Za-z0-9_-]{1,128}$")
 
 
@@ -209,7 +209,7 @@ class MedtrinitySource:
             for member in release.members(fs, unit.meta["shard"]):
                 rows = rows_of(member.name)
                 if not rows:
-                    image = member.name.lower().endswith(IMAGE_SUFFIXES)
+                    image = member.name.lower().endswith(RASTER_SUFFIXES)
                     yield _refused(unit, _row_id(unit.spec, None, f"member\0{unit.label}\0{member.name}"),
                                    member.name, Stage.PAIRING, f"{unit.label}: member {member.name} has no caption row"
                                    + ("" if image else " (and is not an image file)"))

@@ -5,8 +5,8 @@ answer to the job's callback. A failed try is not retried in its slot: it waits
 outside the slots for the server's ``Retry-After`` or the backoff, and the slot
 takes the next job at once. A retry that is due goes before new jobs, so a row
 that failed is not also queued behind every row that came after it (rows leave
-the stage in order: a late row holds back all behind it). A call that hangs holds one slot until the
-client's timeout, never the others.
+the stage in order: a late row holds back all behind it). A call that hangs
+holds one slot until the client's timeout, never the others.
 """
 
 from __future__ import annotations
