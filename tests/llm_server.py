@@ -1,7 +1,7 @@
 """A local OpenAI-compatible chat-completions server for the tests (127.0.0.1).
 
-It speaks the real protocol (``POST /v1/chat/completions``) so the real
-``openai`` client is exercised; ``answer(request_json)`` decides each reply:
+It speaks the real protocol (``POST /v1/chat/completions``) so the project's
+client is exercised as against vLLM or OpenAI; ``answer(request_json)`` decides each reply:
 a string (the assistant's content), an int (an HTTP error status), or an int and
 headers (``(429, {"Retry-After": "1"})``). ``peak`` is the most requests it held at once.
 """
@@ -29,6 +29,9 @@ class ChatServer:
 
         class Handler(BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"  # keep-alive, as model servers (vLLM, TGI, OpenAI) keep connections open
+            # TCP_NODELAY, as uvicorn sets it for vLLM: without it the reply's headers and body, written apart, wait
+            # for the client's delayed ACK (about 40 ms a call here)
+            disable_nagle_algorithm = True
 
             def log_message(self, *args: Any) -> None:
                 pass
