@@ -14,6 +14,7 @@ import platform
 import time
 from dataclasses import asdict, dataclass, field
 from importlib import metadata
+from itertools import islice
 from pathlib import Path
 from typing import Any, Callable, Iterable
 
@@ -247,10 +248,14 @@ def _run(manifest: Manifest, options: BuildOptions, progress: ProgressHook | Non
     groups = [(g, units[start:start + size]) for g, start in enumerate(range(0, len(units), size))]
     state = Progress(units_total=len(units), resumed=sum(len(u) for g, u in groups if g in done))
     state.units_done = state.resumed
+    todo = [(group, members) for group, members in groups if group not in done]
+    # one stream through the pool and the model stage for all groups: a group's last rows (a retry, a slow call, a
+    # worker's last volume) are finished while the next group's are already in flight, not drained with both idle
+    results = stage(engine.map([unit for _, members in todo for unit in members]))
     try:
-        for group, members in groups:
-            if group not in done:
-                records.append(_group(group, members, options, journal, stage, engine, dedup, state, progress))
+        for group, members in todo:
+            records.append(_group(group, members, options, journal, islice(results, len(members)), dedup, state,
+                                  progress))
     except EngineError as exc:
         raise BuildError(f"{exc}; run the build again to resume") from None
     finally:
@@ -291,14 +296,14 @@ def _unmatched(manifest: Manifest, units: list[Any], journal: Journal, records: 
     return ledger
 
 
-def _group(group: int, members: list[Any], options: BuildOptions, journal: Journal, stage: TextStage, engine: Engine,
+def _group(group: int, members: list[Any], options: BuildOptions, journal: Journal, results: Iterable[UnitResult],
            dedup: Deduplicator, state: Progress, progress: ProgressHook | None) -> dict[str, Any]:
-    """Build one work group into staged shards and commit it to the journal."""
+    """Write one work group's results (one per member, in order) into staged shards and commit it to the journal."""
     ledger = Ledger()
     journal.provenance.mkdir(parents=True, exist_ok=True)
     with open(journal.provenance / f"g{group:05d}.jsonl", "w", encoding="utf-8") as provenance, \
             DatasetWriter(journal.shards, options.formats, options.limits, tag=f"g{group:05d}") as writer:
-        _consume(stage(engine.map(members)), writer, ledger, dedup, state, progress, provenance)
+        _consume(results, writer, ledger, dedup, state, progress, provenance)
         shards = writer.close()
     record = _record(group, ledger, shards, journal.root, dedup.added)
     dedup.added = {}
