@@ -136,7 +136,7 @@ def _consume(results: Iterable[UnitResult], writer: DatasetWriter, ledger: Ledge
     for result in results:
         unit = result.unit
         kept, dropped = _dedup(result, dedup)
-        where = {"public": unit.label, "names": unit.names}
+        where = {"public": unit.label, "names": unit.names} if result.reject is not None or dropped else {}
         if result.reject is not None or (dropped and not kept):
             reject = result.reject or dropped[0][1]
             ledger.reject_file(unit.spec.name, unit.rel, reject.stage, reject.reason, rule=reject.rule,

@@ -131,8 +131,8 @@ class TextStage:
         window.add(entry)
         for i in slots:
             request = dataclasses.replace(result.requests[i], knowledge=knowledge.get(i, ()))
-            key = request_key(request)
-            cached = self.cache.get(key) if self.cache else None
+            key = request_key(request) if self.cache is not None else ""
+            cached = self.cache.get(key) if self.cache is not None else None
             if cached is not None:
                 self.counts["reused"] += 1
                 window.answer(entry, i, cached)
