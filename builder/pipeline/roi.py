@@ -156,36 +156,34 @@ def rois_from_labelmap(
         raise Reject("roi", f"label map must be 2D, got shape {labelmap.shape}")
     labelmap = as_labels(labelmap)
     height, width = labelmap.shape
-    ys, xs = np.nonzero(labelmap)
-    if ys.size == 0:
+    flat = labelmap.ravel()
+    where = np.flatnonzero(flat)
+    if where.size == 0:
         return [], None
-    values = labelmap[ys, xs]
+    # one stable sort by label: each label's pixels stay in raster order, so its rows are already sorted
+    values = flat[where]
     order = np.argsort(values, kind="stable")
-    values, ys, xs = values[order], ys[order], xs[order]
-    uniq, starts, counts = np.unique(values, return_index=True, return_counts=True)
+    values, where = values[order], where[order]
+    starts = np.flatnonzero(np.concatenate(([True], values[1:] != values[:-1])))
+    uniq, counts = values[starts], np.diff(np.append(starts, values.size))
     if len(uniq) > MAX_ROIS:
         raise Reject("roi", f"label map holds {len(uniq)} distinct labels in one image, over the {MAX_ROIS} a "
                             "16-bit mask can store")
     missing = [int(v) for v in uniq if names and int(v) not in names]
     if missing:
         raise Reject("roi", f"mask value(s) {missing[:5]} not in the source's labels")
+    ys, xs = np.divmod(where, width)
     x0, x1 = np.minimum.reduceat(xs, starts), np.maximum.reduceat(xs, starts) + 1
-    y0, y1 = np.minimum.reduceat(ys, starts), np.maximum.reduceat(ys, starts) + 1
-    cx = np.add.reduceat(xs.astype(np.float64), starts) / counts + 0.5
-    cy = np.add.reduceat(ys.astype(np.float64), starts) / counts + 0.5
-    total = float(height * width)
-    rois = []
-    for i, value in enumerate(uniq.tolist()):
-        name = names.get(value) or (default if len(uniq) == 1 else f"region {value}")
-        rois.append(
-            Roi(
-                bbox=(float(x0[i]), float(y0[i]), float(x1[i]), float(y1[i])),
-                label=name,
-                area_ratio=float(counts[i]) / total,
-                position=position_of(cx[i], cy[i], width, height),
-                pixels=int(counts[i]),
-            )
-        )
+    y0, y1 = ys[starts], ys[starts + counts - 1] + 1
+    cx = np.add.reduceat(xs, starts) / counts + 0.5
+    cy = np.add.reduceat(ys, starts) / counts + 0.5
+    total, single = float(height * width), len(uniq) == 1
+    rois = [Roi(bbox=(float(left), float(top), float(right), float(bottom)),
+                label=names.get(value) or (default if single else f"region {value}"), area_ratio=count / total,
+                position=position_of(x, y, width, height), pixels=count)
+            for value, left, top, right, bottom, count, x, y in zip(
+                uniq.tolist(), x0.tolist(), y0.tolist(), x1.tolist(), y1.tolist(), counts.tolist(), cx.tolist(),
+                cy.tolist())]
     return rois, _stored_mask(labelmap, uniq)
 
 
