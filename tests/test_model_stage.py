@@ -12,11 +12,8 @@ import sys
 import time
 from pathlib import Path
 
-import pytest
 from conftest import MEDPIX, build, need, published_rejects, run_cli, shard_rows, write_manifest
 from llm_server import ChatServer, prompt_text
-
-pytest.importorskip("openai", reason="the openai describer needs the llm extra (openai)")
 
 KEYS = ("modality", "organ_detection", "roi_analysis", "texture", "region_relationship")
 

@@ -158,7 +158,6 @@ def test_commands_need_opt_in_and_never_see_or_leak_secrets(tmp_path: Path, monk
 
 
 def test_credentials_in_the_model_url_are_never_written(tmp_path: Path) -> None:
-    pytest.importorskip("openai", reason="the openai describer needs the llm extra")
     (tmp_path / "img").mkdir()
     Image.fromarray(np.full((20, 20), 9, np.uint8)).save(tmp_path / "img" / "a.png")
     manifest = write_manifest(tmp_path, {"name": "a", "format": "image", "images": "img/*.png", "modality": "ct"})

@@ -131,7 +131,6 @@ def test_ray_engine_gives_the_same_rows(sources: Path, reference: tuple[Path, di
 
 def test_ray_serves_a_model_describer_from_actors(sources: Path, tmp_path: Path) -> None:
     pytest.importorskip("ray", reason="--engine ray needs the ray extra")
-    pytest.importorskip("openai", reason="the openai describer needs the llm extra")
     from llm_server import ChatServer
 
     keys = ("modality", "organ_detection", "roi_analysis", "texture", "region_relationship")

@@ -60,7 +60,6 @@ def test_validate_prints_per_modality_scores(medpix_out: Path) -> None:
 
 
 def test_the_llm_judge_speaks_the_chat_protocol(medpix_out: Path) -> None:
-    pytest.importorskip("openai", reason="the openai judge needs the llm extra (openai)")
     from llm_server import ChatServer
 
     def answer(request: dict) -> str:
