@@ -254,8 +254,7 @@ def _run(manifest: Manifest, options: BuildOptions, progress: ProgressHook | Non
     results = stage(engine.map([unit for _, members in todo for unit in members]))
     try:
         for group, members in todo:
-            records.append(_group(group, members, options, journal, islice(results, len(members)), dedup, state,
-                                  progress))
+            records.append(_group(group, options, journal, islice(results, len(members)), dedup, state, progress))
     except EngineError as exc:
         raise BuildError(f"{exc}; run the build again to resume") from None
     finally:
@@ -296,9 +295,9 @@ def _unmatched(manifest: Manifest, units: list[Any], journal: Journal, records: 
     return ledger
 
 
-def _group(group: int, members: list[Any], options: BuildOptions, journal: Journal, results: Iterable[UnitResult],
-           dedup: Deduplicator, state: Progress, progress: ProgressHook | None) -> dict[str, Any]:
-    """Write one work group's results (one per member, in order) into staged shards and commit it to the journal."""
+def _group(group: int, options: BuildOptions, journal: Journal, results: Iterable[UnitResult], dedup: Deduplicator,
+           state: Progress, progress: ProgressHook | None) -> dict[str, Any]:
+    """Write one work group's results (one per member unit, in order) into staged shards and commit it."""
     ledger = Ledger()
     journal.provenance.mkdir(parents=True, exist_ok=True)
     with open(journal.provenance / f"g{group:05d}.jsonl", "w", encoding="utf-8") as provenance, \
