@@ -149,3 +149,19 @@ def test_ray_serves_a_model_describer_from_actors(sources: Path, tmp_path: Path)
     assert summary["describer"]["ray_actors"] == 2 and summary["rows"]["total"] == N_IMAGES
     assert len(server.requests) == N_IMAGES
     assert server.peak == 2 and summary["model_stage"]["peak_in_flight"] == 2  # both actors kept busy, never more
+
+
+def test_task_size_follows_a_warm_worker_at_once_and_a_slower_pace_gradually() -> None:
+    from builder.pipeline.engines.local import MAX_TASK_UNITS, TASK_SECONDS, _TaskSize
+
+    size = _TaskSize()
+    assert size.next() == 1  # nothing known yet: one unit
+    size.seen(1, 0.065)  # a fresh worker's first unit pays its imports
+    size.seen(1, 0.001)  # then the units' real pace, taken at once
+    assert size.next() == int(TASK_SECONDS / 0.001)
+    size.seen(10, 0.02)  # twice as slow: the estimate moves a third of the way
+    assert size.next() == int(TASK_SECONDS / (0.7 * 0.001 + 0.3 * 0.002))
+    size.seen(1, 0.5)  # a slow unit (a volume) among small ones: one unit a task
+    assert size.next() == 1
+    size.seen(100, 0.0001)
+    assert size.next() == MAX_TASK_UNITS

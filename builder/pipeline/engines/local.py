@@ -47,8 +47,10 @@ class _TaskSize:
         self.per_unit: float | None = None
 
     def seen(self, units: int, seconds: float) -> None:
+        """A faster pace is taken at once (a fresh worker's first units pay its warm-up), a slower one gradually."""
         pace = seconds / max(1, units)
-        self.per_unit = pace if self.per_unit is None else 0.7 * self.per_unit + 0.3 * pace
+        slower = self.per_unit is not None and pace > self.per_unit
+        self.per_unit = 0.7 * self.per_unit + 0.3 * pace if slower else pace  # type: ignore[operator]
 
     def next(self) -> int:
         if self.per_unit is None:
