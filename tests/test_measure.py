@@ -29,7 +29,7 @@ def test_atlas_measurements_match_each_roi_measured_alone() -> None:
         lum = pixels.astype(np.float64) / 255.0
         for index, (roi, stats) in enumerate(zip(rois, measuring.measure(pixels, mask, rois)), start=1):
             inside = lum[mask == index]
-            x0, y0, x1, y1 = (int(round(v)) for v in roi.bbox)
+            x0, y0, x1, y1 = (round(v) for v in roi.bbox)
             gx, gy = max(1, (x1 - x0) // 2), max(1, (y1 - y0) // 2)
             window = np.zeros(mask.shape, bool)
             window[max(0, y0 - gy):y1 + gy, max(0, x0 - gx):x1 + gx] = True
