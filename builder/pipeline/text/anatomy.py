@@ -20,6 +20,7 @@ with ``_`` or ``-`` between words (plain labels such as "liver" pass unchanged):
 from __future__ import annotations
 
 import re
+from functools import lru_cache
 
 __all__ = ["plain_label"]
 
@@ -52,6 +53,7 @@ def _lobules(numbers: list[str]) -> str:
     return f", {label} {' and '.join(numbers) if len(numbers) < 3 else ', '.join(numbers)}"
 
 
+@lru_cache(maxsize=4096)  # an atlas names the same few hundred labels on every slice
 def plain_label(label: str) -> str:
     """``Frontal_Inf_Tri_L`` -> "left inferior frontal gyrus, triangular part"; plain labels unchanged."""
     if not _WORD.search(label.strip("_- ")):
