@@ -149,14 +149,17 @@ def merged_labels(folder: Path) -> Path:
 
 
 def profile(manifest: Path) -> None:
+    from builder import pngcodec
     from builder.pipeline.build.collect import collect
     from builder.pipeline.process import TripletOptions, process_unit
     from builder.pipeline.sources.manifest import load_manifest
     from builder.privacy import load_id_key
 
     units, _ = collect(load_manifest(manifest), load_id_key(None))
+    options = TripletOptions(png_encoder=pngcodec.choose("auto"))  # the encoder a build uses
+    process_unit(units[0], options)  # imports and caches warm, as in a worker after its first volume
     profiler = cProfile.Profile()
-    profiler.runcall(process_unit, units[0], TripletOptions())
+    profiler.runcall(process_unit, units[0], options)
     pstats.Stats(profiler).sort_stats(os.environ.get("SORT", "tottime")).print_stats(int(os.environ.get("TOP", "14")))
 
 
