@@ -175,3 +175,72 @@ def test_describe_a_built_dataset_online(tmp_path: Path) -> None:
     rows = shard_rows(out, columns=["attributes"])
     assert all(r["attributes"]["modality"] == "modality text" for r in rows)
     run_cli("verify", str(out))
+
+
+class _Killed(BaseException):
+    """The process dying at this point (no except clause of the project catches a BaseException)."""
+
+
+def _staged(out: Path) -> list[Path]:
+    return sorted(out.rglob("*.staged"))
+
+
+def test_a_describe_killed_while_putting_files_in_place_is_finished_by_the_next(tmp_path: Path,
+                                                                                  monkeypatch) -> None:
+    from builder.dataset import staging
+
+    out = tmp_path / "out"
+    build(_manifest(tmp_path, 6), out, "--shard-rows", "2")  # three shards
+    assert len(json.loads((out / "build.json").read_text())["shards"]) == 3
+    real, done = os.replace, []
+
+    def dies_after_one(src: str, dst: str) -> None:
+        if done:
+            raise _Killed()
+        done.append(src)
+        real(src, dst)
+
+    with ChatServer(_answer()) as server:
+        monkeypatch.setattr(staging.os, "replace", dies_after_one)
+        try:
+            run_cli("describe", str(out), *_llm(server, "--no-answer-cache"))
+        except _Killed:
+            pass
+        monkeypatch.undo()
+        assert len(done) == 1 and _staged(out)  # one shard in place, the rest and build.json still staged
+        problems = run_cli("verify", str(out), ok=False)
+        assert problems.exit_code != 0 and "interrupted describe" in problems.output
+        run_cli("describe", str(out), *_llm(server, "--no-answer-cache"))
+    assert not _staged(out)
+    assert all(r["attributes"]["modality"] == "modality text" for r in shard_rows(out, columns=["attributes"]))
+    run_cli("verify", str(out))
+
+
+def test_a_describe_killed_while_writing_leaves_the_previous_version(tmp_path: Path, monkeypatch) -> None:
+    from builder.dataset import describe
+
+    out = tmp_path / "out"
+    build(_manifest(tmp_path, 6), out, "--shard-rows", "2")
+    before = {p.name: p.read_bytes() for p in out.rglob("*") if p.is_file()}
+    real, written = describe.pq.write_table, []
+
+    def dies_on_the_second(table, path) -> None:  # type: ignore[no-untyped-def]
+        if written:
+            raise _Killed()
+        written.append(path)
+        real(table, path)
+
+    with ChatServer(_answer()) as server:
+        monkeypatch.setattr(describe.pq, "write_table", dies_on_the_second)
+        try:
+            run_cli("describe", str(out), *_llm(server, "--no-answer-cache"))
+        except _Killed:
+            pass
+        monkeypatch.undo()
+    left = _staged(out)
+    assert len(left) == 1  # the first shard's new version, never put in place
+    assert {p.name: p.read_bytes() for p in out.rglob("*") if p.is_file() and p not in left} == before
+    with ChatServer(_answer()) as server:
+        run_cli("describe", str(out), *_llm(server, "--no-answer-cache"))  # removes it, then describes
+    assert not _staged(out)
+    run_cli("verify", str(out))

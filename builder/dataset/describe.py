@@ -11,9 +11,11 @@ again on its own: with a better model, or on a GPU cluster through batch files.
   the image as a data URL), which ``vllm run-batch`` and OpenAI's Batch API take;
 - ``--import-batch RESULTS``: the results file they give back, merged.
 
-The Parquet shards are rewritten in place (each through a temporary file), and
-``build.json`` (shard checksums, the describer, what was described) and the card
-follow; the folder is verified before the command says it is done. A row whose
+The new Parquet shards, reject logs, card and ``build.json`` (shard checksums, the
+describer, what was described) are written beside the old ones and put in place
+together, ``build.json`` last (:mod:`builder.dataset.staging`): a describe killed
+half-way leaves the folder as it was, or, killed while renaming, is finished by
+the next ``describe``. The folder is verified before the command says it is done. A row whose
 answer failed or is missing keeps its previous description and gets a reject
 line saying so.
 """
@@ -22,8 +24,9 @@ from __future__ import annotations
 
 import io
 import json
-import os
+import logging
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -31,6 +34,7 @@ import numpy as np
 import pyarrow.parquet as pq
 from PIL import Image
 
+from builder.dataset import staging
 from builder.errors import Reject
 from builder.layout import BUILD_JSON, read_build_json, sha256_file
 from builder.llm import ParseError
@@ -42,6 +46,9 @@ from builder.pipeline.text.prompts import parse_attributes
 from medtrinity_25m import ARROW_SCHEMA, ATTRIBUTE_KEYS
 
 __all__ = ["DescribeError", "DescribeJob", "describe_dataset", "read_results", "request_of", "rewrite"]
+
+
+log = logging.getLogger(__name__)
 
 
 class DescribeError(RuntimeError):
@@ -197,6 +204,9 @@ def _online(job: DescribeJob, shards: list[dict[str, Any]], describer: Any) -> d
 
 def describe_dataset(job: DescribeJob) -> dict[str, Any]:
     """Describe the build again (or write its batch file); return what changed."""
+    recovered = staging.recover(job.out) if job.out.is_dir() else None
+    if recovered:
+        log.warning("%s: %s", job.out, recovered)
     if job.export_batch is not None:
         return export_batch(job)
     doc, shards = _shards(job.out)
@@ -228,7 +238,7 @@ def _merge(rows: list[dict[str, Any]], answers: dict[str, dict[str, str] | Rejec
 
 def rewrite(out: Path, doc: dict[str, Any], answers: dict[str, dict[str, str] | Reject], describer: Any,
             source: str) -> dict[str, Any]:
-    """The shards with the new text, then build.json, the rejects and the card; verified."""
+    """The shards with the new text, the rejects, the card and build.json, staged then put in place; verified."""
     import pyarrow as pa
 
     from builder.dataset.verify import verify
@@ -236,17 +246,15 @@ def rewrite(out: Path, doc: dict[str, Any], answers: dict[str, dict[str, str] | 
     lines: list[dict[str, Any]] = []
     described = 0
     for shard in doc["shards"]:
-        path = out / shard["path"]
         rows = _rows(out, shard)
         described += _merge(rows, answers, describer.name, lines)
-        partial = path.with_name(path.name + ".describing")
-        pq.write_table(pa.Table.from_pylist(rows, schema=ARROW_SCHEMA), partial)
-        os.replace(partial, path)
-        shard["sha256"], shard["bytes"] = sha256_file(path), path.stat().st_size
+        table = pa.Table.from_pylist(rows, schema=ARROW_SCHEMA)
+        staged = staging.stage(out / shard["path"], partial(pq.write_table, table))
+        shard["sha256"], shard["bytes"] = sha256_file(staged), staged.stat().st_size
+    added = "".join(json.dumps(line, ensure_ascii=False) + "\n" for line in lines).encode()
     for log in (out / "rejects.jsonl", out / ".private" / "rejects.jsonl"):
-        if log.is_file():
-            with open(log, "a", encoding="utf-8") as fh:
-                fh.writelines(json.dumps(line, ensure_ascii=False) + "\n" for line in lines)
+        if log.is_file() and added:
+            staging.stage_copy(log, added)
     old = (doc.get("describer") or {}).get("name", "")
     info = describer.info()
     report: dict[str, Any] = getattr(describer, "report", dict)()
@@ -256,14 +264,14 @@ def rewrite(out: Path, doc: dict[str, Any], answers: dict[str, dict[str, str] | 
     counts["other"] = counts.get("other", 0) + len(lines)
     counts["total"] = counts.get("total", 0) + len(lines)
     counts.setdefault("by_stage", {})["describe"] = counts["by_stage"].get("describe", 0) + len(lines)
-    (out / BUILD_JSON).write_text(json.dumps(doc, indent=2) + "\n", encoding="utf-8")
     card = out / "README.md"
     if card.is_file() and old:
-        card.write_text(card.read_text(encoding="utf-8").replace(f"by the `{old}` describer",
-                                                                 f"by the `{info['name']}` describer"))
+        text = card.read_text(encoding="utf-8").replace(f"by the `{old}` describer",
+                                                        f"by the `{info['name']}` describer")
+        staging.stage(card, lambda path: path.write_text(text, encoding="utf-8"))
+    staging.stage(out / BUILD_JSON, lambda path: path.write_text(json.dumps(doc, indent=2) + "\n", encoding="utf-8"))
+    staging.commit(out)  # build.json last: a describe killed from here on is finished by the next one
     problems = verify(out)
     if problems:
         raise DescribeError("the described folder does not verify: " + "; ".join(str(p) for p in problems[:5]))
     return doc["described_again"]
-
-

@@ -21,6 +21,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+from builder.dataset.staging import SUFFIX as STAGED
 from builder.errors import Problem
 from builder.formats import FORMATS
 from builder.layout import BUILD_JSON, NAME, listed_files, sha256_file, unlisted
@@ -65,6 +66,14 @@ def read_listing(out: Path) -> tuple[dict[str, Any], list[Problem]]:
     return {**doc, "shards": good}, problems
 
 
+def _unlisted_reason(path: str) -> str:
+    if path.endswith(".py"):
+        return "a .py file makes load_dataset refuse the folder"
+    if path.endswith(STAGED):
+        return "left by an interrupted describe: run `medtri-build describe` on the folder again to finish or undo it"
+    return "not written by the build (build.json does not list it)"
+
+
 def verify(out: Path, config: str | None = None, decode: bool = True) -> list[Problem]:
     """Every problem of a built folder (``config``: only that config's shards, as a partial download has)."""
     if not (out / BUILD_JSON).is_file():
@@ -75,9 +84,8 @@ def verify(out: Path, config: str | None = None, decode: bool = True) -> list[Pr
     listed = doc["shards"]
     wanted = [s for s in listed if config in (None, "all", s["modality"])]
     published, local = listed_files(doc)
-    problems += [Problem(p, "a .py file makes load_dataset refuse the folder" if p.endswith(".py") else
-                         "not written by the build (build.json does not list it)")
-                 for p in unlisted(out, published | local | {s["path"] for s in listed})]
+    known = published | local | {s["path"] for s in listed}
+    problems += [Problem(p, _unlisted_reason(p)) for p in unlisted(out, known)]
     present = {p for p in published | {s["path"] for s in listed} if (out / p).is_file()}
     ids: dict[str, dict[str, str]] = {"parquet": {}, "webdataset": {}}
     rows = 0
