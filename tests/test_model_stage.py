@@ -12,6 +12,7 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
 from conftest import MEDPIX, build, need, published_rejects, run_cli, shard_rows, write_manifest
 from llm_server import ChatServer, prompt_text
 
@@ -202,10 +203,8 @@ def test_a_describe_killed_while_putting_files_in_place_is_finished_by_the_next(
 
     with ChatServer(_answer()) as server:
         monkeypatch.setattr(staging.os, "replace", dies_after_one)
-        try:
+        with pytest.raises(_Killed):
             run_cli("describe", str(out), *_llm(server, "--no-answer-cache"))
-        except _Killed:
-            pass
         monkeypatch.undo()
         assert len(done) == 1 and _staged(out)  # one shard in place, the rest and build.json still staged
         problems = run_cli("verify", str(out), ok=False)
@@ -232,10 +231,8 @@ def test_a_describe_killed_while_writing_leaves_the_previous_version(tmp_path: P
 
     with ChatServer(_answer()) as server:
         monkeypatch.setattr(describe.pq, "write_table", dies_on_the_second)
-        try:
+        with pytest.raises(_Killed):
             run_cli("describe", str(out), *_llm(server, "--no-answer-cache"))
-        except _Killed:
-            pass
         monkeypatch.undo()
     left = _staged(out)
     assert len(left) == 1  # the first shard's new version, never put in place
