@@ -15,7 +15,9 @@ from multiprocessing import forkserver
 
 __all__ = ["PRELOAD", "start_forkserver"]
 
-PRELOAD = ["builder.pipeline.process"]
+#: what workers import: the pipeline, the readers' libraries (imported lazily by the pipeline itself) and the
+#: fastest PNG encoder; one not installed is skipped (the forkserver ignores an ImportError)
+PRELOAD = ["builder.pipeline.process", "nibabel", "pydicom", "cv2"]
 
 
 def start_forkserver() -> None:

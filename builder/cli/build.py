@@ -25,6 +25,17 @@ def _format_names() -> list[str]:
     return sorted(format_choices())
 
 
+def _start_workers_early(ctx: click.Context, param: click.Parameter, workers: int) -> int:
+    """Start the local engine's forkserver as soon as ``--workers`` is read (an eager option: before the other
+    choices, whose registries import the pipeline). It then loads the pipeline on another core while this process
+    loads it too, instead of after: workers are up when the first unit is ready, about a second sooner."""
+    if workers > 1 and not ctx.resilient_parsing:
+        from builder.forkserver import start_forkserver
+
+        start_forkserver()  # idempotent; with --engine ray it only waits, unused
+    return workers
+
+
 def _engine_names() -> list[str]:
     from builder.pipeline.engines import ENGINES
 
@@ -83,6 +94,7 @@ def build_options(fn: Any) -> Any:
         click.option("--format", "fmt", type=LazyChoice(_format_names), default="parquet",
                      show_default=True, help="Shard format(s) to write."),
         click.option("--workers", type=int, default=os.cpu_count() or 1, show_default="all cores",
+                     is_eager=True, callback=_start_workers_early,
                      help="Worker processes (with --engine ray: CPUs of a local Ray)."),
         click.option("--engine", type=LazyChoice(_engine_names), default="local", show_default=True,
                      help="Run units on this machine's processes or on Ray."),

@@ -16,7 +16,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from scipy import ndimage
 
 __all__ = ["GreenOutlines", "find_boxes", "green_pixels", "restore"]
 
@@ -64,6 +63,8 @@ def find_boxes(pixels: np.ndarray, rule: GreenOutlines | None = None) -> list[tu
 
 
 def _find(pixels: np.ndarray, green: np.ndarray, rule: GreenOutlines) -> list[tuple[int, int, int, int]]:
+    from scipy import ndimage  # here, not at import: a build without a release never loads it (0.5 s)
+
     green = _line_pixels(pixels, green, rule)
     mask = green.view(np.uint8)
     joined = (ndimage.minimum_filter(ndimage.maximum_filter(mask, 5), 5, mode="constant", cval=1) > 0) | green
@@ -89,6 +90,8 @@ def _find(pixels: np.ndarray, green: np.ndarray, rule: GreenOutlines) -> list[tu
 def _thick(mask: np.ndarray, rule: GreenOutlines) -> np.ndarray:
     """Parts of a mask thicker than any drawn line: an opening, as separable min/max filters (several times faster
     than binary morphology, the same set)."""
+    from scipy import ndimage
+
     return ndimage.maximum_filter(ndimage.minimum_filter(mask.view(np.uint8), rule.max_line, mode="constant"),
                                   rule.max_line)
 
@@ -101,6 +104,8 @@ def _line_pixels(pixels: np.ndarray, green: np.ndarray, rule: GreenOutlines) -> 
     crosses such a region. Then fainter green pixels right beside the line join it (hysteresis: a line
     over bright bone comes out of JPEG pale).
     """
+    from scipy import ndimage
+
     value, excess = _green(pixels)
     thick = _thick(green, rule)
     line = green.copy()
@@ -142,6 +147,8 @@ def restore(pixels: np.ndarray, boxes: list[tuple[int, int, int, int]], rule: Gr
     colour, faintly, a few pixels around it), grown by ``halo`` pixels; each of its pixels takes the value of
     the nearest pixel outside it (``scipy.ndimage.distance_transform_edt``).
     """
+    from scipy import ndimage
+
     rule = rule or GreenOutlines()
     if not boxes or pixels.ndim != 3:
         return pixels
