@@ -170,31 +170,18 @@ def read_results(path: Path, keys: tuple[str, ...]) -> dict[str, dict[str, str] 
 
 def _online(job: DescribeJob, shards: list[dict[str, Any]], describer: Any) -> dict[str, dict[str, str] | Reject]:
     """Every row described through the model stage's scheduler, with the answer cache."""
-    from builder.pipeline.text.answers import AnswerCache, request_key
+    from builder.pipeline.text.answers import AnswerCache, ask
     from builder.pipeline.text.scheduler import Scheduler, one_try
 
     concurrency = job.text.llm.concurrency if job.text.llm else 1
     cache = AnswerCache(describer.info()) if job.text.cache_answers else None
     scheduler, retriever = Scheduler(one_try(describer), concurrency), _knowledge(job.text)
     answers: dict[str, dict[str, str] | Reject] = {}
-
-    def keep(row_id: str, key: str) -> Any:
-        def done(answer: dict[str, str] | Reject) -> None:
-            if cache is not None and not isinstance(answer, Reject):
-                cache.put(key, answer)
-            answers[row_id] = answer
-        return done
-
     try:
         for shard in shards:
             for row in _describable(_rows(job.out, shard)):
-                request = request_of(row, _texts(retriever, row))
-                key = request_key(request)
-                cached = cache.get(key) if cache else None
-                if cached is not None:
-                    answers[row["id"]] = cached
-                else:
-                    scheduler.submit(request, keep(row["id"], key))
+                ask(request_of(row, _texts(retriever, row)), partial(answers.__setitem__, row["id"]),
+                    scheduler.submit, cache)
     finally:
         scheduler.close()
         if cache is not None:

@@ -17,11 +17,14 @@ import os
 import threading
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
+from builder.errors import Reject
 from builder.layout import cache_dir
 
-__all__ = ["AnswerCache", "request_key"]
+__all__ = ["AnswerCache", "ask", "request_key"]
+
+Done = Callable[["dict[str, str] | Reject"], None]
 
 
 def request_key(request: Any) -> str:
@@ -71,3 +74,21 @@ class AnswerCache:
                 self.fh.flush()
                 os.fsync(self.fh.fileno())
                 self.fh.close()
+
+
+def ask(request: Any, done: Done, submit: Callable[[Any, Done], None], cache: AnswerCache | None) -> bool:
+    """Give ``done`` the request's answer: the cache's (True), or the model's through ``submit``, kept in the
+    cache the moment it arrives (False). What the build's text stage and ``describe`` both do per row."""
+    key = request_key(request) if cache is not None else ""
+    cached = cache.get(key) if cache is not None else None
+    if cached is not None:
+        done(cached)
+        return True
+
+    def keep(answer: dict[str, str] | Reject) -> None:
+        if cache is not None and not isinstance(answer, Reject):
+            cache.put(key, answer)
+        done(answer)
+
+    submit(request, keep)
+    return False

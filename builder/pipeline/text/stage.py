@@ -20,12 +20,13 @@ import threading
 import time
 from collections import deque
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any, Iterable, Iterator
 
 from builder.errors import Reject
 from builder.pipeline.knowledge.index import Retriever
 from builder.pipeline.process import UnitResult, set_text
-from builder.pipeline.text.answers import AnswerCache, request_key
+from builder.pipeline.text.answers import AnswerCache, ask
 from builder.pipeline.text.describers import Describer
 from builder.pipeline.text.scheduler import Scheduler, one_try
 
@@ -131,22 +132,12 @@ class TextStage:
         window.add(entry)
         for i in slots:
             request = dataclasses.replace(result.requests[i], knowledge=knowledge.get(i, ()))
-            key = request_key(request) if self.cache is not None else ""
-            cached = self.cache.get(key) if self.cache is not None else None
-            if cached is not None:
+            if ask(request, partial(window.answer, entry, i), self._submit, self.cache):
                 self.counts["reused"] += 1
-                window.answer(entry, i, cached)
-            else:
-                self._scheduler().submit(request, self._keep(window, entry, i, key))
         return entry
 
-    def _keep(self, window: _Window, entry: _Entry, index: int, key: str) -> Any:
-        def done(answer: dict[str, str] | Reject) -> None:
-            if self.cache is not None and not isinstance(answer, Reject):
-                self.cache.put(key, answer)
-            window.answer(entry, index, answer)
-
-        return done
+    def _submit(self, request: Any, done: Any) -> None:
+        self._scheduler().submit(request, done)
 
     def _scheduler(self) -> Scheduler:
         if self.scheduler is None:
