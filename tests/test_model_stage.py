@@ -186,29 +186,41 @@ def _staged(out: Path) -> list[Path]:
     return sorted(out.rglob("*.staged"))
 
 
+def _describe_dying(out: Path, monkeypatch, owner: object, name: str) -> list[object]:  # type: ignore[no-untyped-def]
+    """A describe of ``out`` that dies at the second call of ``owner.name`` (the first goes through); its calls."""
+    real, calls = getattr(owner, name), []
+
+    def dies_on_the_second(*args: object) -> object:
+        if calls:
+            raise _Killed()
+        calls.append(args)
+        return real(*args)
+
+    with ChatServer(_answer()) as server:
+        monkeypatch.setattr(owner, name, dies_on_the_second)
+        with pytest.raises(_Killed):
+            run_cli("describe", str(out), *_llm(server, "--no-answer-cache"))
+        monkeypatch.undo()
+    return calls
+
+
+def _three_shards(tmp_path: Path) -> Path:
+    out = tmp_path / "out"
+    build(_manifest(tmp_path, 6), out, "--shard-rows", "2")
+    assert len(json.loads((out / "build.json").read_text())["shards"]) == 3
+    return out
+
+
 def test_a_describe_killed_while_putting_files_in_place_is_finished_by_the_next(tmp_path: Path,
                                                                                   monkeypatch) -> None:
     from builder.dataset import staging
 
-    out = tmp_path / "out"
-    build(_manifest(tmp_path, 6), out, "--shard-rows", "2")  # three shards
-    assert len(json.loads((out / "build.json").read_text())["shards"]) == 3
-    real, done = os.replace, []
-
-    def dies_after_one(src: str, dst: str) -> None:
-        if done:
-            raise _Killed()
-        done.append(src)
-        real(src, dst)
-
+    out = _three_shards(tmp_path)
+    assert len(_describe_dying(out, monkeypatch, staging.os, "replace")) == 1
+    assert _staged(out)  # one shard in place, the rest and build.json still staged
+    problems = run_cli("verify", str(out), ok=False)
+    assert problems.exit_code != 0 and "interrupted describe" in problems.output
     with ChatServer(_answer()) as server:
-        monkeypatch.setattr(staging.os, "replace", dies_after_one)
-        with pytest.raises(_Killed):
-            run_cli("describe", str(out), *_llm(server, "--no-answer-cache"))
-        monkeypatch.undo()
-        assert len(done) == 1 and _staged(out)  # one shard in place, the rest and build.json still staged
-        problems = run_cli("verify", str(out), ok=False)
-        assert problems.exit_code != 0 and "interrupted describe" in problems.output
         run_cli("describe", str(out), *_llm(server, "--no-answer-cache"))
     assert not _staged(out)
     assert all(r["attributes"]["modality"] == "modality text" for r in shard_rows(out, columns=["attributes"]))
@@ -218,22 +230,9 @@ def test_a_describe_killed_while_putting_files_in_place_is_finished_by_the_next(
 def test_a_describe_killed_while_writing_leaves_the_previous_version(tmp_path: Path, monkeypatch) -> None:
     from builder.dataset import describe
 
-    out = tmp_path / "out"
-    build(_manifest(tmp_path, 6), out, "--shard-rows", "2")
+    out = _three_shards(tmp_path)
     before = {p.name: p.read_bytes() for p in out.rglob("*") if p.is_file()}
-    real, written = describe.pq.write_table, []
-
-    def dies_on_the_second(table, path) -> None:  # type: ignore[no-untyped-def]
-        if written:
-            raise _Killed()
-        written.append(path)
-        real(table, path)
-
-    with ChatServer(_answer()) as server:
-        monkeypatch.setattr(describe.pq, "write_table", dies_on_the_second)
-        with pytest.raises(_Killed):
-            run_cli("describe", str(out), *_llm(server, "--no-answer-cache"))
-        monkeypatch.undo()
+    _describe_dying(out, monkeypatch, describe.pq, "write_table")
     left = _staged(out)
     assert len(left) == 1  # the first shard's new version, never put in place
     assert {p.name: p.read_bytes() for p in out.rglob("*") if p.is_file() and p not in left} == before
