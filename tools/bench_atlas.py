@@ -89,7 +89,7 @@ def _codec_volume(image: Path) -> int:
     from builder.pipeline.readers import READERS
     from builder.pipeline.readers.display import to_uint8, window_for
     from builder.pipeline.readers.nifti import sample, scaled, slice_display
-    from builder.pipeline.roi import _stored_mask, as_labels
+    from builder.pipeline.roi import as_labels, stored_mask
 
     encoder = pngcodec.choose("auto")
     volume, meta = READERS["nifti"].read(image)
@@ -102,7 +102,7 @@ def _codec_volume(image: Path) -> int:
             continue
         pixels = to_uint8(scaled(slice_display(volume, "axial", z), meta["scale"]), window)
         pngcodec.encode(pixels, 1, encoder)
-        pngcodec.encode(_stored_mask(label, np.unique(label[label > 0])), 1, encoder)
+        pngcodec.encode(stored_mask(label, np.unique(label[label > 0])), 1, encoder)
         rows += 1
     return rows
 

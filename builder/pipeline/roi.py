@@ -184,10 +184,10 @@ def rois_from_labelmap(
             for value, left, top, right, bottom, count, x, y in zip(
                 uniq.tolist(), x0.tolist(), y0.tolist(), x1.tolist(), y1.tolist(), counts.tolist(), cx.tolist(),
                 cy.tolist())]
-    return rois, _stored_mask(labelmap, uniq)
+    return rois, stored_mask(labelmap, uniq)
 
 
-def _stored_mask(labelmap: np.ndarray, uniq: np.ndarray) -> np.ndarray:
+def stored_mask(labelmap: np.ndarray, uniq: np.ndarray) -> np.ndarray:
     """The mask as stored: 0, or the ROI's index + 1 (8- or 16-bit)."""
     dtype = np.uint8 if len(uniq) < 256 else np.uint16
     if int(uniq[-1]) < 1 << 20:  # a lookup table is cheapest while it is small
