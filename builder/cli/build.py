@@ -191,10 +191,6 @@ def run_build(manifest_path: Path, out: Path, fmt: str, engine: str, shard_units
               allow_commands: bool, id_key: str | None, max_memory: float, on_error: str, repo: str | None = None,
               demo: bool = False, png_encoder: str = "auto", restore_pixels: bool = False,
               **flags: Any) -> dict[str, Any]:
-    if engine == "local" and flags.get("workers", 1) > 1:
-        from builder.forkserver import start_forkserver
-
-        start_forkserver()  # the workers load the pipeline beside this process's own start-up, on another core
     import dataclasses
 
     from builder import pngcodec

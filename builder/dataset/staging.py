@@ -7,7 +7,9 @@ The staged ``build.json`` is the commit record: once it is on disk, every other
 staged file is complete, so a run killed while renaming is finished by the next
 :func:`recover` (roll forward). Staged files without it are from a run killed
 while writing them and are removed (this module wrote them). Either way the
-folder is left as one version, the old or the new, never a mix.
+folder is left as one version, the old or the new, never a mix. Only the staged
+copies of files a rewrite replaces (``build.json``, the card, the reject logs, the
+shards ``build.json`` lists) are looked for, so no other file is ever touched.
 """
 
 from __future__ import annotations
@@ -17,9 +19,12 @@ import shutil
 from pathlib import Path
 from typing import Callable
 
-from builder.layout import BUILD_JSON
+from builder.layout import BUILD_JSON, read_build_json
 
-__all__ = ["SUFFIX", "commit", "recover", "stage", "stage_copy"]
+__all__ = ["SUFFIX", "commit", "pending", "recover", "stage", "stage_copy"]
+
+#: the files other than shards a rewrite may replace
+REPLACEABLE = (BUILD_JSON, "README.md", "rejects.jsonl", ".private/rejects.jsonl")
 
 SUFFIX = ".staged"
 
@@ -47,8 +52,12 @@ def stage_copy(target: Path, append: bytes) -> Path:
     return stage(target, write)
 
 
-def _staged(out: Path) -> list[Path]:
-    return sorted(p for p in out.rglob("*" + SUFFIX) if p.is_file() and not p.is_symlink())
+def pending(out: Path) -> list[Path]:
+    """The staged copies in ``out`` of the files a rewrite replaces (a rewrite never renames a shard)."""
+    shards = [s.get("path") for s in (read_build_json(out) or {}).get("shards", []) if isinstance(s, dict)]
+    targets = [*REPLACEABLE, *(p for p in shards if isinstance(p, str))]
+    found = (out / (target + SUFFIX) for target in targets)
+    return sorted(p for p in found if p.is_file() and not p.is_symlink())
 
 
 def commit(out: Path) -> None:
@@ -56,7 +65,7 @@ def commit(out: Path) -> None:
     record = out / (BUILD_JSON + SUFFIX)
     if not record.is_file():
         raise FileNotFoundError(f"{record}: no staged {BUILD_JSON} to commit")
-    for staged in _staged(out):
+    for staged in pending(out):
         if staged != record:
             os.replace(staged, staged.with_name(staged.name[: -len(SUFFIX)]))
     os.replace(record, out / BUILD_JSON)
@@ -64,7 +73,7 @@ def commit(out: Path) -> None:
 
 def recover(out: Path) -> str | None:
     """Finish (or undo) an interrupted rewrite of ``out``: what was done, or None when there was none."""
-    staged = _staged(out)
+    staged = pending(out)
     if not staged:
         return None
     if (out / (BUILD_JSON + SUFFIX)).is_file():

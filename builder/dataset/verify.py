@@ -21,7 +21,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from builder.dataset.staging import SUFFIX as STAGED
+from builder.dataset import staging
 from builder.errors import Problem
 from builder.formats import FORMATS
 from builder.layout import BUILD_JSON, NAME, listed_files, sha256_file, unlisted
@@ -66,10 +66,10 @@ def read_listing(out: Path) -> tuple[dict[str, Any], list[Problem]]:
     return {**doc, "shards": good}, problems
 
 
-def _unlisted_reason(path: str) -> str:
+def _unlisted_reason(path: str, staged: set[str]) -> str:
     if path.endswith(".py"):
         return "a .py file makes load_dataset refuse the folder"
-    if path.endswith(STAGED):
+    if path in staged:
         return "left by an interrupted describe: run `medtri-build describe` on the folder again to finish or undo it"
     return "not written by the build (build.json does not list it)"
 
@@ -85,7 +85,8 @@ def verify(out: Path, config: str | None = None, decode: bool = True) -> list[Pr
     wanted = [s for s in listed if config in (None, "all", s["modality"])]
     published, local = listed_files(doc)
     known = published | local | {s["path"] for s in listed}
-    problems += [Problem(p, _unlisted_reason(p)) for p in unlisted(out, known)]
+    staged = {p.relative_to(out).as_posix() for p in staging.pending(out)}
+    problems += [Problem(p, _unlisted_reason(p, staged)) for p in unlisted(out, known)]
     present = {p for p in published | {s["path"] for s in listed} if (out / p).is_file()}
     ids: dict[str, dict[str, str]] = {"parquet": {}, "webdataset": {}}
     rows = 0

@@ -49,8 +49,10 @@ class _TaskSize:
     def seen(self, units: int, seconds: float) -> None:
         """A faster pace is taken at once (a fresh worker's first units pay its warm-up), a slower one gradually."""
         pace = seconds / max(1, units)
-        slower = self.per_unit is not None and pace > self.per_unit
-        self.per_unit = 0.7 * self.per_unit + 0.3 * pace if slower else pace  # type: ignore[operator]
+        if self.per_unit is None or pace <= self.per_unit:
+            self.per_unit = pace
+        else:
+            self.per_unit = 0.7 * self.per_unit + 0.3 * pace
 
     def next(self) -> int:
         if self.per_unit is None:

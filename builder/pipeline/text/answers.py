@@ -21,10 +21,9 @@ from typing import Any, Callable
 
 from builder.errors import Reject
 from builder.layout import cache_dir
+from builder.pipeline.text.scheduler import Done
 
 __all__ = ["AnswerCache", "ask", "request_key"]
-
-Done = Callable[["dict[str, str] | Reject"], None]
 
 
 def request_key(request: Any) -> str:

@@ -22,7 +22,7 @@ from typing import Any, Callable, Protocol
 from builder.errors import Reject
 from builder.llm import TryAgain
 
-__all__ = ["OneTry", "Scheduler", "SingleTry", "one_try"]
+__all__ = ["Done", "OneTry", "Scheduler", "SingleTry", "one_try"]
 
 
 class OneTry(Protocol):

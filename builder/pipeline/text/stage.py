@@ -28,7 +28,7 @@ from builder.pipeline.knowledge.index import Retriever
 from builder.pipeline.process import UnitResult, set_text
 from builder.pipeline.text.answers import AnswerCache, ask
 from builder.pipeline.text.describers import Describer
-from builder.pipeline.text.scheduler import Scheduler, one_try
+from builder.pipeline.text.scheduler import Done, Scheduler, one_try
 
 __all__ = ["TextStage"]
 
@@ -136,7 +136,7 @@ class TextStage:
                 self.counts["reused"] += 1
         return entry
 
-    def _submit(self, request: Any, done: Any) -> None:
+    def _submit(self, request: Any, done: Done) -> None:
         self._scheduler().submit(request, done)
 
     def _scheduler(self) -> Scheduler:
