@@ -10,9 +10,11 @@ stored images (see the dataset card):
 
 from __future__ import annotations
 
+import importlib.util
 from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 
@@ -67,6 +69,32 @@ def _scale(header: Any, raw: np.ndarray) -> tuple[float, float]:
     return slope, inter
 
 
+@lru_cache(maxsize=1)
+def _fast_gunzip() -> Callable[[str], Any] | None:
+    """``isal.igzip.open`` where installed (the ``[fast]`` extra): Intel's ISA-L inflates gzip about twice as fast
+    as zlib, the same bytes; else None and nibabel's own gzip reader is used."""
+    if importlib.util.find_spec("isal") is None:
+        return None
+    from isal import igzip
+
+    return igzip.open
+
+
+def _unscaled(proxy: Any, path: Path) -> np.ndarray:
+    """The stored voxels as an array; a ``.nii.gz`` inflated by ISA-L where installed, read into the array in place.
+
+    The offset, shape, type and order are nibabel's (its ``ArrayProxy``); only the gzip stream is another's.
+    """
+    from nibabel.arrayproxy import ArrayProxy
+    from nibabel.volumeutils import array_from_file
+
+    gunzip = _fast_gunzip() if path.name.lower().endswith(".gz") else None
+    if gunzip is None or type(proxy) is not ArrayProxy:
+        return proxy.get_unscaled() if hasattr(proxy, "get_unscaled") else np.asanyarray(proxy)
+    with gunzip(str(path)) as stream:
+        return array_from_file(proxy.shape, proxy.dtype, stream, proxy.offset, proxy.order)
+
+
 @dataclass(frozen=True)
 class NiftiReader:
     """Stored voxels, reoriented to RAS+ as a view (no copy, no float64); ``meta['scale']`` to apply per slice."""
@@ -93,9 +121,7 @@ class NiftiReader:
             if str(path).lower().endswith(".gz") and stored > MAX_IN_MEMORY:
                 raise Reject("read", f"compressed volume inflates to {stored / 2**30:.1f} GiB, over the limit of "
                                      f"{MAX_IN_MEMORY / 2**30:.0f} GiB")
-            proxy = img.dataobj
-            raw = proxy.get_unscaled() if hasattr(proxy, "get_unscaled") else np.asanyarray(proxy)
-            raw = np.asarray(raw).reshape(shape)
+            raw = np.asarray(_unscaled(img.dataobj, path)).reshape(shape)
             volume = apply_orientation(raw, io_orientation(img.affine))
             canonical = img.affine @ nib.orientations.inv_ornt_aff(io_orientation(img.affine), shape[:3])
         except Reject:
