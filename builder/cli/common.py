@@ -30,6 +30,9 @@ class LazyChoice(click.Choice):
 @click.version_option(package_name="medtrinity-25m")
 def main() -> None:
     """Build MedTrinity-style multigranular medical datasets and publish them."""
+    from builder.gcpolicy import freeze_at_exit
+
+    freeze_at_exit()
 
 
 def report(problems: list[Any], out: Path) -> None:

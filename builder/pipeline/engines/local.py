@@ -23,6 +23,7 @@ from functools import partial
 from itertools import islice
 from typing import Any, Iterable, Iterator
 
+from builder import gcpolicy
 from builder.errors import Reject, Stage
 from builder.forkserver import start_forkserver
 from builder.pipeline.engines.base import main_describer
@@ -66,6 +67,7 @@ def _start_worker(extra: int, parent: int) -> None:
     import pydicom  # noqa: F401
 
     limit_memory(extra)
+    gcpolicy.settle()
     threading.Thread(target=_exit_with, args=(parent,), daemon=True, name="watch-build").start()
 
 
