@@ -116,8 +116,9 @@ def test_the_row_written_by_pyarrow_alone_is_the_row_datasets_declares() -> None
         assert m.yaml_features(spec) == datasets.DatasetInfo(features=features)._to_yaml_dict()["features"]
 
 
-def test_a_build_never_imports_datasets(tmp_path: Path) -> None:
-    """``datasets`` takes seconds to import: a build (and its card) needs only the row, never the library."""
+def test_a_build_never_imports_datasets_or_pandas(tmp_path: Path) -> None:
+    """``datasets`` takes seconds to import: a build (and its card) needs only the row, never the library; nor
+    pandas, which pyarrow would import (0.4 s) only to ask whether rows are pandas objects."""
     import subprocess
     import sys
 
@@ -128,8 +129,10 @@ def test_a_build_never_imports_datasets(tmp_path: Path) -> None:
         "masks": str(COLIN / "aal.nii.gz"), "slicing": {"plane": "axial", "step": 40, "only_with_roi": True}})
     probe = ("import sys, runpy; sys.argv = ['medtri-build', 'build', sys.argv[1], '--out', sys.argv[2], "
              "'--workers', '1', '--quiet']\ntry:\n    runpy.run_module('builder', run_name='__main__')\n"
-             "except SystemExit as exc:\n    assert not exc.code, exc.code\nprint('datasets' in sys.modules)")
+             "except SystemExit as exc:\n    assert not exc.code, exc.code\n"
+             "print('datasets' in sys.modules, 'pandas' in sys.modules)\n"
+             "import pyarrow as pa\nprint(type(pa.table({'a': [1]}).to_pandas()).__name__)")
     done = subprocess.run([sys.executable, "-c", probe, str(manifest), str(tmp_path / "out")],
                           capture_output=True, text=True, check=True)
-    assert done.stdout.strip().splitlines()[-1] == "False"
+    assert done.stdout.strip().splitlines()[-2:] == ["False False", "DataFrame"]  # pandas still there when asked
     assert (tmp_path / "out" / "README.md").is_file() and list((tmp_path / "out" / "data").rglob("*.parquet"))

@@ -193,9 +193,10 @@ def run_build(manifest_path: Path, out: Path, fmt: str, engine: str, shard_units
               **flags: Any) -> dict[str, Any]:
     import dataclasses
 
-    from builder import pngcodec
+    from builder import gcpolicy, pngcodec
     from builder.errors import ManifestError
     from builder.formats import ShardLimits, format_choices
+    from builder.formats.parquet import arrow_without_pandas
     from builder.pipeline.build import BuildError, BuildOptions, build
     from builder.pipeline.engines import engine_options
     from builder.pipeline.process import TripletOptions
@@ -222,6 +223,8 @@ def run_build(manifest_path: Path, out: Path, fmt: str, engine: str, shard_units
             limits=ShardLimits(max_rows=shard_rows, max_bytes=shard_mb * 2**20), repo=repo or out.resolve().name,
             id_key=id_key, demo=demo, allow_commands=allow_commands,
         )
+        arrow_without_pandas()
+        gcpolicy.settle()  # the pipeline is imported: freeze it, collect young objects less often
         summary = build(manifest, options, ProgressPrinter(quiet))
     except (ManifestError, BuildError) as exc:
         raise click.ClickException(redact(str(exc))) from None
