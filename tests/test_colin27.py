@@ -90,3 +90,41 @@ def test_coarse_caption_names_plane_slice_and_regions(colin_build: tuple[Path, d
     row = next(r for r in load_dataset(str(out), "mri", split="train") if r["plane"] == "axial" and r["rois"])
     assert row["coarse_caption"].startswith(f"MRI of the brain, axial slice {row['slice_index']}; regions: ")
     assert plain_label(row["rois"][0]["label"]) in row["coarse_caption"]
+
+
+@pytest.mark.parametrize("name", ["ch2.nii.gz", "aal.nii.gz"])
+def test_a_gzipped_volume_reads_the_same_with_or_without_isal(name: str, tmp_path: Path,
+                                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    """ISA-L (the fast extra) inflates the voxels; nibabel's own canonical reorientation of its own read is the
+    reference, and a cut-off file is a reject on either path."""
+    need(COLIN)
+    from builder.errors import Reject
+    from builder.pipeline.readers import nifti
+
+    reference = np.asanyarray(nib.as_closest_canonical(nib.load(COLIN / name)).dataobj)
+    cut = tmp_path / name
+    cut.write_bytes((COLIN / name).read_bytes()[:-5000])
+    fast = nifti._fast_gunzip()
+    for gunzip in ([fast] if fast else []) + [None]:
+        monkeypatch.setattr(nifti, "_fast_gunzip", lambda gunzip=gunzip: gunzip)
+        volume, _ = nifti.NiftiReader().read(COLIN / name)
+        assert volume.dtype == reference.dtype and np.array_equal(volume, reference)
+        with pytest.raises(Reject, match="not a readable NIfTI volume"):
+            nifti.NiftiReader().read(cut)
+
+
+@pytest.mark.parametrize("dtype", [np.uint8, np.int8, np.uint16, np.int16])
+@pytest.mark.parametrize("scale", [(1.0, 0.0), (0.37, -1024.0)])
+def test_windowing_by_lookup_table_gives_the_arithmetic_bytes(dtype: type, scale: tuple[float, float]) -> None:
+    """A volume's 8/16-bit voxels go through one lookup table: the bytes of the float32 arithmetic, written here."""
+    from builder.pipeline.readers.display import windowing
+
+    info = np.iinfo(dtype)
+    rng = np.random.default_rng(7)
+    values = rng.integers(info.min, info.max, size=(181, 217), endpoint=True).astype(dtype)
+    values.flat[:2] = info.min, info.max
+    center, width = float(np.median(values)) * scale[0] + scale[1], float(info.max - info.min) * scale[0] / 3
+    expected = values.astype(np.float32) * np.float32(scale[0]) + np.float32(scale[1])
+    expected = (expected - np.float32(center - width / 2)) * np.float32(255.0 / width)
+    expected = np.clip(expected, 0, 255).astype(np.uint8)
+    assert np.array_equal(windowing(np.dtype(dtype), scale, (center, width))(values), expected)

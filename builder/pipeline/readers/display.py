@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+from typing import Callable
+
 import numpy as np
+
+from builder.imaging import rescaled
 
 #: (center, width) when the header gives no VOI window; others use percentiles.
 DEFAULT_WINDOWS: dict[str, tuple[float, float]] = {"ct": (40.0, 400.0)}
@@ -42,3 +46,22 @@ def to_uint8(values: np.ndarray, window: tuple[float, float], invert: bool = Fal
         np.nan_to_num(scaled, copy=False, nan=0.0)
     out = np.clip(scaled, 0, 255, out=scaled).astype(np.uint8)
     return 255 - out if invert else out
+
+
+Display = Callable[[np.ndarray], np.ndarray]
+
+
+def windowing(dtype: np.dtype, scale: tuple[float, float], window: tuple[float, float]) -> Display:
+    """``values -> to_uint8(rescaled(values, *scale), window)`` for stored values of ``dtype``, made once per volume.
+
+    Every step is elementwise, so for 8- and 16-bit integers the whole map is a lookup table over every value the
+    type holds (256 or 65,536 entries, built by the same arithmetic), and a slice is one ``np.take``: the same bytes,
+    without a slice-sized float array. Laid out by the value's bit pattern, the table takes a signed value's
+    negative index from its end, as ``np.take`` does. Other types are windowed slice by slice.
+    """
+    dtype = np.dtype(dtype)
+    if dtype.kind not in "iu" or dtype.itemsize > 2:
+        return lambda values: to_uint8(rescaled(values, *scale), window)
+    patterns = np.arange(1 << (8 * dtype.itemsize), dtype=np.uint8 if dtype.itemsize == 1 else np.uint16)
+    table = to_uint8(rescaled(patterns.view(dtype), *scale), window)
+    return lambda values: np.take(table, values)

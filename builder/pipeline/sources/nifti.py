@@ -9,7 +9,7 @@ import numpy as np
 
 from builder.errors import Reject
 from builder.pipeline.readers import READERS
-from builder.pipeline.readers.display import to_uint8, window_for
+from builder.pipeline.readers.display import window_for, windowing
 from builder.pipeline.readers.nifti import n_slices, sample, scaled, slice_display, slice_spacing
 from builder.pipeline.roi import as_labels
 from builder.pipeline.sources.base import FileSource, Record, Unit
@@ -57,13 +57,14 @@ class NiftiSource(FileSource):
                 modality: str, notes: dict[str, int]) -> Iterator[Record]:
         slicing = unit.spec.options.slicing
         window = window_for(scaled(sample(volume), meta["scale"]), modality, None)
+        display = windowing(volume.dtype, meta["scale"], window)  # a lookup table for 8- and 16-bit voxels
         spacing = slice_spacing(meta["zooms"], slicing.plane)
         first = True
         for index in range(0, n_slices(volume.shape, slicing.plane), slicing.step):
             labelmap = None if labels is None else slice_display(labels, slicing.plane, index)
             if slicing.only_with_roi and (labelmap is None or not labelmap.any()):
                 continue
-            pixels = to_uint8(scaled(slice_display(volume, slicing.plane, index), meta["scale"]), window)
+            pixels = display(slice_display(volume, slicing.plane, index))
             yield Record(unit=unit, pixels=pixels, labelmap=labelmap, modality=modality, plane=slicing.plane,
                          slice_index=index, spacing=spacing, volume_index=which, notes=notes if first else {})
             first = False
