@@ -16,8 +16,9 @@ from multiprocessing import forkserver
 __all__ = ["PRELOAD", "start_forkserver"]
 
 #: what workers import: the pipeline, the readers' libraries (imported lazily by the pipeline itself) and the
-#: fastest PNG encoder; one not installed is skipped (the forkserver ignores an ImportError)
-PRELOAD = ["builder.pipeline.process", "nibabel", "pydicom", "cv2"]
+#: fastest PNG encoder; one not installed is skipped (the forkserver ignores an ImportError). Last, the
+#: collector is settled (:mod:`builder.settled`) before the first fork.
+PRELOAD = ["builder.pipeline.process", "nibabel", "pydicom", "isal.igzip", "cv2", "builder.settled"]
 
 
 def start_forkserver() -> None:
