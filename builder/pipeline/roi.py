@@ -59,17 +59,11 @@ class Roi:
 
 def position_of(cx: float, cy: float, width: int, height: int) -> str:
     """The 3x3 grid cell of a point, e.g. "upper-left", "center", "lower-center"."""
-    return GRID[3 * min(2, int(3 * cy / height)) + min(2, int(3 * cx / width))]
-
-
-#: the cells of :func:`position_of`, row by row
-GRID = tuple("center" if row == col == "center" else f"{row}-{col}" for row in ROWS for col in COLS)
-
-
-def grid_cells(cx: np.ndarray, cy: np.ndarray, width: int, height: int) -> np.ndarray:
-    """:func:`position_of`'s cell indices into :data:`GRID` for many points: the same float64 arithmetic."""
-    rows = np.minimum(2, (3 * cy / height).astype(np.intp))  # centroids are >= 0: truncation is int()'s
-    return 3 * rows + np.minimum(2, (3 * cx / width).astype(np.intp))
+    row = ROWS[min(2, int(3 * cy / height))]
+    col = COLS[min(2, int(3 * cx / width))]
+    if row == col == "center":
+        return "center"
+    return f"{row}-{col}"
 
 
 def convention(modality: str, plane: str | None) -> str:
@@ -186,10 +180,10 @@ def rois_from_labelmap(
     total, single = float(height * width), len(uniq) == 1
     rois = [Roi(bbox=(float(left), float(top), float(right), float(bottom)),
                 label=names.get(value) or (default if single else f"region {value}"), area_ratio=count / total,
-                position=GRID[cell], pixels=count)
-            for value, left, top, right, bottom, count, cell in zip(
-                uniq.tolist(), x0.tolist(), y0.tolist(), x1.tolist(), y1.tolist(), counts.tolist(),
-                grid_cells(cx, cy, width, height).tolist())]
+                position=position_of(x, y, width, height), pixels=count)
+            for value, left, top, right, bottom, count, x, y in zip(
+                uniq.tolist(), x0.tolist(), y0.tolist(), x1.tolist(), y1.tolist(), counts.tolist(), cx.tolist(),
+                cy.tolist())]
     return rois, stored_mask(labelmap, uniq)
 
 
