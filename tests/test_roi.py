@@ -60,3 +60,19 @@ def test_every_label_pixel_is_inside_its_box(labels: np.ndarray) -> None:
         ys, xs = np.nonzero(mask == i + 1)
         assert roi.bbox == (xs.min(), ys.min(), xs.max() + 1, ys.max() + 1)
         assert roi.pixels == len(ys)
+
+
+def test_label_map_positions_are_the_grid_cells_of_their_centroids() -> None:
+    """Each ROI's position is the 3x3 cell of its centroid (thirds of the image), computed here per ROI; the
+    label map puts centroids on and around the thirds' edges."""
+    rng = np.random.default_rng(3)
+    for height, width in ((217, 181), (96, 96), (7, 11)):
+        labels = rng.integers(0, 40, size=(height, width))
+        labels[: height // 3, : width // 3] = 41  # a block whose centroid sits inside the upper-left cell
+        rois, _ = rois_from_labelmap(labels, {}, "region")
+        for value, roi in zip(np.unique(labels[labels > 0]), rois):
+            ys, xs = np.nonzero(labels == value)
+            cx, cy = xs.mean() + 0.5, ys.mean() + 0.5
+            row = "upper" if 3 * cy / height < 1 else "center" if 3 * cy / height < 2 else "lower"
+            col = "left" if 3 * cx / width < 1 else "center" if 3 * cx / width < 2 else "right"
+            assert roi.position == ("center" if row == col == "center" else f"{row}-{col}")
