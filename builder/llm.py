@@ -16,12 +16,13 @@ import re
 import threading
 import time
 from dataclasses import dataclass
-from http.client import HTTPException
-from typing import Any, Callable, TypeVar
+from typing import TYPE_CHECKING, Any, Callable, TypeVar
 
 from builder.errors import Reject
-from builder.llm_http import JSONPost, Reply
 from builder.privacy import redact
+
+if TYPE_CHECKING:  # the HTTP client (http.client, ssl, urllib: 60 ms) loads with the first client, not every build
+    from builder.llm_http import Reply
 
 T = TypeVar("T")
 
@@ -110,6 +111,8 @@ class ChatClient:
     """Chat completions, with structured answers where the server takes them and token usage counted."""
 
     def __init__(self, config: LLMConfig) -> None:
+        from builder.llm_http import JSONPost
+
         self.config = config
         key = os.environ.get("OPENAI_API_KEY") or "unused"
         try:
@@ -135,6 +138,8 @@ class ChatClient:
                                         "json_schema": {"name": "answer", "schema": schema, "strict": True}}
         body = {"model": self.config.model, "messages": messages, "temperature": self.config.temperature,
                 "max_tokens": self.config.max_tokens, **extra}
+        from http.client import HTTPException  # loaded with the client (see __init__)
+
         try:
             reply = self.http.post("/chat/completions", body)
         except (OSError, HTTPException) as exc:
