@@ -87,20 +87,20 @@ def _codec_volume(image: Path) -> int:
     """The project's own decoding and PNG encoding of one volume's labelled slices, nothing else."""
     from builder import pngcodec
     from builder.pipeline.readers import READERS
-    from builder.pipeline.readers.display import to_uint8, window_for
+    from builder.pipeline.readers.display import window_for, windowing
     from builder.pipeline.readers.nifti import sample, scaled, slice_display
     from builder.pipeline.roi import as_labels, stored_mask
 
     encoder = pngcodec.choose("auto")
     volume, meta = READERS["nifti"].read(image)
     labels = as_labels(READERS["nifti"].read(Path(str(image).replace(".nii.gz", "_seg.nii.gz")))[0])
-    window = window_for(scaled(sample(volume), meta["scale"]), "mri", None)
+    display = windowing(volume.dtype, meta["scale"], window_for(scaled(sample(volume), meta["scale"]), "mri", None))
     rows = 0
     for z in range(volume.shape[2]):
         label = slice_display(labels, "axial", z)
         if not label.any():
             continue
-        pixels = to_uint8(scaled(slice_display(volume, "axial", z), meta["scale"]), window)
+        pixels = display(slice_display(volume, "axial", z))  # windowed as the build does
         pngcodec.encode(pixels, 1, encoder)
         pngcodec.encode(stored_mask(label, np.unique(label[label > 0])), 1, encoder)
         rows += 1

@@ -239,9 +239,9 @@ def rewrite(out: Path, doc: dict[str, Any], answers: dict[str, dict[str, str] | 
         staged = staging.stage(out / shard["path"], partial(pq.write_table, table))
         shard["sha256"], shard["bytes"] = sha256_file(staged), staged.stat().st_size
     added = "".join(json.dumps(line, ensure_ascii=False) + "\n" for line in lines).encode()
-    for log in (out / "rejects.jsonl", out / ".private" / "rejects.jsonl"):
-        if log.is_file() and added:
-            staging.stage_copy(log, added)
+    for rejects in (out / "rejects.jsonl", out / ".private" / "rejects.jsonl"):
+        if rejects.is_file() and added:
+            staging.stage_copy(rejects, added)
     old = (doc.get("describer") or {}).get("name", "")
     info = describer.info()
     report: dict[str, Any] = getattr(describer, "report", dict)()

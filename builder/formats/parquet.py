@@ -34,7 +34,7 @@ STORED = ("image.bytes", "mask.bytes", "restored.bytes")
 
 
 @lru_cache(maxsize=1)
-def codecs() -> dict[str, str]:
+def _codecs() -> dict[str, str]:
     """zstd for every leaf column of the schema but the image bytes."""
     buf = io.BytesIO()
     pq.write_table(ARROW_SCHEMA.empty_table(), buf)
@@ -92,7 +92,7 @@ class ParquetShardWriter(ShardStream):
             return
         if self.writer is None:
             self.folder.mkdir(parents=True, exist_ok=True)
-            self.writer = pq.ParquetWriter(temp_path(self._final()), ARROW_SCHEMA, compression=codecs())
+            self.writer = pq.ParquetWriter(temp_path(self._final()), ARROW_SCHEMA, compression=_codecs())
         self.writer.write_table(pa.Table.from_pylist(self.buffer, schema=ARROW_SCHEMA),
                                 row_group_size=ROW_GROUP_ROWS)
         self.buffer = []

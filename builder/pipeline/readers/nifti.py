@@ -71,8 +71,8 @@ def _scale(header: Any, raw: np.ndarray) -> tuple[float, float]:
 
 @lru_cache(maxsize=1)
 def _fast_gunzip() -> Callable[[str], Any] | None:
-    """``isal.igzip.open`` where installed (the ``[fast]`` extra): Intel's ISA-L inflates gzip about twice as fast
-    as zlib, the same bytes; else None and nibabel's own gzip reader is used."""
+    """``isal.igzip.open`` where installed (the ``[fast]`` extra): Intel's ISA-L inflates gzip about 1.5x as fast
+    as zlib (2x Python's ``gzip`` module), the same bytes; else None and nibabel's own gzip reader is used."""
     if importlib.util.find_spec("isal") is None:
         return None
     from isal import igzip
@@ -80,7 +80,7 @@ def _fast_gunzip() -> Callable[[str], Any] | None:
     return igzip.open
 
 
-def _unscaled(proxy: Any, path: Path) -> np.ndarray:
+def _unscaled(proxy: Any, path: Path, gzipped: bool) -> np.ndarray:
     """The stored voxels as an array; a ``.nii.gz`` inflated by ISA-L where installed, read into the array in place.
 
     The offset, shape, type and order are nibabel's (its ``ArrayProxy``); only the gzip stream is another's.
@@ -88,7 +88,7 @@ def _unscaled(proxy: Any, path: Path) -> np.ndarray:
     from nibabel.arrayproxy import ArrayProxy
     from nibabel.volumeutils import array_from_file
 
-    gunzip = _fast_gunzip() if path.name.lower().endswith(".gz") else None
+    gunzip = _fast_gunzip() if gzipped else None
     if gunzip is None or type(proxy) is not ArrayProxy:
         return proxy.get_unscaled() if hasattr(proxy, "get_unscaled") else np.asanyarray(proxy)
     with gunzip(str(path)) as stream:
@@ -118,10 +118,11 @@ class NiftiReader:
                 raise Reject("read", f"volume of {shape} voxels exceeds the limit of {MAX_VOXELS}")
             dtype = img.get_data_dtype()
             stored = int(np.prod(shape)) * dtype.itemsize
-            if str(path).lower().endswith(".gz") and stored > MAX_IN_MEMORY:
+            gzipped = str(path).lower().endswith(".gz")
+            if gzipped and stored > MAX_IN_MEMORY:
                 raise Reject("read", f"compressed volume inflates to {stored / 2**30:.1f} GiB, over the limit of "
                                      f"{MAX_IN_MEMORY / 2**30:.0f} GiB")
-            raw = np.asarray(_unscaled(img.dataobj, path)).reshape(shape)
+            raw = np.asarray(_unscaled(img.dataobj, path, gzipped)).reshape(shape)
             volume = apply_orientation(raw, io_orientation(img.affine))
             canonical = img.affine @ nib.orientations.inv_ornt_aff(io_orientation(img.affine), shape[:3])
         except Reject:
