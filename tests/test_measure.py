@@ -23,11 +23,16 @@ def _colin_slices(step: int = 12) -> list[tuple[np.ndarray, np.ndarray]]:
     return out
 
 
-def test_atlas_measurements_match_each_roi_measured_alone() -> None:
+@pytest.mark.parametrize("depth", [8, 16])  # 8-bit: one (label, value) histogram; 16-bit: a weighted bincount
+def test_atlas_measurements_match_each_roi_measured_alone(depth: int) -> None:
     for pixels, labels in _colin_slices():
         rois, mask = rois_from_labelmap(labels, {}, "region")
-        lum = pixels.astype(np.float64) / 255.0
-        for index, (roi, stats) in enumerate(zip(rois, measuring.measure(pixels, mask, rois)), start=1):
+        if depth == 16:
+            pixels = pixels.astype(np.uint16) * 257
+        lum = pixels.astype(np.float64) / (255.0 if depth == 8 else 65535.0)
+        measured = measuring.measure(pixels, mask, rois)
+        assert len(measured) == len(rois) and measured[-1] == measured[len(rois) - 1]
+        for index, (roi, stats) in enumerate(zip(rois, measured), start=1):
             inside = lum[mask == index]
             x0, y0, x1, y1 = (round(v) for v in roi.bbox)
             gx, gy = max(1, (x1 - x0) // 2), max(1, (y1 - y0) // 2)

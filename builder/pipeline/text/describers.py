@@ -92,8 +92,9 @@ def _mm(roi: Roi, spacing: tuple[float, float] | None) -> str:
 
 
 def _largest(request: DescribeRequest, limit: int = MAX_ROIS_DESCRIBED) -> list[tuple[Roi, RoiStats]]:
-    pairs = sorted(zip(request.rois, request.stats), key=lambda p: -p[0].area_ratio)
-    return pairs[:limit]
+    """The ``limit`` largest ROIs (by area; the first of equals first) and their measurements."""
+    order = sorted(range(len(request.rois)), key=lambda i: -request.rois[i].area_ratio)[:limit]
+    return [(request.rois[i], request.stats[i]) for i in order]
 
 
 def _more(request: DescribeRequest) -> str:
@@ -149,8 +150,9 @@ class TemplateDescriber:
         if not r.rois:
             return ""
         parts = []
-        described = _largest(r, len(r.rois) if self.style == "medtrinity" else MAX_ROIS_DESCRIBED)
-        for roi, _ in described:
+        limit = len(r.rois) if self.style == "medtrinity" else MAX_ROIS_DESCRIBED
+        described = sorted(r.rois, key=lambda roi: -roi.area_ratio)[:limit]
+        for roi in described:
             x0, y0, x1, y1 = roi.bbox
             box = f"box {x1 - x0:.0f}x{y1 - y0:.0f} px{_mm(roi, r.spacing)}"
             if self.style == "medtrinity":

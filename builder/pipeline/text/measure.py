@@ -13,7 +13,7 @@ import importlib.util
 import math
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import Any, Sequence
+from typing import Any, Sequence, overload
 
 import numpy as np
 
@@ -37,6 +37,10 @@ class RoiStats:
 def _luminance(pixels: np.ndarray) -> np.ndarray:
     scale = 65535.0 if pixels.dtype == np.uint16 else 255.0
     return gray(pixels) / np.float32(scale)
+
+
+#: The luminance of every 8-bit grey value, as :func:`_luminance` computes it, in float64.
+_LUM8 = _luminance(np.arange(256, dtype=np.uint8)).astype(np.float64)
 
 
 @lru_cache(maxsize=1)
@@ -68,18 +72,18 @@ def _sums(table: np.ndarray, x0: np.ndarray, y0: np.ndarray, x1: np.ndarray, y1:
     return table[y1, x1] - table[y0, x1] - table[y1, x0] + table[y0, x0]
 
 
-def measure(pixels: np.ndarray, mask: np.ndarray | None, rois: Sequence[Roi]) -> list[RoiStats]:
-    """One :class:`RoiStats` per ROI (mask pixels for mask ROIs, the box for others).
+def measure(pixels: np.ndarray, mask: np.ndarray | None, rois: Sequence[Roi]) -> Measurements:
+    """One :class:`RoiStats` per ROI (mask pixels for mask ROIs, the box for others), made when asked for.
 
     One pass over the image whatever the number of ROIs, vectorised over the ROIs: per-label
-    sums of the mask (``np.bincount``) give each mask ROI's inside, summed-area tables give every
+    sums of the mask (:func:`_mask_sums`) give each mask ROI's inside, summed-area tables give every
     box and ring window; the ring is the window's sum less the inside's.
     """
     if not rois:
-        return []
+        return Measurements({}, {}, np.zeros(0))
+    height, width = pixels.shape[:2]
     lum = _luminance(pixels).astype(np.float64)
-    height, width = lum.shape
-    planes = {"lum": lum, "sq": lum * lum}
+    planes = {"lum": lum}
     if pixels.ndim == 3:
         rgb = pixels[..., :3].astype(np.float64) / 255.0
         planes["red"] = rgb[..., 0] - (rgb[..., 1] + rgb[..., 2]) / 2
@@ -91,21 +95,71 @@ def measure(pixels: np.ndarray, mask: np.ndarray | None, rois: Sequence[Roi]) ->
     masked = np.array([bool(roi.pixels) and mask is not None for roi in rois])
     # a mask ROI's pixel count is its label's count in the mask (rois_from_labelmap), a box ROI's its box's area
     inside = {"n": np.where(masked, [float(roi.pixels) for roi in rois], (x1 - x0) * (y1 - y0)).astype(np.float64)}
+    in_mask = _mask_sums(pixels, mask, planes, len(rois)) if mask is not None and masked.any() else {}
+    if not masked.all():
+        planes["sq"] = lum * lum
     around: dict[str, np.ndarray] = {}
-    flat = mask.ravel().astype(np.intp) if mask is not None and masked.any() else None
-    labels = np.arange(1, len(rois) + 1)
-    for name, plane in planes.items():
-        table = _integral(plane, name == "lum" and _exact_sums(pixels)) if name != "sq" or not masked.all() else None
-        boxed = _sums(table, x0, y0, x1, y1) if table is not None else np.zeros(len(rois))
-        if flat is not None:
-            boxed = np.where(masked, np.bincount(flat, weights=plane.ravel(), minlength=len(rois) + 1)[labels], boxed)
+    for name in ("lum", "sq", "red"):
+        plane = planes.get(name)
+        table = None if plane is None else _integral(plane, name == "lum" and _exact_sums(pixels))
+        boxed = np.zeros(len(rois)) if table is None else _sums(table, x0, y0, x1, y1)
+        if name in in_mask:
+            boxed = np.where(masked, in_mask[name], boxed)
+        if table is None and name not in in_mask:
+            continue
         inside[name] = boxed
         if name != "sq":
             around[name] = _sums(table, *window) - boxed  # type: ignore[arg-type]
     area = ((window[2] - window[0]) * (window[3] - window[1])).astype(np.float64)
-    sums = {name: values.tolist() for name, values in inside.items()}
-    rings = {name: values.tolist() for name, values in around.items()}
-    return [_stats(i, sums, rings, area) for i, area in enumerate(area.tolist())]
+    return Measurements(inside, around, area)
+
+
+def _mask_sums(pixels: np.ndarray, mask: np.ndarray, planes: dict[str, np.ndarray],
+               count: int) -> dict[str, np.ndarray]:
+    """Sums of luminance, its square (and redness) over each mask label 1..``count``.
+
+    8-bit grey under an 8-bit mask: one histogram of (label, value) pairs, since every plane is a
+    function of the value alone (the luminance sums are exact, as the weighted ``bincount``'s:
+    multiples of 2**-31 under 2**22 pixels). Otherwise one weighted ``np.bincount`` per plane.
+    """
+    if _exact_sums(pixels) and mask.dtype == np.uint8:
+        key = (mask.astype(np.uint16) << 8) | pixels
+        hist = np.bincount(key.ravel(), minlength=256 * (count + 1)).reshape(-1, 256)[1:count + 1]
+        return {"lum": hist @ _LUM8, "sq": hist @ (_LUM8 * _LUM8)}
+    flat = mask.ravel().astype(np.intp)
+    sums = {name: np.bincount(flat, weights=plane.ravel(), minlength=count + 1)[1:count + 1]
+            for name, plane in planes.items()}
+    sums["sq"] = np.bincount(flat, weights=(planes["lum"] * planes["lum"]).ravel(), minlength=count + 1)[1:count + 1]
+    return sums
+
+
+class Measurements(Sequence[RoiStats]):
+    """The ROIs' :class:`RoiStats`, each made from the vectorised sums when first read.
+
+    Describers read a few of them (the largest ROIs), so the rest are never built.
+    """
+
+    def __init__(self, inside: dict[str, np.ndarray], around: dict[str, np.ndarray], area: np.ndarray) -> None:
+        self._inside = {name: values.tolist() for name, values in inside.items()}
+        self._around = {name: values.tolist() for name, values in around.items()}
+        self._area = area.tolist()
+
+    def __len__(self) -> int:
+        return len(self._area)
+
+    @overload
+    def __getitem__(self, index: int) -> RoiStats: ...
+
+    @overload
+    def __getitem__(self, index: slice) -> list[RoiStats]: ...
+
+    def __getitem__(self, index: int | slice) -> RoiStats | list[RoiStats]:
+        if isinstance(index, slice):
+            return [self[i] for i in range(*index.indices(len(self)))]
+        if not -len(self) <= index < len(self):
+            raise IndexError(index)
+        index %= len(self)
+        return _stats(index, self._inside, self._around, self._area[index])
 
 
 def _stats(i: int, inside: dict[str, list[float]], around: dict[str, list[float]], area: float) -> RoiStats:
