@@ -36,6 +36,12 @@ def _start_workers_early(ctx: click.Context, param: click.Parameter, workers: in
     return workers
 
 
+def _png_encoder_names() -> list[str]:
+    from builder.pngcodec import ENCODERS
+
+    return ["auto", *ENCODERS]
+
+
 def _engine_names() -> list[str]:
     from builder.pipeline.engines import ENGINES
 
@@ -130,9 +136,9 @@ def build_options(fn: Any) -> Any:
         click.option("--restore-pixels", is_flag=True,
                      help="Rows of a published release whose ROI outlines were recovered from the pixels also get "
                           "the image with the outlines painted out (column restored); the original is kept."),
-        click.option("--png-encoder", type=click.Choice(["auto", "opencv", "imagecodecs", "pillow"]), default="auto",
-                     show_default=True, help="Who writes the PNGs: auto is the fastest installed (OpenCV, "
-                                             "imagecodecs, then Pillow); the pixels are the same whichever."),
+        click.option("--png-encoder", type=LazyChoice(_png_encoder_names), default="auto", show_default=True,
+                     help="Who writes the PNGs: auto is the fastest installed (ISA-L, OpenCV, imagecodecs, then "
+                          "Pillow); the pixels are the same whichever."),
     ]
     for option in reversed(options):
         fn = option(fn)
