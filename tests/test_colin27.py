@@ -128,3 +128,18 @@ def test_windowing_by_lookup_table_gives_the_arithmetic_bytes(dtype: type, scale
     expected = (expected - np.float32(center - width / 2)) * np.float32(255.0 / width)
     expected = np.clip(expected, 0, 255).astype(np.uint8)
     assert np.array_equal(windowing(np.dtype(dtype), scale, (center, width))(values), expected)
+    assert np.array_equal(windowing(np.dtype(dtype), scale, (center, width))(values.T), expected.T)  # a strided view
+
+
+def test_lookup_is_numpys_take_on_every_path() -> None:
+    """OpenCV's LUT where it applies (8-bit table and image), np.take elsewhere: the same values."""
+    from builder.imaging import lookup
+
+    rng = np.random.default_rng(3)
+    image = rng.integers(0, 40, (217, 181), dtype=np.uint8)
+    for table in (rng.integers(0, 256, 40, dtype=np.uint8), rng.integers(0, 256, 256, dtype=np.uint8),
+                  rng.integers(0, 256, 300, dtype=np.uint8), np.arange(40, dtype=np.uint16) * 1000):
+        for values in (image, image.T, image[:, :, None], image.view(np.int8)):
+            if values.dtype == np.int8 and table.size < 256:
+                continue  # a negative value indexes from the end: only where the table has them all
+            assert np.array_equal(lookup(table, values), np.take(table, values))

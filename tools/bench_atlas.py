@@ -34,7 +34,6 @@ import time
 from pathlib import Path
 
 import numpy as np
-from bytecode import compile_project  # tools/, the script's own folder
 
 ROOT = Path(__file__).resolve().parent.parent
 COLIN = ROOT.parent / "shared" / "data" / "colin27-aal"
@@ -169,6 +168,9 @@ def main() -> None:
     parser.add_argument("--copies", type=int, default=6)
     parser.add_argument("--profile", action="store_true")
     args = parser.parse_args()
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from bytecode import compile_project
+
     compile_project()  # timed processes start as an installed build does (tools/bytecode.py)
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)

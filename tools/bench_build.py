@@ -28,7 +28,6 @@ from typing import Any
 
 import numpy as np
 import yaml
-from bytecode import compile_project  # tools/, the script's own folder
 from PIL import Image
 
 
@@ -180,6 +179,9 @@ def main() -> None:
     two = sub.add_parser("memory")
     two.add_argument("--sizes", type=int, nargs="+", default=[1000, 10000, 100000])
     args = parser.parse_args()
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from bytecode import compile_project
+
     compile_project()  # timed processes start as an installed build does (tools/bytecode.py)
     throughput(args) if args.mode == "throughput" else memory(args)
 

@@ -19,7 +19,7 @@ from typing import Any, Iterable, Mapping
 import numpy as np
 
 from builder.errors import Reject
-from builder.imaging import RADIOLOGY
+from builder.imaging import RADIOLOGY, lookup
 
 ROWS = ("upper", "center", "lower")
 COLS = ("left", "center", "right")
@@ -48,7 +48,7 @@ class Roi:
 
     def as_row(self) -> dict[str, object]:
         return {
-            "bbox": [float(v) for v in self.bbox],
+            "bbox": list(map(float, self.bbox)),
             "label": self.label,
             "area_ratio": float(self.area_ratio),
             "position": self.position,
@@ -193,7 +193,7 @@ def stored_mask(labelmap: np.ndarray, uniq: np.ndarray) -> np.ndarray:
     if int(uniq[-1]) < 1 << 20:  # a lookup table is cheapest while it is small
         lut = np.zeros(int(uniq[-1]) + 1, dtype=dtype)
         lut[uniq] = np.arange(1, len(uniq) + 1)
-        return np.take(lut, labelmap)  # as lut[labelmap], without fancy indexing's overhead
+        return lookup(lut, labelmap)  # as lut[labelmap], without fancy indexing's overhead
     index = np.searchsorted(uniq, labelmap) + 1
     return np.where(labelmap == 0, 0, index).astype(dtype)
 

@@ -6,7 +6,7 @@ from typing import Callable
 
 import numpy as np
 
-from builder.imaging import rescaled
+from builder.imaging import lookup, rescaled
 
 #: (center, width) when the header gives no VOI window; others use percentiles.
 DEFAULT_WINDOWS: dict[str, tuple[float, float]] = {"ct": (40.0, 400.0)}
@@ -55,7 +55,7 @@ def windowing(dtype: np.dtype, scale: tuple[float, float], window: tuple[float, 
     """``values -> to_uint8(rescaled(values, *scale), window)`` for stored values of ``dtype``, made once per volume.
 
     Every step is elementwise, so for 8- and 16-bit integers the whole map is a lookup table over every value the
-    type holds (256 or 65,536 entries, built by the same arithmetic), and a slice is one ``np.take``: the same bytes,
+    type holds (256 or 65,536 entries, built by the same arithmetic), and a slice is one ``lookup``: the same bytes,
     without a slice-sized float array. Laid out by the value's bit pattern, the table takes a signed value's
     negative index from its end, as ``np.take`` does. Other types are windowed slice by slice.
     """
@@ -64,4 +64,4 @@ def windowing(dtype: np.dtype, scale: tuple[float, float], window: tuple[float, 
         return lambda values: to_uint8(rescaled(values, *scale), window)
     patterns = np.arange(1 << (8 * dtype.itemsize), dtype=np.uint8 if dtype.itemsize == 1 else np.uint16)
     table = to_uint8(rescaled(patterns.view(dtype), *scale), window)
-    return lambda values: np.take(table, values)
+    return lambda values: lookup(table, values)

@@ -8,16 +8,13 @@ coefficient of variation inside the ROI.
 
 from __future__ import annotations
 
-import importlib
-import importlib.util
 import math
 from dataclasses import dataclass
-from functools import lru_cache
-from typing import Any, Sequence, overload
+from typing import Sequence, overload
 
 import numpy as np
 
-from builder.imaging import gray
+from builder.imaging import gray, opencv
 from builder.pipeline.roi import Roi
 
 
@@ -43,11 +40,6 @@ def _luminance(pixels: np.ndarray) -> np.ndarray:
 _LUM8 = _luminance(np.arange(256, dtype=np.uint8)).astype(np.float64)
 
 
-@lru_cache(maxsize=1)
-def _cv2() -> Any:
-    return importlib.import_module("cv2") if importlib.util.find_spec("cv2") else None
-
-
 def _integral(plane: np.ndarray, exact: bool = False) -> np.ndarray:
     """Summed-area table with a zero first row and column: any box sum in four lookups.
 
@@ -55,7 +47,7 @@ def _integral(plane: np.ndarray, exact: bool = False) -> np.ndarray:
     the same table bit for bit; then OpenCV's ``integral`` does it where installed (3-4x numpy's two
     ``cumsum`` here), else numpy's order is kept.
     """
-    cv2 = _cv2() if exact else None
+    cv2 = opencv() if exact else None
     if cv2 is not None:
         return cv2.integral(plane, sdepth=cv2.CV_64F)
     table = np.zeros((plane.shape[0] + 1, plane.shape[1] + 1), np.float64)
