@@ -23,8 +23,12 @@ def _colin_slices(step: int = 12) -> list[tuple[np.ndarray, np.ndarray]]:
     return out
 
 
-@pytest.mark.parametrize("depth", [8, 16])  # 8-bit: one (label, value) histogram; 16-bit: a weighted bincount
-def test_atlas_measurements_match_each_roi_measured_alone(depth: int) -> None:
+@pytest.mark.parametrize("depth,opencv", [(8, True), (8, False), (16, True)])
+def test_atlas_measurements_match_each_roi_measured_alone(depth: int, opencv: bool,
+                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    """8-bit: one (label, value) histogram, by OpenCV or by numpy; 16-bit: weighted bincounts."""
+    if not opencv:
+        monkeypatch.setattr(measuring, "opencv", lambda: None)
     for pixels, labels in _colin_slices():
         rois, mask = rois_from_labelmap(labels, {}, "region")
         if depth == 16:

@@ -126,12 +126,14 @@ def as_labels(labelmap: np.ndarray) -> np.ndarray:
         raise Reject("roi", f"label map of type {labelmap.dtype}")
     if labelmap.size == 0:
         return labelmap.astype(np.uint8)
+    if labelmap.dtype.kind == "u":
+        return labelmap  # non-negative integers already: nothing to check
     low, high = labelmap.min(), labelmap.max()
     if labelmap.dtype.kind == "f" and not (np.isfinite(low) and np.isfinite(high)):
         raise Reject("roi", "label map holds non-integer values")
     if low < 0:
         raise Reject("roi", "label map holds negative values")
-    if labelmap.dtype.kind in "iu":
+    if labelmap.dtype.kind == "i":
         return labelmap
     out: np.ndarray = np.empty(labelmap.shape, dtype=_narrowest(int(high)))
     slabs: Any = range(labelmap.shape[-1]) if labelmap.ndim == 3 else [slice(None)]

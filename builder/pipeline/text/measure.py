@@ -115,14 +115,23 @@ def _mask_sums(pixels: np.ndarray, mask: np.ndarray, planes: dict[str, np.ndarra
     multiples of 2**-31 under 2**22 pixels). Otherwise one weighted ``np.bincount`` per plane.
     """
     if _exact_sums(pixels) and mask.dtype == np.uint8:
-        key = (mask.astype(np.uint16) << 8) | pixels
-        hist = np.bincount(key.ravel(), minlength=256 * (count + 1)).reshape(-1, 256)[1:count + 1]
+        hist = _label_value_histogram(mask, pixels, count)[1:count + 1]
         return {"lum": hist @ _LUM8, "sq": hist @ (_LUM8 * _LUM8)}
     flat = mask.ravel().astype(np.intp)
     sums = {name: np.bincount(flat, weights=plane.ravel(), minlength=count + 1)[1:count + 1]
             for name, plane in planes.items()}
     sums["sq"] = np.bincount(flat, weights=(planes["lum"] * planes["lum"]).ravel(), minlength=count + 1)[1:count + 1]
     return sums
+
+
+def _label_value_histogram(mask: np.ndarray, pixels: np.ndarray, count: int) -> np.ndarray:
+    """Pixels of each (label 0..``count``, value 0..255) pair: OpenCV's ``calcHist`` where installed
+    (counts exact in float32 up to 2**24 pixels, which 8-bit grey here never exceeds), else ``np.bincount``."""
+    cv2 = opencv()
+    if cv2 is not None:
+        return cv2.calcHist([mask, pixels], [0, 1], None, [count + 1, 256], [0, count + 1, 0, 256])
+    key = (mask.astype(np.uint16) << 8) | pixels
+    return np.bincount(key.ravel(), minlength=256 * (count + 1)).reshape(-1, 256)[:count + 1]
 
 
 class Measurements(Sequence[RoiStats]):
