@@ -14,6 +14,7 @@ from __future__ import annotations
 import re
 import string
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Mapping
 
 _CLAUSE = re.compile(r"(?<!\[)\[(?!\[)([^\[\]]*)(?<!\])\](?!\])")
@@ -24,9 +25,10 @@ class TemplateError(ValueError):
     """A template that does not parse or names an unknown field."""
 
 
-def _fields(text: str) -> set[str]:
+@lru_cache(maxsize=1024)  # a build renders the same few templates and clauses on every row
+def _fields(text: str) -> frozenset[str]:
     try:
-        return {name.split(".")[0].split("[")[0] for _, name, _, _ in _FORMATTER.parse(text) if name}
+        return frozenset(name.split(".")[0].split("[")[0] for _, name, _, _ in _FORMATTER.parse(text) if name)
     except ValueError as exc:
         raise TemplateError(f"cannot parse template {text!r}: {exc}") from exc
 
@@ -38,7 +40,7 @@ class Template:
     text: str
 
     @property
-    def fields(self) -> set[str]:
+    def fields(self) -> frozenset[str]:
         return _fields(self.text.replace("[[", "").replace("]]", ""))
 
     def check(self, known: set[str]) -> None:
