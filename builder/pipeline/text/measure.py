@@ -87,18 +87,18 @@ def measure(pixels: np.ndarray, mask: np.ndarray | None, rois: Sequence[Roi]) ->
     masked = np.array([bool(roi.pixels) and mask is not None for roi in rois])
     # a mask ROI's pixel count is its label's count in the mask (rois_from_labelmap), a box ROI's its box's area
     inside = {"n": np.where(masked, [float(roi.pixels) for roi in rois], (x1 - x0) * (y1 - y0)).astype(np.float64)}
-    in_mask = _mask_sums(pixels, mask, planes, len(rois)) if mask is not None and masked.any() else {}
-    if not masked.all():
+    if not masked.all():  # box ROIs sum their squares from a table
         planes["sq"] = lum * lum
+    in_mask = _mask_sums(pixels, mask, planes, len(rois)) if mask is not None and masked.any() else {}
     around: dict[str, np.ndarray] = {}
     for name in ("lum", "sq", "red"):
         plane = planes.get(name)
+        if plane is None and name not in in_mask:
+            continue
         table = None if plane is None else _integral(plane, name == "lum" and _exact_sums(pixels))
         boxed = np.zeros(len(rois)) if table is None else _sums(table, x0, y0, x1, y1)
         if name in in_mask:
             boxed = np.where(masked, in_mask[name], boxed)
-        if table is None and name not in in_mask:
-            continue
         inside[name] = boxed
         if name != "sq":
             around[name] = _sums(table, *window) - boxed  # type: ignore[arg-type]
@@ -118,10 +118,9 @@ def _mask_sums(pixels: np.ndarray, mask: np.ndarray, planes: dict[str, np.ndarra
         hist = _label_value_histogram(mask, pixels, count)[1:count + 1]
         return {"lum": hist @ _LUM8, "sq": hist @ (_LUM8 * _LUM8)}
     flat = mask.ravel().astype(np.intp)
-    sums = {name: np.bincount(flat, weights=plane.ravel(), minlength=count + 1)[1:count + 1]
-            for name, plane in planes.items()}
-    sums["sq"] = np.bincount(flat, weights=(planes["lum"] * planes["lum"]).ravel(), minlength=count + 1)[1:count + 1]
-    return sums
+    weighted = dict(planes, sq=planes["sq"] if "sq" in planes else planes["lum"] * planes["lum"])
+    return {name: np.bincount(flat, weights=plane.ravel(), minlength=count + 1)[1:count + 1]
+            for name, plane in weighted.items()}
 
 
 def _label_value_histogram(mask: np.ndarray, pixels: np.ndarray, count: int) -> np.ndarray:
