@@ -5,13 +5,14 @@ from __future__ import annotations
 import hashlib
 import importlib
 import importlib.util
+import sys
 from functools import lru_cache
 from typing import Any
 
 import numpy as np
 
 __all__ = ["BOX_COLOUR", "LUMA", "MISSING", "RADIOLOGY", "RASTER_SUFFIXES", "STEM_SUFFIXES", "draw_boxes",
-           "gray", "lookup", "opencv", "pixel_hash", "rescaled"]
+           "gray", "lookup", "nibabel", "opencv", "pixel_hash", "rescaled"]
 
 #: The colour of boxes drawn into images (the MedTrinity-25M release draws green outlines).
 BOX_COLOUR = (0, 255, 0)
@@ -37,6 +38,24 @@ def gray(pixels: np.ndarray) -> np.ndarray:
 def opencv() -> Any:
     """The ``cv2`` module where OpenCV is installed (the ``[fast]`` extra), else None."""
     return importlib.import_module("cv2") if importlib.util.find_spec("cv2") else None
+
+
+@lru_cache(maxsize=1)
+def nibabel() -> Any:
+    """The ``nibabel`` module, imported without pydicom unless pydicom is loaded already.
+
+    nibabel imports pydicom when it is installed (a third of a second, more than nibabel itself) only to
+    parse the DICOM header a NIfTI file may carry as an extension. No reader here reads extensions (and a
+    DICOM header is identifying), so a NIfTI build does not load it: nibabel then keeps an extension's bytes
+    as they are. pydicom imports normally afterwards, for the DICOM readers.
+    """
+    if "nibabel" in sys.modules or "pydicom" in sys.modules:
+        return importlib.import_module("nibabel")
+    sys.modules["pydicom"] = None  # type: ignore[assignment]  # ``import pydicom`` fails: nibabel finds it absent
+    try:
+        return importlib.import_module("nibabel")
+    finally:
+        del sys.modules["pydicom"]
 
 
 def lookup(table: np.ndarray, values: np.ndarray) -> np.ndarray:

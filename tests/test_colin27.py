@@ -113,6 +113,28 @@ def test_a_gzipped_volume_reads_the_same_with_or_without_isal(name: str, tmp_pat
             nifti.NiftiReader().read(cut)
 
 
+def test_nibabel_loaded_without_pydicom_reads_a_volume_with_a_dicom_extension(tmp_path: Path) -> None:
+    """A build reading NIfTI loads nibabel without pydicom (:func:`builder.imaging.nibabel`): a volume carrying a
+    DICOM header extension still reads as nibabel with pydicom reads it, and pydicom still imports afterwards."""
+    import subprocess
+    import sys
+
+    need(COLIN)
+    image = nib.load(COLIN / "aal.nii.gz")
+    image.header.extensions.append(nib.nifti1.Nifti1Extension(2, b"\x08\x00\x05\x00CS\x0a\x00ISO_IR 100"))
+    path = tmp_path / "with_dicom_extension.nii.gz"
+    nib.save(image, path)
+    probe = ("import sys, numpy as np\nfrom builder.imaging import nibabel\nnibabel()\n"
+             "from builder.pipeline.readers.nifti import NiftiReader\n"
+             "np.save(sys.argv[2], NiftiReader().read(sys.argv[1])[0])\nprint('pydicom' in sys.modules)\n"
+             "import pydicom\nprint(pydicom.Dataset.__name__)")
+    done = subprocess.run([sys.executable, "-c", probe, str(path), str(tmp_path / "voxels.npy")],
+                          capture_output=True, text=True, check=True)
+    assert done.stdout.split() == ["False", "Dataset"]
+    reference = np.asanyarray(nib.as_closest_canonical(nib.load(path)).dataobj)
+    assert np.array_equal(np.load(tmp_path / "voxels.npy"), reference)
+
+
 @pytest.mark.parametrize("dtype", [np.uint8, np.int8, np.uint16, np.int16])
 @pytest.mark.parametrize("scale", [(1.0, 0.0), (0.37, -1024.0)])
 def test_windowing_by_lookup_table_gives_the_arithmetic_bytes(dtype: type, scale: tuple[float, float]) -> None:

@@ -118,7 +118,8 @@ def test_the_row_written_by_pyarrow_alone_is_the_row_datasets_declares() -> None
 
 def test_a_build_never_imports_datasets_or_pandas(tmp_path: Path) -> None:
     """``datasets`` takes seconds to import: a build (and its card) needs only the row, never the library; nor
-    pandas, which pyarrow would import (0.4 s) only to ask whether rows are pandas objects."""
+    pandas, which pyarrow would import (0.4 s) only to ask whether rows are pandas objects; nor, reading NIfTI,
+    pydicom, which nibabel would import (0.3 s) only to parse DICOM header extensions."""
     import subprocess
     import sys
 
@@ -130,9 +131,9 @@ def test_a_build_never_imports_datasets_or_pandas(tmp_path: Path) -> None:
     probe = ("import sys, runpy; sys.argv = ['medtri-build', 'build', sys.argv[1], '--out', sys.argv[2], "
              "'--workers', '1', '--quiet']\ntry:\n    runpy.run_module('builder', run_name='__main__')\n"
              "except SystemExit as exc:\n    assert not exc.code, exc.code\n"
-             "print('datasets' in sys.modules, 'pandas' in sys.modules)\n"
+             "print('datasets' in sys.modules, 'pandas' in sys.modules, 'pydicom' in sys.modules)\n"
              "import pyarrow as pa\nprint(type(pa.table({'a': [1]}).to_pandas()).__name__)")
     done = subprocess.run([sys.executable, "-c", probe, str(manifest), str(tmp_path / "out")],
                           capture_output=True, text=True, check=True)
-    assert done.stdout.strip().splitlines()[-2:] == ["False False", "DataFrame"]  # pandas still there when asked
+    assert done.stdout.strip().splitlines()[-2:] == ["False False False", "DataFrame"]  # pandas still there when asked
     assert (tmp_path / "out" / "README.md").is_file() and list((tmp_path / "out" / "data").rglob("*.parquet"))

@@ -29,7 +29,9 @@ def _ellipsoid(shape: tuple[int, ...], center: tuple[float, ...], radii: tuple[f
 
 def ct_phantom(folder: Path, rng: np.random.Generator) -> dict:
     """A 128x128x48 abdomen-like CT volume in HU with liver (1) and lesion (2) labels."""
-    import nibabel as nib
+    from builder.imaging import nibabel
+
+    nib = nibabel()
 
     shape = (128, 128, 48)
     hu = np.full(shape, -1000.0, dtype=np.float32)

@@ -23,7 +23,7 @@ from functools import partial
 from itertools import islice
 from typing import Any, Iterable, Iterator
 
-from builder import gcpolicy
+from builder import forkserver
 from builder.errors import Reject, Stage
 from builder.forkserver import start_forkserver
 from builder.pipeline.engines.base import main_describer
@@ -62,12 +62,10 @@ class _TaskSize:
 
 
 def _start_worker(extra: int, parent: int) -> None:
-    """A worker's start: load the readers' libraries, cap its memory (see :mod:`.limits`), watch the build."""
-    import nibabel  # noqa: F401
-    import pydicom  # noqa: F401
-
+    """A worker's start: what the forkserver loads (a no-op once it has), cap its memory (see :mod:`.limits`), watch
+    the build."""
+    forkserver.load()
     limit_memory(extra)
-    gcpolicy.settle()
     threading.Thread(target=_exit_with, args=(parent,), daemon=True, name="watch-build").start()
 
 

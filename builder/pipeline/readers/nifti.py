@@ -19,7 +19,7 @@ from typing import Any, Callable
 import numpy as np
 
 from builder.errors import Reject
-from builder.imaging import rescaled
+from builder.imaging import nibabel, rescaled
 
 #: Volume axis that each plane slices across (RAS+: x=R, y=A, z=S).
 PLANE_AXIS = {"sagittal": 0, "coronal": 1, "axial": 2}
@@ -102,7 +102,7 @@ class NiftiReader:
     suffixes: tuple[str, ...] = (".nii", ".nii.gz")
 
     def read(self, path: Path) -> tuple[np.ndarray, dict[str, Any]]:
-        import nibabel as nib
+        nib = nibabel()  # without pydicom (builder.imaging)
         from nibabel.orientations import apply_orientation, io_orientation
 
         try:

@@ -33,7 +33,6 @@ from types import MappingProxyType
 from typing import Any, Iterable, Iterator, Mapping
 
 import numpy as np
-import pyarrow.parquet as pq
 
 from builder.errors import Problem, Reject, Stage
 from builder.imaging import RASTER_SUFFIXES
@@ -189,7 +188,7 @@ class MedtrinitySource:
     def _table(self, unit: Unit, fs: Any) -> Iterator[Record]:
         path = unit.meta["table"]
         with fs.open(path, "rb") as fh:
-            columns = release.detect(pq.ParquetFile(fh).schema_arrow)
+            columns = release.detect(release.parquet_schema(fh))
         if columns.caption is None or columns.image is None:
             raise Reject(Stage.READ, f"{unit.label}: no caption column or no image column "
                                      f"(columns found: {', '.join(columns.names()) or 'none'})")

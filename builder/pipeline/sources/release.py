@@ -21,15 +21,15 @@ import posixpath
 import sqlite3
 import tarfile
 from dataclasses import dataclass
-from typing import IO, Any, Callable, Iterator
-
-import pyarrow as pa
-import pyarrow.parquet as pq
+from typing import IO, TYPE_CHECKING, Any, Callable, Iterator
 
 from builder.layout import cache_dir
 
+if TYPE_CHECKING:
+    import pyarrow as pa
+
 __all__ = ["Columns", "Member", "Truncated", "all_rows", "caption_index", "detect", "filesystem", "glob", "image_bytes",
-           "lookup", "members", "parquet_batches"]
+           "lookup", "members", "parquet_batches", "parquet_schema"]
 
 _CANDIDATES = {
     "id": ("id", "uuid", "image_id", "sample_id"),
@@ -81,7 +81,21 @@ class Columns:
         return [n for n in (self.caption, self.id, self.source, self.file_name, self.image) if n]
 
 
+def _parquet() -> Any:
+    """``pyarrow.parquet``, imported by the first release read (a worker reading other files never loads it)."""
+    import pyarrow.parquet as pq
+
+    return pq
+
+
+def parquet_schema(file: Any) -> pa.Schema:
+    """The Arrow schema of an open Parquet file."""
+    return _parquet().ParquetFile(file).schema_arrow
+
+
 def _is_image(field: pa.Field) -> bool:
+    import pyarrow as pa
+
     kind = field.type
     if pa.types.is_struct(kind):
         return any(kind.field(i).name == "bytes" for i in range(kind.num_fields))
@@ -89,6 +103,8 @@ def _is_image(field: pa.Field) -> bool:
 
 
 def _is_text(field: pa.Field) -> bool:
+    import pyarrow as pa
+
     return pa.types.is_string(field.type) or pa.types.is_large_string(field.type)
 
 
@@ -110,7 +126,7 @@ def detect(schema: pa.Schema) -> Columns:
 def parquet_batches(fs: Any, path: str, columns: list[str], rows: int = 256) -> Iterator[list[dict[str, Any]]]:
     """The rows of a Parquet file, ``rows`` at a time, only ``columns``."""
     with fs.open(path, "rb") as fh:
-        for batch in pq.ParquetFile(fh).iter_batches(batch_size=rows, columns=columns):
+        for batch in _parquet().ParquetFile(fh).iter_batches(batch_size=rows, columns=columns):
             yield batch.to_pylist()
 
 
@@ -205,7 +221,7 @@ def caption_index(fs: Any, files: list[str], folder: str | None = None) -> str:
                    "part TEXT, line INTEGER)")
         for part in files:
             with fs.open(part, "rb") as fh:
-                columns = detect(pq.ParquetFile(fh).schema_arrow)
+                columns = detect(parquet_schema(fh))
             line = 0
             for batch in parquet_batches(fs, part, columns.names(), rows=65536):
                 db.executemany("INSERT INTO rows VALUES (?, ?, ?, ?, ?, ?, ?)", [
