@@ -11,9 +11,9 @@ Timed as whole processes in this one run:
   defaults for the image and the mask, rows written with pyarrow;
 - ``medtri-build build --workers 1`` and ``--workers 2``.
 
-Then the codec bound: the project's own NIfTI decoding and PNG encoding of the same
-slices (image and stored mask) and nothing else, in 1 and 2 processes, against the
-build's own clock with 1 and 2 workers. Then the per-row cost of a 116-label slice
+Then the codec bound (``tools/codec_bound.py``): the same slices decoded as the build
+decodes them and PNG-encoded (image and stored mask), nothing else, in 1 and 2 warm
+processes, against the build's own clock with 1 and 2 workers. Then the per-row cost of a 116-label slice
 against the same slice with its labels merged into 2 (the cost must not grow with the
 ROIs), and with ``--profile`` where one worker's time goes (cProfile of the worker's own function on one volume).
 """
@@ -83,42 +83,6 @@ def plain(folder: Path, out: Path) -> int:
     return len(rows)
 
 
-def _codec_volume(image: Path) -> int:
-    """The project's own decoding and PNG encoding of one volume's labelled slices, nothing else."""
-    from builder import pngcodec
-    from builder.pipeline.readers import READERS
-    from builder.pipeline.readers.display import window_for, windowing
-    from builder.pipeline.readers.nifti import sample, scaled, slice_display
-    from builder.pipeline.roi import as_labels, stored_mask
-
-    encoder = pngcodec.choose("auto")
-    volume, meta = READERS["nifti"].read(image)
-    labels = as_labels(READERS["nifti"].read(Path(str(image).replace(".nii.gz", "_seg.nii.gz")))[0])
-    display = windowing(volume.dtype, meta["scale"], window_for(scaled(sample(volume), meta["scale"]), "mri", None))
-    rows = 0
-    for z in range(volume.shape[2]):
-        label = slice_display(labels, "axial", z)
-        if not label.any():
-            continue
-        pixels = display(slice_display(volume, "axial", z))  # windowed as the build does
-        pngcodec.encode(pixels, 1, encoder)
-        pngcodec.encode(stored_mask(label, np.unique(label[label > 0])), 1, encoder)
-        rows += 1
-    return rows
-
-
-def codec_bound(folder: Path, processes: int) -> float:
-    """Rows/s of decoding + PNG encoding alone in ``processes`` processes (started before the clock)."""
-    import multiprocessing
-
-    volumes = sorted((folder / "vol").glob("colin*[0-9].nii.gz"))
-    with multiprocessing.get_context("forkserver").Pool(processes) as pool:
-        pool.map(abs, range(processes))  # the processes are up before timing
-        start = time.perf_counter()
-        rows = sum(pool.map(_codec_volume, volumes, chunksize=1))
-        return rows / (time.perf_counter() - start)
-
-
 def timed(command: list[str], env: dict[str, str]) -> float:
     start = time.perf_counter()
     subprocess.run(command, check=True, env=env, capture_output=True)
@@ -170,6 +134,7 @@ def main() -> None:
     args = parser.parse_args()
     sys.path.insert(0, str(Path(__file__).resolve().parent))
     from bytecode import compile_project
+    from codec_bound import codec_bound
 
     compile_project()  # timed processes start as an installed build does (tools/bytecode.py)
     with tempfile.TemporaryDirectory() as tmp:
@@ -183,7 +148,7 @@ def main() -> None:
         plain_s = time.perf_counter() - start
         one_rows, one_s = build(manifest, work / "w1", 1, env)
         two_rows, two_s = build(manifest, work / "w2", 2, env)
-        bound = {n: codec_bound(work / "atlas", n) for n in (1, 2)}
+        bound = {n: codec_bound(manifest, n) for n in (1, 2)}
         two_label = workload(work / "two", args.copies, merged_labels(work))
         flat_rows, flat_s = build(two_label, work / "w1-2labels", 1, env)
         report = {

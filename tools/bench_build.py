@@ -8,7 +8,10 @@ label maps, CT DICOM files 512x512, PNG images with masks), then times, in the
 same run: the plain way (nibabel slicing through the image proxy, pydicom, Pillow
 ``save`` with default settings, rows gathered and written with pyarrow at the end),
 ``medtri-build build --workers 1`` and ``--workers 2``. It reports rows/s, rows/s
-per core, the ratio to the baseline and peak RSS (medians of --runs runs).
+per core, the ratio to the baseline and peak RSS (medians of --runs runs); then the
+build's own clock (``build.json``) against the codec bound (``tools/codec_bound.py``:
+the same inputs decoded as the build decodes them and PNG-encoded, nothing else) in 1
+and 2 processes.
 
 ``memory`` builds N small PNG images for each N and reports the build's peak RSS.
 """
@@ -17,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import io
+import json
 import os
 import statistics
 import subprocess
@@ -120,10 +124,13 @@ def build_cmd(manifest: Path, out: Path, workers: int) -> list[str]:
 
 
 def throughput(args: argparse.Namespace) -> None:
+    from codec_bound import codec_bound
+
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
         manifest = make_workload(root / "src", args.volumes, args.dicoms, args.pngs)
         results: dict[str, list[tuple[float, float, int]]] = {}
+        clock: dict[int, list[float]] = {}
         for _ in range(args.runs):
             start = time.perf_counter()
             rows = baseline(root / "src", root / "baseline")
@@ -133,7 +140,9 @@ def throughput(args: argparse.Namespace) -> None:
                 start = time.perf_counter()
                 rss = peak_rss(build_cmd(manifest, out, workers))
                 seconds = time.perf_counter() - start
-                total = __import__("json").loads((out / "build.json").read_text())["rows"]["total"]
+                summary = json.loads((out / "build.json").read_text())
+                total = summary["rows"]["total"]
+                clock.setdefault(workers, []).append(summary["rows_per_second"])
                 results.setdefault(f"medtri-build --workers {workers}", []).append((seconds, rss, total))
         base = statistics.median(r[2] / r[0] for r in results["plain baseline (1 process)"])
         print(f"workload: {args.volumes} NIfTI 256x256x150 + label maps, {args.dicoms} DICOM 512x512, "
@@ -149,6 +158,11 @@ def throughput(args: argparse.Namespace) -> None:
             print(f"| {name} | {rows} | {seconds:.1f} | {rate:.0f} | {rate / cores:.0f} | "
                   f"{rate / cores / base:.2f}x | {rss:.0f} |" if rss else
                   f"| {name} | {rows} | {seconds:.1f} | {rate:.0f} | {rate:.0f} | 1.00x | - |")
+        print("\n| workers | build clock rows/s | codec bound rows/s | build against the bound |\n|---|---|---|---|")
+        for workers, rates in clock.items():
+            bound = codec_bound(manifest, workers)
+            rate = statistics.median(rates)
+            print(f"| {workers} | {rate:.0f} | {bound:.0f} | {rate / bound:.2f} |")
 
 
 def memory(args: argparse.Namespace) -> None:
