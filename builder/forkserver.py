@@ -38,18 +38,16 @@ def load() -> None:
     """Import what every worker uses, then settle the collector (cheap once done).
 
     The pipeline (numpy, Pillow, the readers' registry), nibabel without pydicom (:func:`builder.imaging.nibabel`),
-    OpenCV and ISA-L where installed, the installed packages' entry points (the registries' plugins). Settling
-    (:func:`builder.gcpolicy.settle`) freezes what is loaded: the standard library's advice for a process that
-    forks, so the children's collections never touch (and copy) the parent's pages.
+    OpenCV and ISA-L where installed. Settling (:func:`builder.gcpolicy.settle`) freezes what is loaded: the
+    standard library's advice for a process that forks, so the children's collections never touch (and copy)
+    the parent's pages.
     """
     importlib.import_module("builder.pipeline.process")
     from builder.gcpolicy import settle
     from builder.imaging import nibabel, opencv
-    from builder.registry import installed_entry_points
 
     nibabel()
     opencv()
-    installed_entry_points()  # the registries' plugins are found once, not in every worker
     for name in OPTIONAL:
         with contextlib.suppress(ImportError):
             importlib.import_module(name)

@@ -11,8 +11,10 @@ way mosaicml/streaming and MONAI take plugins.
 from __future__ import annotations
 
 from functools import lru_cache
-from importlib import metadata
-from typing import Generic, Iterator, TypeVar
+from typing import TYPE_CHECKING, Generic, Iterator, TypeVar
+
+if TYPE_CHECKING:
+    from importlib import metadata
 
 __all__ = ["Registry", "UnknownName", "installed_entry_points"]
 
@@ -30,6 +32,8 @@ class UnknownName(KeyError):
 def installed_entry_points() -> metadata.EntryPoints:
     """Every installed package's entry points, read once per process: each read walks every installed
     distribution (about 10 ms here), and a build looks up half a dozen registries."""
+    from importlib import metadata  # imported by the first read (its import costs more than the read)
+
     return metadata.EntryPoints(point for dist in metadata.distributions() for point in dist.entry_points)
 
 
@@ -60,20 +64,25 @@ class Registry(Generic[T]):
     def unregister(self, name: str) -> None:
         self._entries.pop(name, None)
 
+    def _find(self, name: object) -> T | None:
+        """A built-in or registered entry, else a plugin's: entry points are read only for a name not found
+        (they never replace an entry of the same name, so a lookup that finds one needs no plugins)."""
+        if name not in self._entries:
+            self._plugins()
+        return self._entries.get(name)  # type: ignore[call-overload]
+
     def __getitem__(self, name: str) -> T:
-        self._plugins()
-        try:
-            return self._entries[name]
-        except KeyError:
-            raise UnknownName(f"{self.kind} {name!r} is not one of {', '.join(self.names())}") from None
+        entry = self._find(name)
+        if entry is None:
+            raise UnknownName(f"{self.kind} {name!r} is not one of {', '.join(self.names())}")
+        return entry
 
     def get(self, name: str, default: T | None = None) -> T | None:
-        self._plugins()
-        return self._entries.get(name, default)
+        entry = self._find(name)
+        return default if entry is None else entry
 
     def __contains__(self, name: object) -> bool:
-        self._plugins()
-        return name in self._entries
+        return self._find(name) is not None
 
     def __iter__(self) -> Iterator[str]:
         self._plugins()

@@ -274,3 +274,31 @@ def test_a_toy_source_format_is_one_module_plus_its_registration(tmp_path: Path)
                               np.arange(100, dtype=np.uint8).reshape(10, 10))
     finally:
         ADAPTERS.unregister("npy")
+
+
+def test_a_plugin_package_adds_a_registry_entry_and_never_replaces_a_built_in_one(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A package declaring ``[project.entry-points."medtrinity_25m.<kind>"]`` is found as an installed
+    distribution would be; a name the registry has already is its own entry, whatever plugins say."""
+    import sys
+
+    from builder.registry import Registry, installed_entry_points
+
+    info = tmp_path / "medtri_plugin_demo-1.0.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: medtri-plugin-demo\nVersion: 1.0\n")
+    (info / "entry_points.txt").write_text("[medtrinity_25m.demo_kind]\nextra = medtri_plugin_demo:EXTRA\n"
+                                           "built_in = medtri_plugin_demo:EXTRA\n")
+    (tmp_path / "medtri_plugin_demo.py").write_text("EXTRA = 'from the plugin'\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    installed_entry_points.cache_clear()
+    try:
+        registry = Registry("demo_kind", {"built_in": "built in"})
+        assert registry["built_in"] == "built in"
+        assert "extra" in registry and registry["extra"] == "from the plugin"
+        assert registry.names() == ["built_in", "extra"] and registry["built_in"] == "built in"
+        with pytest.raises(KeyError, match="'missing' is not one of built_in, extra"):
+            registry["missing"]
+    finally:
+        installed_entry_points.cache_clear()
+        sys.modules.pop("medtri_plugin_demo", None)
