@@ -91,10 +91,14 @@ def _mm(roi: Roi, spacing: tuple[float, float] | None) -> str:
     return f", {(x1 - x0) * spacing[1]:.1f}x{(y1 - y0) * spacing[0]:.1f} mm"
 
 
-def _largest(request: DescribeRequest, limit: int = MAX_ROIS_DESCRIBED) -> list[tuple[Roi, RoiStats]]:
-    """The ``limit`` largest ROIs (by area; the first of equals first) and their measurements."""
-    order = sorted(range(len(request.rois)), key=lambda i: -request.rois[i].area_ratio)[:limit]
-    return [(request.rois[i], request.stats[i]) for i in order]
+def _by_area(rois: Sequence[Roi]) -> list[int]:
+    """The ROIs' indices, largest area first (the first of equals first)."""
+    return sorted(range(len(rois)), key=lambda i: -rois[i].area_ratio)
+
+
+def _largest(request: DescribeRequest, order: Sequence[int]) -> list[tuple[Roi, RoiStats]]:
+    """The largest ROIs that are described (``order``: :func:`_by_area`) and their measurements."""
+    return [(request.rois[i], request.stats[i]) for i in order[:MAX_ROIS_DESCRIBED]]
 
 
 def _more(request: DescribeRequest) -> str:
@@ -113,12 +117,14 @@ class TemplateDescriber:
         return {"name": self.name, "version": 2, "style": self.style}
 
     def describe(self, request: DescribeRequest) -> dict[str, str]:
+        order = _by_area(request.rois)  # sorted once: three attributes speak of the largest ROIs
+        largest = _largest(request, order)
         attributes = {
             "modality": self._modality(request),
             "organ_detection": self._organs(request),
-            "roi_analysis": self._rois(request),
-            "texture": self._texture(request),
-            "region_relationship": self._relationship(request),
+            "roi_analysis": self._rois(request, order),
+            "texture": self._texture(request, largest),
+            "region_relationship": self._relationship(request, largest),
         }
         if self.style == "medtrinity":
             organ = request.organ if request.organ != "unspecified" else ""
@@ -146,12 +152,12 @@ class TemplateDescriber:
             parts.append(f"The {'slice' if r.plane else 'frame'} is from a study recorded with {r.disease}.")
         return " ".join(parts)
 
-    def _rois(self, r: DescribeRequest) -> str:
+    def _rois(self, r: DescribeRequest, order: Sequence[int]) -> str:
         if not r.rois:
             return ""
         parts = []
         limit = len(r.rois) if self.style == "medtrinity" else MAX_ROIS_DESCRIBED
-        described = sorted(r.rois, key=lambda roi: -roi.area_ratio)[:limit]
+        described = [r.rois[i] for i in order[:limit]]
         for roi in described:
             x0, y0, x1, y1 = roi.bbox
             box = f"box {x1 - x0:.0f}x{y1 - y0:.0f} px{_mm(roi, r.spacing)}"
@@ -164,12 +170,12 @@ class TemplateDescriber:
             )
         return " ".join(parts) + (_more(r) if len(described) < len(r.rois) else "")
 
-    def _texture(self, r: DescribeRequest) -> str:
+    def _texture(self, r: DescribeRequest, largest: list[tuple[Roi, RoiStats]]) -> str:
         if not r.rois:
             return ""
         brighter, darker, similar = INTENSITY_WORDS.get(r.modality, DEFAULT_WORDS)
         parts = []
-        for roi, st in _largest(r):
+        for roi, st in largest:
             word = (brighter if st.contrast > CONTRAST_THRESHOLD else
                     darker if st.contrast < -CONTRAST_THRESHOLD else similar)
             texture = next(name for limit, name in HETEROGENEITY if st.cv < limit)
@@ -182,10 +188,9 @@ class TemplateDescriber:
             parts.append(_cap(text) + ".")
         return " ".join(parts)
 
-    def _relationship(self, r: DescribeRequest) -> str:
+    def _relationship(self, r: DescribeRequest, pairs: list[tuple[Roi, RoiStats]]) -> str:
         if not r.rois:
             return ""
-        pairs = _largest(r)
         total = sum(roi.area_ratio for roi in r.rois)
         first = pairs[0][0]
         text = (f"Together the regions cover {_pct(min(total, 1.0))} of the image; "

@@ -15,10 +15,11 @@ import re
 import string
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import Mapping
+from typing import Iterator, Mapping
 
 _CLAUSE = re.compile(r"(?<!\[)\[(?!\[)([^\[\]]*)(?<!\])\](?!\])")
 _FORMATTER = string.Formatter()
+_MARKUP = frozenset("{}[]")
 
 
 class TemplateError(ValueError):
@@ -50,6 +51,9 @@ class Template:
             raise TemplateError(f"unknown field(s) {', '.join(unknown)} in {self.text!r}")
 
     def render(self, values: Mapping[str, object]) -> str:
+        if not _MARKUP.intersection(self.text):  # plain text (a fixed organ, an empty rule): nothing to fill in
+            return self.text.strip()
+
         def clause(match: re.Match[str]) -> str:
             body = match.group(1)
             names = _fields(body)
@@ -67,9 +71,21 @@ def _blank(value: object) -> bool:
     return value is None or (isinstance(value, str) and not value.strip())
 
 
-class _Values(dict):
-    def __init__(self, values: Mapping[str, object]) -> None:
-        super().__init__({k: ("" if v is None else v) for k, v in values.items()})
+class _Values(Mapping[str, object]):
+    """The values as ``str.format`` reads them, without copying them: None is "", a missing field an error."""
 
-    def __missing__(self, key: str) -> str:
-        raise TemplateError(f"template field {{{key}}} has no value")
+    def __init__(self, values: Mapping[str, object]) -> None:
+        self._given = values
+
+    def __getitem__(self, key: str) -> object:
+        try:
+            value = self._given[key]
+        except KeyError:
+            raise TemplateError(f"template field {{{key}}} has no value") from None
+        return "" if value is None else value
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._given)
+
+    def __len__(self) -> int:
+        return len(self._given)
