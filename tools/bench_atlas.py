@@ -1,21 +1,24 @@
 """Many-ROI atlases: build throughput on Colin27 + AAL (116 labels), against the plain way, in one run.
 
-    python tools/bench_atlas.py [--copies 6] [--profile]
+    python tools/bench_atlas.py [--copies 6] [--runs 3] [--profile]
 
 The workload is ``--copies`` copies of ``../shared/data/colin27-aal`` (the T1 volume
 and its AAL label volume on the same grid), every axial slice that holds a label.
-Timed as whole processes in this one run:
+Each of ``--runs`` runs times, as whole processes, one after the other:
 
 - the plain way, 1 process: nibabel, for each slice a bounding box and area per
   label with numpy (one pass over the slice per label), Pillow PNG with its
   defaults for the image and the mask, rows written with pyarrow;
-- ``medtri-build build --workers 1`` and ``--workers 2``.
+- ``medtri-build build --workers 1`` and ``--workers 2``;
+- ``--workers 1`` on the same slices with their labels merged into 2 (the per-row
+  cost must not grow with the ROIs).
 
 Then the codec bound (``tools/codec_bound.py``): the same slices decoded as the build
 decodes them and PNG-encoded (image and stored mask), nothing else, in 1 and 2 warm
-processes, against the build's own clock with 1 and 2 workers. Then the per-row cost of a 116-label slice
-against the same slice with its labels merged into 2 (the cost must not grow with the
-ROIs), and with ``--profile`` where one worker's time goes (cProfile of the worker's own function on one volume).
+processes, against the builds' own clocks (``build.json``). Every ratio is reported
+per run (this machine's speed drifts by a fifth within minutes) and as the median.
+With ``--profile``: where one worker's time goes (cProfile of the worker's own
+function on one volume).
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ import json
 import os
 import pstats
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -127,9 +131,25 @@ def profile(manifest: Path) -> None:
     pstats.Stats(profiler).sort_stats(os.environ.get("SORT", "tottime")).print_stats(int(os.environ.get("TOP", "14")))
 
 
+def one_run(work: Path, manifests: dict[str, Path], env: dict[str, str], run: int) -> dict[str, float]:
+    """Rows/s of each pipeline in this run: whole processes, and the builds' own clocks."""
+    start = time.perf_counter()
+    rows = plain(work / "atlas", work)
+    rates = {"plain": rows / (time.perf_counter() - start)}
+    for name, manifest, workers in (("w1", manifests["atlas"], 1), ("w2", manifests["atlas"], 2),
+                                    ("w1-2labels", manifests["two"], 1)):
+        built, seconds = build(manifest, work / f"{name}-{run}", workers, env)
+        if built != rows:
+            raise SystemExit(f"{name} built {built} rows, the plain way {rows}")
+        rates[name] = built / seconds
+        rates[f"{name} clock"] = STEADY[f"{name}-{run}"]
+    return rates
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--copies", type=int, default=6)
+    parser.add_argument("--runs", type=int, default=3, help="runs of every pipeline, interleaved; medians reported")
     parser.add_argument("--profile", action="store_true")
     args = parser.parse_args()
     sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -140,31 +160,33 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
         env = dict(os.environ, MEDTRI_CONFIG_DIR=str(work / "config"))
-        manifest = workload(work / "atlas", args.copies)
+        manifests = {"atlas": workload(work / "atlas", args.copies)}
         if args.profile:
-            return profile(manifest)
-        start = time.perf_counter()
-        rows = plain(work / "atlas", work)
-        plain_s = time.perf_counter() - start
-        one_rows, one_s = build(manifest, work / "w1", 1, env)
-        two_rows, two_s = build(manifest, work / "w2", 2, env)
-        bound = {n: codec_bound(manifest, n) for n in (1, 2)}
-        two_label = workload(work / "two", args.copies, merged_labels(work))
-        flat_rows, flat_s = build(two_label, work / "w1-2labels", 1, env)
-        report = {
-            "rows": rows, "build_rows": [one_rows, two_rows],
-            "plain_rows_per_s": round(rows / plain_s, 1),
-            "workers_1_rows_per_s": round(one_rows / one_s, 1), "workers_2_rows_per_s": round(two_rows / two_s, 1),
-            "workers_1_vs_plain_per_core": round((one_rows / one_s) / (rows / plain_s), 2),
-            "workers_2_vs_workers_1": round((two_rows / two_s) / (one_rows / one_s), 2),
-            "two_label_rows_per_s": round(flat_rows / flat_s, 1),
-            "cost_116_labels_vs_2_labels": round((flat_rows / flat_s) / (one_rows / one_s), 2),
-            "build_json_rows_per_s": STEADY,
-            "codec_bound_rows_per_s": {f"{n} process(es)": round(v, 1) for n, v in bound.items()},
-            "workers_1_vs_codec_bound": round(STEADY["w1"] / bound[1], 2),
-            "workers_2_vs_codec_bound": round(STEADY["w2"] / bound[2], 2),
+            return profile(manifests["atlas"])
+        manifests["two"] = workload(work / "two", args.copies, merged_labels(work))
+        runs = [one_run(work, manifests, env, run) for run in range(args.runs)]
+        bound = {n: statistics.median(codec_bound(manifests["atlas"], n) for _ in range(args.runs)) for n in (1, 2)}
+
+        def ratios(top: str, bottom: str, scale: float = 1.0) -> list[float]:
+            return [round(r[top] / r[bottom] * scale, 2) for r in runs]
+
+        figures = {
+            "workers 1 vs plain, per core": ratios("w1", "plain"),
+            "workers 2 vs workers 1, whole processes": ratios("w2", "w1"),
+            "workers 2 vs workers 1, build clock": ratios("w2 clock", "w1 clock"),
+            "116 labels vs 2 labels, per-row cost": ratios("w1-2labels", "w1"),
+            "workers 1 vs codec bound, build clock": [round(r["w1 clock"] / bound[1], 2) for r in runs],
+            "workers 2 vs codec bound, build clock": [round(r["w2 clock"] / bound[2], 2) for r in runs],
         }
-        print(json.dumps(report, indent=2))
+        report = {
+            "copies": args.copies, "runs": args.runs,
+            "rows_per_s (medians)": {name: round(statistics.median(r[name] for r in runs), 1) for name in runs[0]},
+            "codec_bound_rows_per_s (medians)": {f"{n} process(es)": round(v, 1) for n, v in bound.items()},
+            "codec bound, 2 processes vs 1": round(bound[2] / bound[1], 2),
+            "ratios (median, then each run)": {name: [statistics.median(values), values]
+                                               for name, values in figures.items()},
+        }
+        print(json.dumps(report, indent=1))
 
 
 if __name__ == "__main__":
