@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from enum import Enum
 
-__all__ = ["ManifestError", "Problem", "Reject", "Stage"]
+__all__ = ["ManifestError", "Problem", "Reject", "Stage", "install_hint"]
 
 
 class Stage(str, Enum):
@@ -81,3 +81,8 @@ class Problem:
 
     def __str__(self) -> str:
         return f"{self.file}: {self.reason}"
+
+
+def install_hint(extra: str) -> str:
+    """How to install an optional part, as the README says it (from a clone) and from an index."""
+    return f"pip install -e '.[{extra}]' in a clone of medtrinity-25m (or pip install 'medtrinity-25m[{extra}]')"

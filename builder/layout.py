@@ -38,6 +38,7 @@ __all__ = [
 
 BUILD_JSON = "build.json"
 JOURNAL_DIR = ".build"
+PLAN = "publishing.json"  # in the journal: every file a build's publishing writes, listed before it starts
 LOCK = ".medtri.lock"
 PRIVATE = ".private"  # local only: provenance map and rejects with real paths; never published
 NAME = re.compile(r"^[A-Za-z0-9_]+$")  # a split or config name
@@ -72,6 +73,15 @@ def listed_files(doc: dict[str, Any]) -> tuple[set[str], set[str]]:
 
 def journal_ours(out: Path) -> bool:
     return (out / JOURNAL_DIR / "state.json").is_file()
+
+
+def journal_plan(out: Path) -> set[str]:
+    """The files an unfinished build's publishing writes (empty before publishing starts)."""
+    try:
+        files = json.loads((out / JOURNAL_DIR / PLAN).read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        return set()
+    return {str(f) for f in files} if isinstance(files, list) else set()
 
 
 #: Folders other tools keep inside a dataset folder: huggingface_hub's download metadata (``pull``).

@@ -62,26 +62,40 @@ class ProgressPrinter:
         self.tty = sys.stderr.isatty()
         self.interval = interval if not self.tty else 0.2
         self.last = 0.0
+        self.times: list[float] = []  # when each unit of this run finished
 
     def __call__(self, p: Any) -> None:
         now = time.monotonic()
+        self.times.append(now)
         done = p.units_done == p.units_total
         if self.quiet or (now - self.last < self.interval and not done):
             return
         self.last = now
         elapsed = max(now - p.started, 1e-9)
         rate = p.rows / elapsed
-        fresh = p.units_done - p.resumed
-        eta = (p.units_total - p.units_done) * elapsed / max(fresh, 1)
         resumed = f" ({p.resumed} done before)" if p.resumed else ""
         line = (f"{p.units_done}/{p.units_total} files{resumed}  {p.rows} rows  {p.rejects} rejected  "
-                f"{rate:.1f} rows/s  ETA {eta:.0f}s")
+                f"{rate:.1f} rows/s  ETA {self.eta(p.units_total - p.units_done)}")
         if self.tty:
             width = 30
             filled = int(width * p.units_done / max(p.units_total, 1))
             click.echo(f"\r[{'#' * filled}{'.' * (width - filled)}] {line}", err=True, nl=done)
         else:
             click.echo(line, err=True)
+
+
+    MIN_UNITS = 10  # before this many files are done, one slow file (a volume) would make any ETA absurd
+
+    def eta(self, left: int) -> str:
+        """Seconds left at the pace of the later half of the files done so far (start-up and a slow first
+        file weigh nothing once the pace is known); '--' until enough files are done to tell."""
+        if left == 0:
+            return "0s"
+        if len(self.times) < self.MIN_UNITS:
+            return "--"
+        half = self.times[len(self.times) // 2:]
+        pace = (half[-1] - half[0]) / max(len(half) - 1, 1)
+        return f"{left * pace:.0f}s"
 
 
 def print_summary(summary: dict[str, Any], out: Path) -> None:
@@ -234,6 +248,10 @@ def run_build(manifest_path: Path, out: Path, fmt: str, engine: str, shard_units
         summary = build(manifest, options, ProgressPrinter(quiet))
     except (ManifestError, BuildError) as exc:
         raise click.ClickException(redact(str(exc))) from None
+    except KeyboardInterrupt:
+        click.echo(f"\ninterrupted: the files done so far are kept in {out}; run the same command again to "
+                   "resume where it stopped (or add --overwrite to start over)", err=True)
+        raise click.exceptions.Exit(130) from None
     if not quiet:
         print_summary(summary, out)
     _judge(summary, out)

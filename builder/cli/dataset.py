@@ -207,7 +207,7 @@ def audit_cmd(out: Path, against: Path | None, threshold: int, as_json: bool) ->
 
 
 @main.command("export")
-@click.argument("fmt", metavar="FORMAT", type=LazyChoice(_exporter_names))
+@click.argument("fmt", type=LazyChoice(_exporter_names))
 @click.argument("out", metavar="DATASET", type=click.Path(exists=True, file_okay=False, path_type=Path))
 @click.option("--out", "dest", type=click.Path(file_okay=False, path_type=Path), required=True,
               help="Folder to write.")

@@ -21,6 +21,7 @@ from typing import Any, Mapping, Sequence
 import pyarrow.parquet as pq
 
 from builder.dataset.shards import SHARD_NAME, LayoutError, parquet_files
+from builder.errors import install_hint
 
 #: Columns a pattern filter may name (nested ones by their SQL expression).
 FILTER_FIELDS: dict[str, str] = {
@@ -44,7 +45,7 @@ def _duckdb() -> Any:
     try:
         import duckdb
     except ImportError:
-        raise CatalogError("the catalog needs DuckDB: pip install 'medtrinity-25m[catalog]'") from None
+        raise CatalogError(f"the catalog needs DuckDB: {install_hint('catalog')}") from None
     return duckdb
 
 

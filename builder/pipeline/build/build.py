@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterable
 
 from builder.errors import Reject, Stage
-from builder.layout import sha256_file
+from builder.layout import read_build_json, sha256_file
 from builder.pipeline.accounting import Ledger
 from builder.pipeline.build.collect import CollectError, collect
 from builder.pipeline.build.journal import Journal, JournalError
@@ -215,17 +215,30 @@ def build(manifest: Manifest, options: BuildOptions, progress: ProgressHook | No
         raise BuildError(f"source(s) {', '.join(asking)} ask to run a local command (roi method command); read "
                          "the manifest, then pass --allow-commands to allow it")
     try:
+        started = time.time()
         prepare(options.out, options.overwrite, options.demo)
+        key = load_id_key(options.id_key)
+        listed = collect(manifest, key)  # a source with no input stops the build before its folder exists
         with folder_lock(options.out):
             prepare(options.out, options.overwrite, options.demo)  # again, now that no other build can start
-            return _run(manifest, options, progress, load_id_key(options.id_key))
+            finished = _finished(options)
+            return finished if finished is not None else _run(manifest, options, progress, key, listed, started)
     except (FolderError, CollectError, JournalError) as exc:
         raise BuildError(str(exc)) from None
 
 
-def _run(manifest: Manifest, options: BuildOptions, progress: ProgressHook | None, key: IdKey) -> dict[str, Any]:
-    started = time.time()
-    units, setup = collect(manifest, key)
+def _finished(options: BuildOptions) -> dict[str, Any] | None:
+    """The build.json of a build killed after its last file, before its journal was removed (then removed now)."""
+    journal = Journal(options.out)
+    doc = read_build_json(options.out) if journal.exists() and not options.overwrite else None
+    if doc is not None:
+        journal.remove()
+    return doc
+
+
+def _run(manifest: Manifest, options: BuildOptions, progress: ProgressHook | None, key: IdKey,
+         listed: tuple[list[Any], Ledger], started: float) -> dict[str, Any]:
+    units, setup = listed
     journal = Journal(options.out)
     records = journal.start({**options.fingerprint(manifest), "id_key": key.fingerprint})
     try:

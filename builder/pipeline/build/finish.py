@@ -89,6 +89,7 @@ def finish(manifest: Manifest, options: BuildOptions, journal: Journal, records:
         raise BuildError(f"{len(twice)} row id(s) would be published twice ({shown}): the same input is listed "
                          "more than once (e.g. one image in two splits); nothing was published. Fix the inputs and "
                          "build again with --overwrite")
+    journal.plan(records, [BUILD_JSON, "README.md", REJECTS, LOCAL_REJECTS, PROVENANCE])
     shards = journal.publish(records)
     (out / PROVENANCE).parent.mkdir(parents=True, exist_ok=True)
     ledger = _rejects(out, records)
@@ -99,7 +100,7 @@ def finish(manifest: Manifest, options: BuildOptions, journal: Journal, records:
     _write_card(options, ledger, shards, sources, text_info["describer"]["name"])
     summary["published"] = ["README.md", REJECTS, *sorted(s["path"] for s in shards)]
     summary["local"] = [LOCK, LOCAL_REJECTS, PROVENANCE]
-    (out / BUILD_JSON).write_text(redact(json.dumps(summary, indent=2)) + "\n", encoding="utf-8")
+    journal.write_last(BUILD_JSON, redact(json.dumps(summary, indent=2)) + "\n")  # whole or absent
     journal.remove()
     return summary
 

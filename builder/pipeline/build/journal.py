@@ -14,6 +14,7 @@ rows of an uninterrupted one.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -21,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from builder.formats import FORMATS
-from builder.layout import JOURNAL_DIR
+from builder.layout import JOURNAL_DIR, PLAN
 
 
 class JournalError(RuntimeError):
@@ -84,26 +85,58 @@ class Journal:
             fh.flush()
             os.fsync(fh.fileno())
 
-    def publish(self, records: list[dict[str, Any]]) -> list[dict[str, Any]]:
-        """Rename every staged shard to its public name; idempotent. Return build.json's shard entries."""
+    def _targets(self, records: list[dict[str, Any]]) -> list[tuple[dict[str, Any], Path]]:
+        """Each staged shard, in group order, with its public path."""
         staged = [s for r in sorted(records, key=lambda r: r["group"]) for s in r.get("shards", [])]
         by_stream: dict[tuple[str, str, str], list[dict[str, Any]]] = {}
         for shard in staged:
             by_stream.setdefault((shard["format"], shard["modality"], shard["split"]), []).append(shard)
-        entries = []
+        targets = []
         for (fmt, modality, split), shards in sorted(by_stream.items()):
             spec = FORMATS[fmt]
             for index, shard in enumerate(shards):
-                final = self.out / spec.folder / modality / spec.final_name(split, index, len(shards))
-                source = self.root / shard["staged"]
-                if source.is_file():
-                    final.parent.mkdir(parents=True, exist_ok=True)
-                    os.replace(source, final)
-                elif not final.is_file():
-                    raise JournalError(f"{shard['staged']} is neither staged nor published")
-                entry = {k: v for k, v in shard.items() if k != "staged"}
-                entries.append({"path": final.relative_to(self.out).as_posix(), **entry})
+                targets.append((shard, self.out / spec.folder / modality / spec.final_name(split, index, len(shards))))
+        return targets
+
+    def plan(self, records: list[dict[str, Any]], others: list[str]) -> None:
+        """Write down, before the first is written, every file that publishing writes (the shards' public names
+        and ``others``): a build killed while publishing is resumed over them, not refused as a stranger's."""
+        files = [final.relative_to(self.out).as_posix() for _, final in self._targets(records)] + others
+        path = self.root / PLAN
+        with open(path.with_suffix(".tmp"), "w", encoding="utf-8") as fh:
+            json.dump(sorted(files), fh)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(path.with_suffix(".tmp"), path)
+
+    def publish(self, records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """Rename every staged shard to its public name; idempotent. Return build.json's shard entries."""
+        entries = []
+        for shard, final in self._targets(records):
+            source = self.root / shard["staged"]
+            if source.is_file():
+                final.parent.mkdir(parents=True, exist_ok=True)
+                os.replace(source, final)
+            elif not final.is_file():
+                raise JournalError(f"{shard['staged']} is neither staged nor published")
+            entry = {k: v for k, v in shard.items() if k != "staged"}
+            entries.append({"path": final.relative_to(self.out).as_posix(), **entry})
         return entries
 
+    def write_last(self, name: str, text: str) -> None:
+        """Write ``OUT/name`` whole or not at all (staged in the journal, then renamed): the build's last file."""
+        staged = self.root / f"{name}.tmp"
+        with open(staged, "w", encoding="utf-8") as fh:
+            fh.write(text)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(staged, self.out / name)
+
     def remove(self) -> None:
-        shutil.rmtree(self.root, ignore_errors=True)
+        """Remove the journal, its state last: a removal cut short is taken up by the next run."""
+        for child in self.root.iterdir() if self.root.is_dir() else ():
+            if child.name != "state.json":
+                shutil.rmtree(child, ignore_errors=True) if child.is_dir() else child.unlink(missing_ok=True)
+        (self.root / "state.json").unlink(missing_ok=True)
+        with contextlib.suppress(OSError):
+            self.root.rmdir()

@@ -19,7 +19,17 @@ from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import Any, Iterator
 
-from builder.layout import BUILD_JSON, JOURNAL_DIR, LOCK, PRIVATE, journal_ours, listed_files, read_build_json, unlisted
+from builder.layout import (
+    BUILD_JSON,
+    JOURNAL_DIR,
+    LOCK,
+    PRIVATE,
+    journal_ours,
+    journal_plan,
+    listed_files,
+    read_build_json,
+    unlisted,
+)
 
 __all__ = ["BUILD_JSON", "LOCK", "PRIVATE", "FolderError", "folder_lock", "prepare"]
 
@@ -50,20 +60,27 @@ def _remove(out: Path, files: set[str]) -> None:
 
 
 def prepare(out: Path, overwrite: bool, demo: bool = False) -> None:
-    """Check that a build may write into ``out``; with ``overwrite``, remove the earlier build's files."""
+    """Check that a build may write into ``out``; with ``overwrite``, remove the earlier build's files.
+
+    An unfinished build's folder (its journal is there) is resumed, also when it was killed while publishing:
+    the files its journal says publishing writes are its own, and a ``build.json`` beside a journal is the
+    last file of a build killed before it removed the journal.
+    """
     if (out / f"{out.name}.py").exists():
         raise FolderError(f"{out} holds {out.name}.py: load_dataset refuses such a folder; choose another folder")
     if not out.exists():
         return
     if not out.is_dir():
         raise FolderError(f"{out} is not a folder")
-    finished = (out / BUILD_JSON).exists()
+    resuming = journal_ours(out)
+    planned = journal_plan(out) if resuming else set()
+    finished = (out / BUILD_JSON).exists() and not resuming
     doc = read_build_json(out) if finished else {}
     if doc is None:
         raise FolderError(f"{out}/{BUILD_JSON} is unreadable: nothing can say which files a build wrote there; "
                           "build into an empty or new folder")
     published, local = listed_files(doc) if finished else (set(), set())
-    foreign = unlisted(out, published | local | {LOCK})
+    foreign = unlisted(out, published | local | planned | {LOCK})
     if foreign:
         shown = ", ".join(foreign[:3]) + (f" and {len(foreign) - 3} more" if len(foreign) > 3 else "")
         raise FolderError(f"{out} holds {len(foreign)} file(s) that no build wrote ({shown}); "
@@ -75,20 +92,38 @@ def prepare(out: Path, overwrite: bool, demo: bool = False) -> None:
         raise FolderError(f"{out} already holds a finished build; pass --overwrite to replace it")
     if finished:
         _remove(out, (published | local) - {LOCK})
-    if overwrite and journal_ours(out):
+    if overwrite and resuming:
+        _remove(out, planned - {LOCK})
         shutil.rmtree(out / JOURNAL_DIR)
 
 
 @contextmanager
 def folder_lock(out: Path) -> Iterator[Path]:
-    """Hold ``OUT/.medtri.lock`` exclusively; a second build into ``out`` fails at once."""
+    """Hold ``OUT/.medtri.lock`` exclusively; a second build into ``out`` fails at once.
+
+    A build that fails before it wrote anything leaves no folder it created (nor its lock) behind.
+    """
+    created = not out.exists()
     out.mkdir(parents=True, exist_ok=True)
     path = out / LOCK
+    try:
+        with _locked(out, path):
+            yield path
+    except BaseException:
+        if created and {p.name for p in out.iterdir()} <= {LOCK}:
+            path.unlink(missing_ok=True)
+            with suppress(OSError):
+                out.rmdir()
+        raise
+
+
+@contextmanager
+def _locked(out: Path, path: Path) -> Iterator[None]:
     with open(path, "a+", encoding="utf-8") as fh:
         try:
             import fcntl
         except ImportError:  # no flock on this platform: no lock either
-            yield path
+            yield
             return
         try:
             fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -96,6 +131,6 @@ def folder_lock(out: Path) -> Iterator[Path]:
             raise FolderError(f"{out} is in use by another build; wait for it to finish, or build into "
                               "another folder") from None
         try:
-            yield path
+            yield
         finally:
             fcntl.flock(fh.fileno(), fcntl.LOCK_UN)

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from itertools import islice
 from typing import Any, Iterable, Iterator
 
+from builder.errors import install_hint
 from builder.pipeline.engines.base import EngineError, main_describer
 from builder.pipeline.process import TripletOptions, UnitResult, process_unit
 from builder.pipeline.sources.base import Unit
@@ -40,7 +41,7 @@ class RayPool:
         try:
             import ray
         except ImportError:
-            raise EngineError("--engine ray needs: pip install 'medtrinity-25m[ray]'") from None
+            raise EngineError(f"--engine ray needs: {install_hint('ray')}") from None
         self.ray = ray
         if not ray.is_initialized():
             ray.init(address=address, include_dashboard=False, log_to_driver=False,

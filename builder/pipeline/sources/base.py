@@ -17,7 +17,7 @@ from typing import Any, Callable, Iterator, Mapping, Protocol
 import numpy as np
 
 import builder.pipeline.sources.tables as tables
-from builder.errors import Problem, Reject
+from builder.errors import ManifestError, Problem, Reject
 from builder.pipeline.roi import Box
 from builder.pipeline.sources.manifest import SourceSpec
 
@@ -147,9 +147,9 @@ class FileSource:
 
 
 def expand(spec: SourceSpec, pattern: str) -> list[Path]:
-    """The files a glob of the source matches, sorted."""
+    """The files a glob of the source matches, sorted; a broken symlink is a file too (it ends as a reject)."""
     full = pattern if os.path.isabs(pattern) else os.path.join(spec.root, pattern)
-    return sorted(Path(p) for p in glob.glob(full, recursive=True) if os.path.isfile(p))
+    return sorted(Path(p) for p in glob.glob(full, recursive=True) if os.path.isfile(p) or os.path.islink(p))
 
 
 def relative(spec: SourceSpec, path: Path) -> str:
@@ -169,77 +169,109 @@ def mask_key(path: Path, suffixes: tuple[str, ...]) -> str:
     return stem
 
 
-def pair_masks(spec: SourceSpec, images: list[Path]) -> tuple[dict[Path, Path], list[Problem]]:
+def is_glob(pattern: str) -> bool:
+    return any(c in pattern for c in "*?[")
+
+
+@dataclass
+class Pairing:
+    """Masks paired with images; masks that pair with nothing; images whose pairing is ambiguous (why)."""
+
+    masks: dict[Path, Path] = field(default_factory=dict)
+    problems: list[Problem] = field(default_factory=list)
+    ambiguous: dict[Path, str] = field(default_factory=dict)
+
+
+def mask_files(spec: SourceSpec) -> list[Path]:
+    """The files the source's ``masks`` names: never dataset images, even where the images glob matches them.
+
+    A ``masks`` glob that matches nothing is an error, as an ``images`` glob is: the annotations were meant.
+    """
+    pattern = getattr(spec.options, "masks", None)
+    if not pattern:
+        return []
+    found = expand(spec, pattern)
+    if not found:
+        raise ManifestError("masks", f"{pattern!r} of source {spec.name!r} matches no file")
+    return found
+
+
+def pair_masks(spec: SourceSpec, images: list[Path], masks: list[Path]) -> Pairing:
     """Pair masks with images.
 
     The rule: when ``masks`` names one file (no glob characters), that file is
     the mask of every image (an atlas on the images' grid). Otherwise a mask
     pairs with the image whose file stem equals the mask's stem, less one of
     ``mask_suffixes`` (``liver_01_seg.nii.gz`` -> ``liver_01``). A mask that
-    pairs with no image is reported.
+    pairs with no image is reported; a mask whose stem two images share
+    (``b.png``, ``b.jpg``) pairs with neither, and both images are rejected with
+    a reason naming the three files: an annotation is never dropped silently.
     """
-    if spec.options.masks is None:
-        return {}, []
-    masks = expand(spec, spec.options.masks)
-    if not any(c in spec.options.masks for c in "*?["):
-        if not masks:
-            return {}, [Problem(spec.options.masks, "mask file not found", "masks")]
-        return {image: masks[0] for image in images}, []
-    image_set = set(images)
-    by_stem: dict[str, Path] = {}
+    pairing = Pairing()
+    if not masks:
+        return pairing
+    if not is_glob(spec.options.masks):
+        pairing.masks = {image: masks[0] for image in images}
+        return pairing
+    by_stem: dict[str, list[Path]] = {}
     for image in images:
-        by_stem.setdefault(tables.file_stem(image), image)
-    pairs: dict[Path, Path] = {}
-    problems = []
+        by_stem.setdefault(tables.file_stem(image), []).append(image)
     for mask in masks:
-        if mask in image_set:
-            continue
         found = by_stem.get(mask_key(mask, spec.options.mask_suffixes)) or by_stem.get(tables.file_stem(mask))
-        if found is None:
-            problems.append(Problem(relative(spec, mask), "mask pairs with no image", "masks"))
-        elif found in pairs:
-            problems.append(Problem(relative(spec, mask), f"second mask for {relative(spec, found)}", "masks"))
+        if not found:
+            pairing.problems.append(Problem(relative(spec, mask), "mask pairs with no image", "masks"))
+        elif len(found) > 1:
+            names = " and ".join(relative(spec, image) for image in found)
+            for image in found:
+                pairing.ambiguous[image] = (f"ambiguous pairing: mask {relative(spec, mask)} pairs with both "
+                                            f"{names} (their file stems are the same); rename one of them")
+        elif found[0] in pairing.masks:
+            pairing.problems.append(Problem(relative(spec, mask), f"second mask for {relative(spec, found[0])}",
+                                            "masks"))
         else:
-            pairs[found] = mask
-    return pairs, problems
+            pairing.masks[found[0]] = mask
+    return pairing
 
 
 def enumerate_units(spec: SourceSpec) -> tuple[list[Unit], list[Problem]]:
     """Every input file of a source as a unit, and the side-table problems."""
-    images = expand(spec, spec.options.images)
-    pairs, problems = pair_masks(spec, images)
-    meta: dict[str, dict[str, Any]] = {}
-    boxes: dict[str, list[Box]] = {}
-    try:
-        if spec.options.metadata:
-            meta, bad = tables.read_metadata(spec.options.metadata)
-            problems += bad
-        if spec.options.boxes:
-            boxes, bad = tables.read_boxes(spec.options.boxes)
-            problems += bad
-    except tables.TableError as exc:
-        problems.append(Problem(str(exc).split(":")[0], str(exc), "side table"))
+    masks = mask_files(spec)
+    taken = set(masks)
+    images = [image for image in expand(spec, spec.options.images) if image not in taken]
+    pairing = pair_masks(spec, images, masks)
+    problems = list(pairing.problems)
+    tabled = {"metadata": tables.Table(), "boxes": tables.Table()}
+    for name, read in (("metadata", tables.read_metadata), ("boxes", tables.read_boxes)):
+        path = getattr(spec.options, name)
+        if not path:
+            continue
+        try:
+            tabled[name] = read(path)
+        except tables.TableError as exc:
+            problems.append(Problem(str(exc).split(":")[0], str(exc), "side table"))
+            continue
+        problems += tabled[name].problems
     stems = {tables.file_stem(image) for image in images}
-    for name, table in (("metadata", meta), ("boxes", boxes)):
-        for stem in sorted(set(table) - stems):
-            problems.append(Problem(f"{getattr(spec.options, name)} ({stem})",
-                                    f"{name} row for {stem!r} matches no image",
-                                    name))
+    for name, table in tabled.items():
+        for stem in sorted(set(table.rows) - stems):  # the key stays local: it is often a record number
+            line = table.lines[stem]
+            problems.append(Problem(f"{getattr(spec.options, name)}:{line} ({stem})",
+                                    f"the {name} row of line {line} names no image of the source", f"{name}:{line}"))
     broken = {p.stem: p for p in problems if p.stem}
-    units = [
-        Unit(
+    units = []
+    for image in images:
+        stem = tables.file_stem(image)
+        units.append(Unit(
             spec=spec,
             image=image,
             rel=relative(spec, image),
             split=spec.split,
-            mask=pairs.get(image),
-            meta=meta.get(tables.file_stem(image), {}),
-            boxes=tuple(boxes.get(tables.file_stem(image), ())),
+            mask=pairing.masks.get(image),
+            meta=tabled["metadata"].rows.get(stem, {}),
+            boxes=tuple(tabled["boxes"].rows.get(stem, ())),
             public=relative(spec, image) if spec.publish_paths else None,
-            problem=_row_problem(broken.get(tables.file_stem(image))),
-        )
-        for image in images
-    ]
+            problem=pairing.ambiguous.get(image) or _row_problem(broken.get(stem)),
+        ))
     return units, problems
 
 
@@ -257,6 +289,6 @@ def check_inside(unit: Unit) -> None:
     if spec.data_root is None and os.path.isabs(getattr(spec.options, "images", "/")):  # or a remote release
         return
     base = os.path.realpath(spec.data_root or spec.root)
-    for path in (unit.image, unit.mask):
+    for role, path in (("", unit.image), ("its mask ", unit.mask)):
         if path is not None and os.path.commonpath([os.path.realpath(path), base]) != base:
-            raise Reject("path", f"{path} resolves outside the source's folder {base}")
+            raise Reject("path", f"{role}{path} resolves outside the source's folder {base}")

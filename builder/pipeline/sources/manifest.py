@@ -144,12 +144,12 @@ def load_manifest(path: str | os.PathLike[str]) -> Manifest:
         raise ManifestError("<file>", f"cannot read: {exc.strerror}", str(path)) from exc
     except YamlError as exc:
         raise ManifestError("<file>", str(exc), str(path)) from exc
+    extra = sorted(set(doc) - {"sources", "version"}, key=str) if isinstance(doc, dict) else []
+    if extra:  # first: a misspelt "sources" is named as such, with the key it was meant to be
+        raise ManifestError(str(extra[0]), "unknown top-level key" + _meant(extra[0], {"sources", "version"}),
+                            str(path))
     if not isinstance(doc, dict) or not isinstance(doc.get("sources"), list) or not doc["sources"]:
         raise ManifestError("sources", "must be a non-empty list of source entries", str(path))
-    extra = sorted(set(doc) - {"sources", "version"})
-    if extra:
-        raise ManifestError(extra[0], "unknown top-level key" + _meant(extra[0], {"sources", "version"}),
-                            str(path))
     specs = []
     for i, entry in enumerate(doc["sources"]):
         try:

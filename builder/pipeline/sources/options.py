@@ -43,11 +43,24 @@ def glob_of(value: Any, root: Path, key: str) -> str:
 
 def path_of(value: Any, root: Path, key: str, folder: bool = False) -> Path:
     """A file (or folder) that exists, under the manifest's folder unless absolute."""
-    path = Path(glob_of(value, root, key))
-    path = path if path.is_absolute() else root / path
+    given = Path(glob_of(value, root, key))
+    path = given if given.is_absolute() else root / given
     if not (path.is_dir() if folder else path.is_file()):
         raise ManifestError(key, f"{'folder' if folder else 'file'} not found: {path}")
+    base = os.path.realpath(root)
+    if not folder and not given.is_absolute() and os.path.commonpath([os.path.realpath(path), base]) != base:
+        raise ManifestError(key, f"{path} resolves outside the manifest's folder (a symbolic link out); "
+                                 "give the file's own path as an absolute path if it is meant")
     return path
+
+
+def file_or_glob(value: Any, root: Path, key: str) -> str:
+    """A glob, or one file (no glob characters) that must exist: a typo in an annotation's path is an error
+    before any work, never a build whose images silently lose their annotations."""
+    pattern = glob_of(value, root, key)
+    if not any(c in pattern for c in "*?["):
+        path_of(pattern, root, key)
+    return pattern
 
 
 def _folder(value: Any, root: Path, key: str) -> Path:
@@ -76,8 +89,9 @@ def _labels(value: Any, root: Path, key: str) -> dict[int, str]:
 
 
 def _labels_file(value: Any, root: Path, key: str) -> dict[int, str]:
+    path = path_of(value, root, key)
     try:
-        return tables.read_labels_file(path_of(value, root, key))
+        return tables.read_labels_file(path)
     except ValueError as exc:
         raise ManifestError(key, str(exc)) from None
 
@@ -178,7 +192,7 @@ class FileOptions:
     """Formats whose inputs are the files a glob matches, with masks, labels and side tables."""
 
     images: str = field(default="", metadata={"parse": glob_of, "required": True})
-    masks: str | None = field(default=None, metadata={"parse": glob_of})
+    masks: str | None = field(default=None, metadata={"parse": file_or_glob})
     mask_suffixes: tuple[str, ...] = field(default=MASK_SUFFIXES, metadata={"parse": _strings})
     labels: Mapping[int, str] = field(default_factory=dict, metadata={"parse": _labels})
     labels_file: Mapping[int, str] = field(default_factory=dict, metadata={"parse": _labels_file})
@@ -274,7 +288,7 @@ class DicomOptions(FileOptions):
     slicing: Slicing = field(default_factory=Slicing, metadata={"parse": nested(Slicing)})
     allow_burned_in: bool = field(default=False, metadata={"parse": flag})
     frames: str = field(default="auto", metadata={"parse": _frames})
-    segmentations: str | None = field(default=None, metadata={"parse": glob_of})  # DICOM SEG files: masks
+    segmentations: str | None = field(default=None, metadata={"parse": file_or_glob})  # DICOM SEG files: masks
     modality_map: Mapping[str, str] = field(default_factory=dict, metadata={"parse": _modality_map})
 
 

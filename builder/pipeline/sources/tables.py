@@ -10,7 +10,7 @@ from __future__ import annotations
 import csv
 import json
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -72,33 +72,54 @@ class Line:
 
 
 def _csv_lines(path: Path) -> Iterator[Line]:
-    """A CSV table read one physical line per row.
+    """A CSV table read as CSV (RFC 4180): a quoted field may hold line breaks.
 
-    Metadata tables hold one row per line: a quoted field never spans lines. A
-    line with an unterminated quote is an error of that line alone (csv would
-    otherwise merge every following row into one field, silently).
+    Each row carries the number of the physical line it starts on. A row that
+    the csv module cannot parse, or whose quote swallowed the lines after it
+    (a multi-line row with the wrong number of fields), is an error of its first
+    line alone: reading starts again on the next line, so one stray quote never
+    merges the rest of the table into one field. A UTF-8 byte-order mark is read
+    as such, not as part of the first column's name.
     """
-    with path.open(newline="", encoding="utf-8") as fh:
-        lines = fh.read().splitlines()
+    with path.open(newline="", encoding="utf-8-sig") as fh:
+        lines = fh.read().splitlines(keepends=True)
     header: list[str] | None = None
-    for number, text in enumerate(lines, 1):
-        if not text.strip():
-            continue
-        try:
-            cells = next(csv.reader([text], strict=True))
-        except csv.Error as exc:
-            loose = next(csv.reader([text]), [])
-            hint = dict(zip(header, loose)) if header else None
-            yield Line(number, hint, f"line {number} is malformed CSV ({exc})")
-            continue
-        if header is None:
-            header = cells
-            continue
-        if len(cells) != len(header):
-            yield Line(number, dict(zip(header, cells)), f"line {number} has {len(cells)} fields, the header "
-                                                         f"{len(header)}")
-            continue
-        yield Line(number, dict(zip(header, cells)))
+    at = 0  # lines already read
+    while at < len(lines):
+        reader = csv.reader(iter(lines[at:]), strict=True)
+        used = 0
+        while True:
+            number = at + used + 1
+            try:
+                cells = next(reader)
+            except StopIteration:
+                at = len(lines)
+                break
+            except csv.Error as exc:
+                yield _malformed(lines, number, header, f"line {number} is malformed CSV ({exc})")
+                at = number
+                break
+            span, used = reader.line_num - used, reader.line_num
+            if not any(cell.strip() for cell in cells):
+                continue
+            if header is None:
+                header = cells
+            elif len(cells) == len(header):
+                yield Line(number, dict(zip(header, cells)))
+            elif span > 1:  # an unclosed quote took the following lines into this row
+                yield _malformed(lines, number, header, f"line {number} is malformed CSV (a quote opened on it "
+                                                        "is not closed before the row should end)")
+                at = number
+                break
+            else:
+                yield Line(number, dict(zip(header, cells)), f"line {number} has {len(cells)} fields, the header "
+                                                             f"{len(header)}")
+
+
+def _malformed(lines: list[str], number: int, header: list[str] | None, reason: str) -> Line:
+    """An unreadable CSV line, with its loosely read cells (to name the image it belongs to)."""
+    loose = next(csv.reader([lines[number - 1]]), [])
+    return Line(number, dict(zip(header, loose)) if header else None, reason)
 
 
 def _lines(path: Path) -> Iterator[Line]:
@@ -107,7 +128,7 @@ def _lines(path: Path) -> Iterator[Line]:
         if path.suffix.lower() == ".csv":
             yield from _csv_lines(path)
             return
-        text = path.read_text(encoding="utf-8")
+        text = path.read_text(encoding="utf-8-sig")
         if text.lstrip().startswith("["):
             for number, value in enumerate(json.loads(text), 1):
                 yield Line(number, value)
@@ -150,50 +171,67 @@ def _stem_of(row: Any) -> str | None:
 
 
 def _problem(path: Path, role: str, line: Line, reason: str) -> Problem:
-    return Problem(f"{path}:{line.number}", reason, f"{role}:{line.number}", stem=_stem_of(line.value))
+    stem = _stem_of(line.value)
+    local = f"{path}:{line.number}" + (f" ({stem})" if stem else "")  # the key only in the local log
+    return Problem(local, reason, f"{role}:{line.number}", stem=stem)
 
 
-def read_metadata(path: Path) -> tuple[dict[str, dict[str, Any]], list[Problem]]:
-    """Metadata rows keyed by image stem, and the rows that could not be used."""
-    by_stem: dict[str, dict[str, Any]] = {}
-    problems: list[Problem] = []
+@dataclass
+class Table:
+    """A side table's usable rows by image stem, the line each stem was first given on, and the unusable rows."""
+
+    rows: dict[str, Any] = field(default_factory=dict)
+    lines: dict[str, int] = field(default_factory=dict)
+    problems: list[Problem] = field(default_factory=list)
+
+
+def read_metadata(path: Path) -> Table:
+    """Metadata rows keyed by image stem, and the rows that could not be used.
+
+    A reason never holds a value of the table (a key is often a record number): the
+    published reject line names the table and the line; the local one adds the key.
+    """
+    table = Table()
     for line in _lines(path):
         stem = _stem_of(line.value)
         if line.error:
-            problems.append(_problem(path, "metadata", line, line.error))
+            table.problems.append(_problem(path, "metadata", line, line.error))
         elif stem is None:
-            problems.append(_problem(path, "metadata", line, "row is not readable or has none of the columns "
-                                                             f"{', '.join(STEM_COLUMNS)}"))
-        elif stem in by_stem:
-            problems.append(_problem(path, "metadata", line, f"second row for image {stem!r}"))
+            table.problems.append(_problem(path, "metadata", line, "row is not readable or has none of the "
+                                                                   f"columns {', '.join(STEM_COLUMNS)}"))
+        elif stem in table.rows:
+            table.problems.append(_problem(path, "metadata", line, f"second row for the image of line "
+                                                                   f"{table.lines[stem]}"))
         else:
-            by_stem[stem] = line.value
-    for problem in problems:  # an image whose row is broken gets no row at all, not the first one
-        by_stem.pop(problem.stem or "", None)
-    return by_stem, problems
+            table.rows[stem] = line.value
+            table.lines[stem] = line.number
+    for problem in table.problems:  # an image whose row is broken gets no row at all, not the first one
+        table.rows.pop(problem.stem or "", None)
+    return table
 
 
-def read_boxes(path: Path) -> tuple[dict[str, list[Box]], list[Problem]]:
+def read_boxes(path: Path) -> Table:
     """Box rows grouped by image stem, and the rows that could not be used."""
-    by_stem: dict[str, list[Box]] = {}
-    problems: list[Problem] = []
+    table = Table()
     for line in _lines(path):
         row, stem = line.value, _stem_of(line.value)
         if line.error or stem is None:
-            problems.append(_problem(path, "boxes", line, line.error or "box row names no image"))
+            table.problems.append(_problem(path, "boxes", line, line.error or "box row names no image"))
             continue
         try:
             coords = [float(row[key]) for key in BOX_COLUMNS]
         except (KeyError, TypeError, ValueError):
-            problems.append(_problem(path, "boxes", line, f"box row needs numeric {', '.join(BOX_COLUMNS)}"))
+            table.problems.append(_problem(path, "boxes", line, f"box row needs numeric {', '.join(BOX_COLUMNS)}"))
             continue
         if not all(math.isfinite(c) for c in coords) or coords[2] <= coords[0] or coords[3] <= coords[1]:
-            problems.append(_problem(path, "boxes", line, f"empty or invalid box {coords}"))
+            table.problems.append(_problem(path, "boxes", line, "empty or invalid box (x_max must exceed x_min "
+                                                                "and y_max y_min, all finite)"))
             continue
         label = str(row.get("label") or "region")
         x_min, y_min, x_max, y_max = coords
-        by_stem.setdefault(stem, []).append(Box(x_min, y_min, x_max, y_max, label))
-    return by_stem, problems
+        table.rows.setdefault(stem, []).append(Box(x_min, y_min, x_max, y_max, label))
+        table.lines.setdefault(stem, line.number)
+    return table
 
 
 def read_curation(path: Path) -> dict[str, Curation]:
