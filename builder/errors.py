@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from enum import Enum
 
-__all__ = ["ManifestError", "Problem", "Reject", "Stage", "install_hint"]
+__all__ = ["ManifestError", "Problem", "Reject", "Stage", "install_hint", "raised_by_reader_library"]
 
 
 class Stage(str, Enum):
@@ -86,3 +86,22 @@ class Problem:
 def install_hint(extra: str) -> str:
     """How to install an optional part, as the README says it (from a clone) and from an index."""
     return f"pip install -e '.[{extra}]' in a clone of medtrinity-25m (or pip install 'medtrinity-25m[{extra}]')"
+
+
+#: Libraries that decode inputs: an exception raised inside one of them while it reads a file is that file's fault.
+READER_LIBRARIES = frozenset({"pydicom", "nibabel", "PIL", "highdicom", "numpy", "scipy", "imagecodecs", "pylibjpeg",
+                              "openjpeg", "libjpeg", "rle", "zstandard", "gzip", "zlib", "isal", "cv2", "SimpleITK",
+                              "nrrd", "deid", "tarfile", "struct", "xml", "json", "csv", "pyarrow"})
+
+
+def raised_by_reader_library(exc: BaseException) -> bool:
+    """True when the innermost frame of ``exc`` is a decoding library's (pydicom's palette lookup on a file without
+    its table, an unsupported transfer syntax): bad input. An exception raised in this project's own code is a bug,
+    never hidden among bad inputs."""
+    tb = exc.__traceback__
+    if tb is None:
+        return False
+    while tb.tb_next is not None:
+        tb = tb.tb_next
+    module = str(tb.tb_frame.f_globals.get("__name__", ""))
+    return module.split(".")[0] in READER_LIBRARIES

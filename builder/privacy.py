@@ -85,11 +85,30 @@ def load_id_key(given: str | None = None) -> IdKey:
         return IdKey(text.encode())
     path = config_dir() / KEY_FILE
     if not path.is_file():
-        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-        descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(descriptor, "w") as fh:
-            fh.write(secrets.token_hex(32) + "\n")
-    return IdKey(path.read_text(encoding="utf-8").strip().encode())
+        _new_key_file(path)
+    key = path.read_text(encoding="utf-8").strip()
+    if len(key) < 32:
+        raise ValueError(f"{path} holds no usable id key (it is empty or cut short); restore it from a backup to keep "
+                         "the same ids, or remove it to make a new key (every id then changes)")
+    return IdKey(key.encode())
+
+
+def _new_key_file(path: Path) -> None:
+    """Write a new key whole, or not at all: written beside it, then linked in place (a second process making a key
+    at the same moment keeps the first one's)."""
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    staged = path.with_name(f".{KEY_FILE}.{os.getpid()}")
+    descriptor = os.open(staged, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(descriptor, "w") as fh:
+        fh.write(secrets.token_hex(32) + "\n")
+        fh.flush()
+        os.fsync(fh.fileno())
+    try:
+        os.link(staged, path)
+    except FileExistsError:
+        pass
+    finally:
+        staged.unlink()
 
 
 def secret_values(environ: Mapping[str, str] | None = None) -> list[str]:

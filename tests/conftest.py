@@ -2,18 +2,23 @@
 
 from __future__ import annotations
 
+import atexit
 import json
 import os
+import shutil
 import tempfile
 from pathlib import Path
 from typing import Any
 
+# One folder of the test run's own, removed when it ends (nothing is left in the system's temporary folder):
+_RUN = tempfile.mkdtemp(prefix="medtri-tests-")
+atexit.register(shutil.rmtree, _RUN, ignore_errors=True)
 # The id key of the tests' builds: a folder of their own, never the user's configuration.
-os.environ.setdefault("MEDTRI_CONFIG_DIR", tempfile.mkdtemp(prefix="medtri-test-config-"))
+os.environ.setdefault("MEDTRI_CONFIG_DIR", os.path.join(_RUN, "config"))
 # caption indexes of release snapshots: a folder of the tests' own
-os.environ.setdefault("MEDTRI_CACHE_DIR", tempfile.mkdtemp(prefix="medtri-test-cache-"))
+os.environ.setdefault("MEDTRI_CACHE_DIR", os.path.join(_RUN, "cache"))
 # datasets keys its cache on the card's info, not on the files: no test may see an earlier session's rows.
-os.environ.setdefault("HF_DATASETS_CACHE", tempfile.mkdtemp(prefix="medtri-test-datasets-"))
+os.environ.setdefault("HF_DATASETS_CACHE", os.path.join(_RUN, "datasets"))
 
 import pytest
 import yaml

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from conftest import MEDPIX, build, run_cli, write_manifest
 
-from builder.dataset.validate import RulesJudge
+from builder.dataset.validate import RulesJudge, row_total
 
 REFERENCE = "Axial contrast-enhanced CT shows a hypodense mass in the right lobe of the liver."
 AGREES = {
@@ -33,8 +33,19 @@ def test_a_contradicting_description_scores_lower() -> None:
     assert good["modality"] == 2 and bad["modality"] == 0
     assert good["roi_analysis"] == 2 and bad["roi_analysis"] == 0
     assert good["texture"] == 2 and bad["texture"] < 2  # "mass" agrees, "hyperintense" contradicts
-    assert sum(good.values()) > sum(bad.values())
-    assert all(0 <= v <= 2 for v in good.values()) and set(good) == set(AGREES)
+    assert row_total(good) > row_total(bad)
+    assert all(v is None or 0 <= v <= 2 for v in good.values()) and set(good) == set(AGREES)
+
+
+def test_an_attribute_with_nothing_to_check_is_reported_apart_not_scored_as_one() -> None:
+    judge = RulesJudge()
+    reference = "Axial CT of the liver."  # no side, no texture, no relation to check against
+    scores = judge.score(AGREES, reference)
+    assert scores["modality"] == 2 and scores["organ_detection"] == 2
+    assert scores["texture"] is None and scores["region_relationship"] is None
+    # the score is over what could be checked: two attributes, both right, is 10 out of 10, not 8
+    checked = [v for v in scores.values() if v is not None]
+    assert row_total(scores) == 10 * sum(checked) / (2 * len(checked))
 
 
 @pytest.fixture(scope="module")
@@ -57,6 +68,10 @@ def test_validate_prints_per_modality_scores(medpix_out: Path) -> None:
     for values in report["by_modality"].values():
         assert 0 <= values["total"] <= 10
     assert len(report["worst"]) == 5 and report["worst"][0]["total"] <= report["worst"][-1]["total"]
+    # attributes that no reference could check are counted apart, with their share of the scored rows
+    for key, value in report["unverifiable"].items():
+        assert 0 <= value["count"] <= 200 and value["share"] == round(value["count"] / 200, 3), key
+    assert "Not checkable" in table or not any(v["count"] for v in report["unverifiable"].values())
 
 
 def test_the_llm_judge_speaks_the_chat_protocol(medpix_out: Path) -> None:

@@ -6,8 +6,8 @@
 - ``coco``: ``annotations.json`` in COCO detection format, ROIs as boxes
   (``[x, y, width, height]``) and, for drawn masks, uncompressed RLE segmentations;
   images under ``images/``.
-- ``folder``: the ``imagefolder`` layout, ``<split>/<id>.png`` with a
-  ``metadata.jsonl`` per split, which ``load_dataset("imagefolder", data_dir=...)`` reads.
+- ``folder``: the ``imagefolder`` layout, ``<split>/<id>.png`` with a typed
+  ``metadata.parquet`` per split (one schema for all), which ``load_dataset("imagefolder", data_dir=...)`` reads.
 
 File names are row ids (letters, digits, ``-`` and ``_``): nothing is written
 outside the destination.
@@ -166,23 +166,51 @@ def export_coco(out: Path, dest: Path, config: str | None = None) -> int:
 
 FOLDER_FIELDS = ("id", "modality", "organ", "disease", "coarse_caption", "caption", "source", "source_file",
                  "plane", "slice_index", "width", "height", "license")
+FOLDER_INTS = ("slice_index", "width", "height")
+BATCH = 1000  # metadata rows written at a time
+
+
+def folder_schema() -> Any:
+    """One schema for every split's ``metadata.parquet``: a column that is null in one split (no disease in the
+    test split) has the same type as in the others, so ``imagefolder`` loads every build."""
+    import pyarrow as pa
+
+    fields = [("file_name", pa.string())]
+    fields += [(name, pa.int32() if name in FOLDER_INTS else pa.string()) for name in FOLDER_FIELDS]
+    fields += [("rois", pa.string()), ("attributes", pa.string())]
+    return pa.schema(fields)
 
 
 def export_folder(out: Path, dest: Path, config: str | None = None) -> int:
-    handles: dict[str, Any] = {}
+    """``<split>/<id>.png`` and ``<split>/metadata.parquet`` (typed: the same schema in every split)."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    schema = folder_schema()
+    writers: dict[str, Any] = {}
+    batches: dict[str, list[dict[str, Any]]] = {}
+
+    def flush(split: str) -> None:
+        if batches.get(split):
+            writers[split].write_table(pa.Table.from_pylist(batches[split], schema=schema))
+            batches[split] = []
+
     count = 0
     try:
         for split, row in rows(out, config):
             name = _write_image(row, dest / split)
-            if split not in handles:
-                handles[split] = open(dest / split / "metadata.jsonl", "w", encoding="utf-8")  # noqa: SIM115
-            record = {"file_name": name, **{k: row[k] for k in FOLDER_FIELDS},
-                      "rois": json.dumps(row["rois"]), "attributes": json.dumps(row["attributes"])}
-            handles[split].write(json.dumps(record, ensure_ascii=False) + "\n")
+            if split not in writers:
+                writers[split] = pq.ParquetWriter(dest / split / "metadata.parquet", schema)
+            batches.setdefault(split, []).append(
+                {"file_name": name, **{k: row[k] for k in FOLDER_FIELDS},
+                 "rois": json.dumps(row["rois"]), "attributes": json.dumps(row["attributes"])})
+            if len(batches[split]) >= BATCH:
+                flush(split)
             count += 1
     finally:
-        for handle in handles.values():
-            handle.close()
+        for split, writer in writers.items():
+            flush(split)
+            writer.close()
     return count
 
 

@@ -91,14 +91,17 @@ def terms(text: str, *vocabularies: str) -> set[str]:
     return found
 
 
-def agreement(reference: set[str], description: set[str], exclusive: bool) -> int:
-    """2 agree, 1 unverifiable or mixed, 0 contradict.
+def agreement(reference: set[str], description: set[str], exclusive: bool) -> int | None:
+    """2 agree, 1 mixed or not stated by the description, 0 contradict; None: the reference states nothing to
+    check the attribute against (unverifiable, reported apart and left out of the score).
 
     ``exclusive``: the values are alternatives (a modality, a plane), so a value
     of the description that the reference lacks contradicts it; otherwise only
     opposites (hyper/hypo, left/right) do.
     """
-    if not reference or not description:
+    if not reference:
+        return None
+    if not description:
         return 1
     shared = reference & description
     if exclusive:
@@ -115,14 +118,23 @@ def agreement(reference: set[str], description: set[str], exclusive: bool) -> in
 class Judge(Protocol):
     name: str
 
-    def score(self, description: dict[str, str], reference: str) -> dict[str, int]: ...
+    def score(self, description: dict[str, str], reference: str) -> dict[str, int | None]: ...
+
+
+def _both(first: int | None, second: int | None) -> int | None:
+    """Two checks of one attribute: a contradiction in either is 0, else their mean; the unverifiable one is left
+    out."""
+    known = [v for v in (first, second) if v is not None]
+    if not known:
+        return None
+    return 0 if 0 in known else round(sum(known) / len(known) + 0.01)
 
 
 @dataclass(frozen=True)
 class RulesJudge:
     name: str = "rules"
 
-    def score(self, description: dict[str, str], reference: str) -> dict[str, int]:
+    def score(self, description: dict[str, str], reference: str) -> dict[str, int | None]:
         whole = " ".join(description.values())
         side_and_plane = description.get("roi_analysis", "") + " " + description.get("modality", "")
         ref_sides, ref_planes = terms(reference, "sides"), terms(reference, "planes")
@@ -133,7 +145,7 @@ class RulesJudge:
                                                                       "modality"), exclusive=True),
             "organ_detection": agreement(terms(reference, "organs"),
                                          terms(description.get("organ_detection", ""), "organs"), exclusive=False),
-            "roi_analysis": min(sides, planes) if 0 in (sides, planes) else round((sides + planes) / 2 + 0.01),
+            "roi_analysis": _both(sides, planes),
             "texture": agreement(terms(reference, "texture"), terms(description.get("texture", ""), "texture"),
                                  exclusive=False),
             "region_relationship": agreement(terms(reference, "relations"),
@@ -144,8 +156,9 @@ class RulesJudge:
 
 JUDGE_PROMPT = """\
 Score a generated description of a medical image against the human reference, as MedTrinity-25M's
-authors did: 0, 1 or 2 points for each attribute (2 = consistent with the reference, 1 = partly or not
-checkable, 0 = contradicts it or misses what the reference states).
+authors did: 0, 1 or 2 points for each attribute (2 = consistent with the reference, 1 = partly,
+0 = contradicts it or misses what the reference states), or null where the reference says nothing
+that the attribute could be checked against.
 
 Reference:
 {reference}
@@ -154,15 +167,16 @@ Generated description, by attribute:
 {description}
 
 Answer with one JSON object of integers and nothing else:
-{{"modality": 0-2, "organ_detection": 0-2, "roi_analysis": 0-2, "texture": 0-2, "region_relationship": 0-2}}
+{{"modality": 0-2 or null, "organ_detection": 0-2 or null, "roi_analysis": 0-2 or null, "texture": 0-2 or null,
+ "region_relationship": 0-2 or null}}
 """
 
 
-def parse_scores(text: str) -> dict[str, int]:
+def parse_scores(text: str) -> dict[str, int | None]:
     match = re.search(r"\{.*\}", text, re.S)
     try:
         value = json.loads(match.group(0) if match else text)
-        return {k: max(0, min(2, int(value[k]))) for k in ATTRIBUTE_KEYS}
+        return {k: None if value[k] is None else max(0, min(2, int(value[k]))) for k in ATTRIBUTE_KEYS}
     except (json.JSONDecodeError, KeyError, TypeError, ValueError):
         raise ParseError(f"scores are not the JSON asked for: {text[:120]!r}") from None
 
@@ -173,7 +187,7 @@ class OpenAIJudge:
     def __init__(self, config: LLMConfig) -> None:
         self.client = ChatClient(config)
 
-    def score(self, description: dict[str, str], reference: str) -> dict[str, int]:
+    def score(self, description: dict[str, str], reference: str) -> dict[str, int | None]:
         listed = "\n".join(f"- {k}: {description.get(k, '')}" for k in ATTRIBUTE_KEYS)
         prompt = JUDGE_PROMPT.format(reference=reference, description=listed)
         return self.client.ask([{"role": "user", "content": prompt}], parse_scores, stage="validate")
@@ -184,10 +198,17 @@ def reference_text(row: dict[str, Any]) -> str:
     return "\n".join(str(reference[k]) for k in REFERENCE_FIELDS if reference.get(k))
 
 
+def row_total(scores: dict[str, int | None]) -> float | None:
+    """A row's score out of 10 over the attributes that could be checked (None: none could)."""
+    known = [v for v in scores.values() if v is not None]
+    return round(2 * len(ATTRIBUTE_KEYS) * sum(known) / (2 * len(known)), 3) if known else None
+
+
 def validate(out: Path, judge: Judge, worst: int = 5) -> dict[str, Any]:
-    """Mean scores per attribute and per modality, the number scored, the worst examples."""
+    """Mean scores per attribute and per modality over what was checkable, how many attributes could not be checked
+    (count and share), the number scored, the worst examples."""
     sums: dict[str, dict[str, float]] = defaultdict(lambda: defaultdict(float))
-    scored: list[tuple[int, dict[str, Any]]] = []
+    scored: list[tuple[float, dict[str, Any]]] = []
     skipped = failed = 0
     for _, row in iter_rows(out, COLUMNS, batch_size=512):
         reference = reference_text(row)
@@ -199,22 +220,45 @@ def validate(out: Path, judge: Judge, worst: int = 5) -> dict[str, Any]:
         except Reject:
             failed += 1
             continue
-        total = sum(scores.values())
+        total = row_total(scores)
         for group in (row["modality"], "all"):
-            sums[group]["n"] += 1
-            sums[group]["total"] += total
-            for key, value in scores.items():
-                sums[group][key] += value
-        scored.append((total, {"id": row["id"], "modality": row["modality"], "total": total, "scores": scores,
-                               "reference": reference[:300], "caption": (row["caption"] or "")[:300]}))
-    means = {group: {"n": int(v["n"]), **{k: round(v[k] / v["n"], 3) for k in (*ATTRIBUTE_KEYS, "total")}}
-             for group, v in sums.items()}
-    overall = means.pop("all", {"n": 0})
+            _add(sums[group], scores, total)
+        if total is not None:
+            scored.append((total, {"id": row["id"], "modality": row["modality"], "total": total, "scores": scores,
+                                   "reference": reference[:300], "caption": (row["caption"] or "")[:300]}))
+    means = {group: _means(v) for group, v in sums.items()}
+    overall = means.pop("all", {"n": 0, "unverifiable": {}})
     return {"judge": judge.name, "scored": overall["n"], "skipped_without_reference": skipped,
             "failed": failed, "attributes": {k: overall.get(k) for k in ATTRIBUTE_KEYS},
+            "unverifiable": overall["unverifiable"],
             "total": overall.get("total"), "max_total": 2 * len(ATTRIBUTE_KEYS),
             "by_modality": dict(sorted(means.items())),
             "worst": [example for _, example in sorted(scored, key=lambda s: s[0])[:worst]]}
+
+
+def _add(sums: dict[str, float], scores: dict[str, int | None], total: float | None) -> None:
+    sums["n"] += 1
+    if total is not None:
+        sums["total"] += total
+        sums["n_total"] += 1
+    for key, value in scores.items():
+        if value is None:
+            sums[f"{key}:unverifiable"] += 1
+        else:
+            sums[key] += value
+            sums[f"{key}:n"] += 1
+
+
+def _means(sums: dict[str, float]) -> dict[str, Any]:
+    n = int(sums["n"])
+    means: dict[str, Any] = {"n": n}
+    for key in ATTRIBUTE_KEYS:
+        means[key] = round(sums[key] / sums[f"{key}:n"], 3) if sums[f"{key}:n"] else None
+    means["total"] = round(sums["total"] / sums["n_total"], 3) if sums["n_total"] else None
+    means["unverifiable"] = {key: {"count": int(sums[f"{key}:unverifiable"]),
+                                   "share": round(sums[f"{key}:unverifiable"] / n, 3) if n else 0.0}
+                             for key in ATTRIBUTE_KEYS}
+    return means
 
 
 def markdown(report: dict[str, Any]) -> str:
@@ -228,6 +272,11 @@ def markdown(report: dict[str, Any]) -> str:
         cells = [name, str(values["n"])] + [f"{values[k]:.2f}" if values.get(k) is not None else "-"
                                             for k in (*ATTRIBUTE_KEYS, "total")]
         lines.append("| " + " | ".join(cells) + " |")
+    unverifiable = report.get("unverifiable") or {}
+    if any(v["count"] for v in unverifiable.values()):
+        lines += ["", "Not checkable (the reference states nothing to check them against; left out of the "
+                      "scores above):", ""]
+        lines += [f"- {key}: {v['count']} ({100 * v['share']:.0f}%)" for key, v in unverifiable.items()]
     if report["worst"]:
         lines += ["", "Lowest scores:", ""]
         lines += [f"- `{w['id']}` ({w['modality']}) {w['total']}/10 {w['scores']}" for w in report["worst"]]

@@ -16,7 +16,7 @@ from typing import Any, Iterator
 import numpy as np
 
 from builder import pngcodec
-from builder.errors import Reject, Stage
+from builder.errors import Reject, Stage, raised_by_reader_library
 from builder.imaging import pixel_hash
 from builder.pipeline import drawn_boxes
 from builder.pipeline.proposers import PROPOSERS, ProposalInput
@@ -69,7 +69,7 @@ def time_limit(seconds: float) -> Iterator[None]:
     try:
         yield
     except _Timeout:
-        raise Reject("timeout", f"reading took longer than the {seconds:.0f} s limit") from None
+        raise Reject("timeout", f"reading took longer than the {seconds:g} s limit (--unit-timeout)") from None
     finally:
         signal.setitimer(signal.ITIMER_REAL, 0)
         signal.signal(signal.SIGALRM, previous)
@@ -291,6 +291,29 @@ def _text(value: Any) -> str | None:
     return None if value is None or str(value).strip() == "" else str(value)
 
 
+def read_records(unit: Unit, dropped: list[tuple[dict[str, Any], Reject]]) -> list[Record]:
+    """The unit's records from its adapter; an unusable sample's reject goes to ``dropped``.
+
+    An exception that a decoding library raises on the file (not this project's code) is a reject of stage
+    ``read`` naming the file: malformed input is never reported as an internal error.
+    """
+    records = []
+    try:
+        for record in ADAPTERS[unit.spec.format].records(unit):
+            if record.reject is None:
+                records.append(record)
+            else:  # one unusable sample of the file (a blank frame): its own reject line
+                where = record.release.id if record.release else row_id(unit, record.plane, record.slice_index)
+                dropped.append(({"id": where}, record.reject))
+    except (Reject, MemoryError, _Timeout):
+        raise
+    except Exception as exc:
+        if not raised_by_reader_library(exc):
+            raise
+        raise Reject(Stage.READ, f"{unit.image.name} cannot be read ({type(exc).__name__}: {exc})") from None
+    return records
+
+
 def process_unit(unit: Unit, options: TripletOptions) -> UnitResult:
     """All rows of one unit, or a reject naming the stage and the reason."""
     from builder.pipeline.text.registry import DESCRIBERS
@@ -303,13 +326,7 @@ def process_unit(unit: Unit, options: TripletOptions) -> UnitResult:
         with time_limit(options.unit_timeout * unit.weight):
             curate(unit)
             check_inside(unit)
-            records = []
-            for record in ADAPTERS[unit.spec.format].records(unit):
-                if record.reject is None:
-                    records.append(record)
-                else:  # one unusable sample of the file (a blank frame): its own reject line
-                    where = record.release.id if record.release else row_id(unit, record.plane, record.slice_index)
-                    dropped.append(({"id": where}, record.reject))
+            records = read_records(unit, dropped)
             annotated = [annotate(record) for record in records]
             proposed = propose(records, [rois for rois, _ in annotated])
             for record, (rois, mask), extra in zip(records, annotated, proposed):

@@ -217,7 +217,10 @@ def build(manifest: Manifest, options: BuildOptions, progress: ProgressHook | No
     try:
         started = time.time()
         prepare(options.out, options.overwrite, options.demo)
-        key = load_id_key(options.id_key)
+        try:
+            key = load_id_key(options.id_key)
+        except ValueError as exc:
+            raise BuildError(str(exc)) from None
         listed = collect(manifest, key)  # a source with no input stops the build before its folder exists
         with folder_lock(options.out):
             prepare(options.out, options.overwrite, options.demo)  # again, now that no other build can start

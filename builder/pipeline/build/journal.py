@@ -55,8 +55,7 @@ class Journal:
                                    "run it with the same ones to resume, or pass --overwrite")
         else:
             self.shards.mkdir(parents=True, exist_ok=True)
-            state.write_text(json.dumps({**fingerprint, "writer": "medtrinity-25m"}, indent=2, sort_keys=True),
-                             encoding="utf-8")
+            _write_whole(state, json.dumps({**fingerprint, "writer": "medtrinity-25m"}, indent=2, sort_keys=True))
         records = self.records()
         self._sweep(records)
         return records
@@ -102,12 +101,7 @@ class Journal:
         """Write down, before the first is written, every file that publishing writes (the shards' public names
         and ``others``): a build killed while publishing is resumed over them, not refused as a stranger's."""
         files = [final.relative_to(self.out).as_posix() for _, final in self._targets(records)] + others
-        path = self.root / PLAN
-        with open(path.with_suffix(".tmp"), "w", encoding="utf-8") as fh:
-            json.dump(sorted(files), fh)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(path.with_suffix(".tmp"), path)
+        _write_whole(self.root / PLAN, json.dumps(sorted(files)))
 
     def publish(self, records: list[dict[str, Any]]) -> list[dict[str, Any]]:
         """Rename every staged shard to its public name; idempotent. Return build.json's shard entries."""
@@ -125,12 +119,7 @@ class Journal:
 
     def write_last(self, name: str, text: str) -> None:
         """Write ``OUT/name`` whole or not at all (staged in the journal, then renamed): the build's last file."""
-        staged = self.root / f"{name}.tmp"
-        with open(staged, "w", encoding="utf-8") as fh:
-            fh.write(text)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(staged, self.out / name)
+        _write_whole(self.out / name, text, staged=self.root / f"{name}.tmp")
 
     def remove(self) -> None:
         """Remove the journal, its state last: a removal cut short is taken up by the next run."""
@@ -140,3 +129,13 @@ class Journal:
         (self.root / "state.json").unlink(missing_ok=True)
         with contextlib.suppress(OSError):
             self.root.rmdir()
+
+
+def _write_whole(path: Path, text: str, staged: Path | None = None) -> None:
+    """``path`` holds ``text`` whole or is as it was: written beside it (or at ``staged``), synced, renamed."""
+    staged = staged or path.with_name(path.name + ".tmp")
+    with open(staged, "w", encoding="utf-8") as fh:
+        fh.write(text)
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.replace(staged, path)

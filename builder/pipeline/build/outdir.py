@@ -33,6 +33,9 @@ from builder.layout import (
 
 __all__ = ["BUILD_JSON", "LOCK", "PRIVATE", "FolderError", "folder_lock", "prepare"]
 
+STARTING = f"{JOURNAL_DIR}/state.json.tmp"  # a journal being started: what a build killed at its first write leaves
+
+
 class FolderError(RuntimeError):
     """An output folder a build must not write into (the message says why)."""
 
@@ -80,7 +83,7 @@ def prepare(out: Path, overwrite: bool, demo: bool = False) -> None:
         raise FolderError(f"{out}/{BUILD_JSON} is unreadable: nothing can say which files a build wrote there; "
                           "build into an empty or new folder")
     published, local = listed_files(doc) if finished else (set(), set())
-    foreign = unlisted(out, published | local | planned | {LOCK})
+    foreign = unlisted(out, published | local | planned | {LOCK, STARTING})
     if foreign:
         shown = ", ".join(foreign[:3]) + (f" and {len(foreign) - 3} more" if len(foreign) > 3 else "")
         raise FolderError(f"{out} holds {len(foreign)} file(s) that no build wrote ({shown}); "

@@ -31,6 +31,7 @@ from builder.pipeline.engines.limits import limit_memory, memory_limit
 from builder.pipeline.process import TripletOptions, UnitResult, process_unit
 from builder.pipeline.sources.base import Unit
 
+GRACE_SECONDS = 30.0  # at most this long past a unit's limit before the main process replaces its worker
 TASK_SECONDS = 0.05  # what one task should take: long enough to hide the cost of handing it to a worker
 MAX_TASK_UNITS = 64
 
@@ -125,13 +126,21 @@ class LocalPool:
         self.executor.shutdown(wait=True, cancel_futures=True)
         self.executor = self._executor()
 
-    def _alone(self, unit: Unit, why: str) -> UnitResult:
+    def _deadline(self, units: tuple[Unit, ...]) -> float | None:
+        """Seconds the main process waits for a task: the units' own limits, then a grace for the worker's alarm
+        to fire first (a decoder stuck in C code hears it only when it returns)."""
+        if self.timeout <= 0:
+            return None
+        limit = self.timeout * sum(unit.weight for unit in units)
+        return limit + min(GRACE_SECONDS, max(1.0, 0.25 * limit))
+
+    def _alone(self, unit: Unit, timed_out: bool) -> UnitResult:
         self._restart()
         try:
-            return self.executor.submit(self.work, unit).result(timeout=self.timeout * unit.weight)
-        except (BrokenProcessPool, TimeoutError):
+            return self.executor.submit(self.work, unit).result(timeout=self._deadline((unit,)))
+        except (BrokenProcessPool, TimeoutError) as exc:
             self._restart()
-            return UnitResult(unit, reject=Reject(Stage.WORKER, f"{why} twice while reading this file"))
+            return _failed(unit, timed_out or isinstance(exc, TimeoutError), self.timeout)
 
     def map(self, units: Iterable[Unit]) -> Iterator[UnitResult]:
         todo, size = iter(units), _TaskSize()
@@ -148,18 +157,29 @@ class LocalPool:
         while pending:
             task, future = pending.popleft()
             try:
-                results, seconds = future.result(timeout=self.timeout * sum(unit.weight for unit in task))
+                results, seconds = future.result(timeout=self._deadline(task))
                 size.seen(len(task), seconds)
             except (BrokenProcessPool, TimeoutError) as exc:
-                why = "took longer than the unit time limit" if isinstance(exc, TimeoutError) else \
-                    "a worker process died"
-                results = [self._alone(unit, why) for unit in task]  # which of them it was: each alone
+                timed_out = isinstance(exc, TimeoutError)
+                if timed_out and len(task) == 1:  # the unit that outlived its limit is known: no second try
+                    self._restart()
+                    results = [_failed(task[0], True, self.timeout)]
+                else:  # which of them it was: each alone
+                    results = [self._alone(unit, timed_out) for unit in task]
                 pending = deque((t, self.executor.submit(self.task, t)) for t, _ in pending)
             submit()
             yield from results
 
     def close(self) -> None:
         self.executor.shutdown(cancel_futures=True)
+
+
+def _failed(unit: Unit, timed_out: bool, limit: float) -> UnitResult:
+    """A unit the pool gave up on: past its time limit (stage timeout, as with one worker) or its worker died."""
+    if timed_out:
+        return UnitResult(unit, reject=Reject(Stage.TIMEOUT, f"reading took longer than the {limit * unit.weight:g} s "
+                                                             "limit (--unit-timeout)"))
+    return UnitResult(unit, reject=Reject(Stage.WORKER, "a worker process died twice while reading this file"))
 
 
 @dataclass(frozen=True)
@@ -176,7 +196,7 @@ class LocalEngine:
     def __init__(self, options: LocalOptions, triplets: TripletOptions) -> None:
         self.options = options
         self.pool: SerialPool | LocalPool = SerialPool(triplets) if options.workers <= 1 else \
-            LocalPool(triplets, options.workers, timeout=triplets.unit_timeout + 60)
+            LocalPool(triplets, options.workers, timeout=triplets.unit_timeout)
 
     def map(self, units: Iterable[Unit]) -> Iterator[UnitResult]:
         return self.pool.map(units)

@@ -42,7 +42,7 @@ def slice_display(volume: np.ndarray, plane: str, index: int) -> np.ndarray:
     return np.ascontiguousarray(section[::-1, ::-1].T)
 
 
-MAX_IN_MEMORY = 2 * 1024**3  # bytes of stored voxels a compressed volume may inflate to
+MAX_IN_MEMORY = 1024**3  # bytes of stored voxels a volume may hold: the peak of a worker is about this plus slices
 MAX_VALUE = 1e30  # scaled values beyond this are not a scanner's
 CHUNK = 1 << 24  # voxels per pass of the finiteness check
 
@@ -80,19 +80,33 @@ def _fast_gunzip() -> Callable[[str], Any] | None:
     return igzip.open
 
 
+READ_CHUNK = 1 << 24  # bytes inflated per call into the volume's own buffer
+
+
 def _unscaled(proxy: Any, path: Path, gzipped: bool) -> np.ndarray:
-    """The stored voxels as an array; a ``.nii.gz`` inflated by ISA-L where installed, read into the array in place.
+    """The stored voxels as an array; a ``.nii.gz`` is inflated straight into the array, a chunk at a time (ISA-L
+    where installed, else zlib): no second volume-sized buffer, so the peak is the volume itself.
 
     The offset, shape, type and order are nibabel's (its ``ArrayProxy``); only the gzip stream is another's.
     """
-    from nibabel.arrayproxy import ArrayProxy
-    from nibabel.volumeutils import array_from_file
+    import gzip
 
-    gunzip = _fast_gunzip() if gzipped else None
-    if gunzip is None or type(proxy) is not ArrayProxy:
+    from nibabel.arrayproxy import ArrayProxy
+
+    if not gzipped or type(proxy) is not ArrayProxy:
         return proxy.get_unscaled() if hasattr(proxy, "get_unscaled") else np.asanyarray(proxy)
-    with gunzip(str(path)) as stream:
-        return array_from_file(proxy.shape, proxy.dtype, stream, proxy.offset, proxy.order)
+    voxels = np.empty(int(np.prod(proxy.shape)), dtype=proxy.dtype)
+    target = memoryview(voxels).cast("B")
+    with (_fast_gunzip() or gzip.open)(str(path)) as stream:
+        stream.seek(proxy.offset)
+        done = 0
+        while done < target.nbytes:
+            count = stream.readinto(target[done:done + READ_CHUNK])
+            if not count:
+                raise Reject("read", f"the file ends after {done} of the {target.nbytes} bytes of voxels its header "
+                                     "declares (truncated)")
+            done += count
+    return voxels.reshape(proxy.shape, order=proxy.order)
 
 
 @dataclass(frozen=True)
@@ -119,8 +133,8 @@ class NiftiReader:
             dtype = img.get_data_dtype()
             stored = int(np.prod(shape)) * dtype.itemsize
             gzipped = str(path).lower().endswith(".gz")
-            if gzipped and stored > MAX_IN_MEMORY:
-                raise Reject("read", f"compressed volume inflates to {stored / 2**30:.1f} GiB, over the limit of "
+            if stored > MAX_IN_MEMORY:
+                raise Reject("read", f"the volume's voxels take {stored / 2**30:.2f} GiB, over the limit of "
                                      f"{MAX_IN_MEMORY / 2**30:.0f} GiB")
             raw = np.asarray(_unscaled(img.dataobj, path, gzipped)).reshape(shape)
             volume = apply_orientation(raw, io_orientation(img.affine))

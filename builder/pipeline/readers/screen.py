@@ -92,7 +92,9 @@ def screen(ds: Any) -> Screening:
         found = _boxes(result.get("coordinates") or [])
         if result.get("group") == "blacklist" or not found:
             return Screening(refusal=f"deid's {result.get('group')} rules flag possible burned-in text with no "
-                                     "known region to clean")
+                                     "known region to clean (DERIVED or SECONDARY images, reformats included, "
+                                     "are flagged from the header alone: if the source's pixels hold no text, set "
+                                     "allow_burned_in: true on it)")
         boxes += found
     return Screening(boxes=tuple(boxes))
 

@@ -37,6 +37,7 @@ class Unit:
     key: str = ""  # the pseudonymous file key (:mod:`builder.privacy`), set when units are collected
     problem: str | None = None  # why the unit cannot be built, found while listing it (a reject)
     weight: int = 1  # files' worth of work in the unit (an archive of many images): scales its time limit
+    related: tuple[str, ...] = ()  # other input files its problem names (an ambiguous pairing): never published
 
     @property
     def id(self) -> str:
@@ -51,7 +52,7 @@ class Unit:
     @property
     def names(self) -> tuple[str, ...]:
         """Input names that published text must not hold."""
-        return tuple(str(p) for p in (self.rel, self.image, self.mask) if p)
+        return tuple(str(p) for p in (self.rel, self.image, self.mask, *self.related) if p)
 
 
 @dataclass
@@ -179,7 +180,7 @@ class Pairing:
 
     masks: dict[Path, Path] = field(default_factory=dict)
     problems: list[Problem] = field(default_factory=list)
-    ambiguous: dict[Path, str] = field(default_factory=dict)
+    ambiguous: dict[Path, tuple[str, tuple[str, ...]]] = field(default_factory=dict)  # image -> (why, files named)
 
 
 def mask_files(spec: SourceSpec) -> list[Path]:
@@ -221,10 +222,11 @@ def pair_masks(spec: SourceSpec, images: list[Path], masks: list[Path]) -> Pairi
         if not found:
             pairing.problems.append(Problem(relative(spec, mask), "mask pairs with no image", "masks"))
         elif len(found) > 1:
-            names = " and ".join(relative(spec, image) for image in found)
+            named = tuple(relative(spec, path) for path in (*found, mask))
             for image in found:
-                pairing.ambiguous[image] = (f"ambiguous pairing: mask {relative(spec, mask)} pairs with both "
-                                            f"{names} (their file stems are the same); rename one of them")
+                pairing.ambiguous[image] = (f"ambiguous pairing: mask {named[-1]} pairs with both "
+                                            f"{' and '.join(named[:-1])} (their file stems are the same); rename "
+                                            "one of them", named)
         elif found[0] in pairing.masks:
             pairing.problems.append(Problem(relative(spec, mask), f"second mask for {relative(spec, found[0])}",
                                             "masks"))
@@ -270,7 +272,8 @@ def enumerate_units(spec: SourceSpec) -> tuple[list[Unit], list[Problem]]:
             meta=tabled["metadata"].rows.get(stem, {}),
             boxes=tuple(tabled["boxes"].rows.get(stem, ())),
             public=relative(spec, image) if spec.publish_paths else None,
-            problem=pairing.ambiguous.get(image) or _row_problem(broken.get(stem)),
+            problem=pairing.ambiguous.get(image, ("", ()))[0] or _row_problem(broken.get(stem)),
+            related=pairing.ambiguous.get(image, ("", ()))[1],
         ))
     return units, problems
 

@@ -31,7 +31,7 @@ class NiftiSource(FileSource):
         if meta["nonfinite"]:
             if options.nan == "reject":
                 raise Reject("read", f"{meta['nonfinite']} voxels are NaN or infinite (set nan: zero to zero them)")
-            volume = np.nan_to_num(volume, nan=0.0, posinf=0.0, neginf=0.0)
+            volume = np.nan_to_num(volume, copy=not volume.flags.writeable, nan=0.0, posinf=0.0, neginf=0.0)
             notes["nan_voxels_zeroed"] = int(meta["nonfinite"])
         if volume.size and volume.min() == volume.max():
             raise Reject("read", f"the volume is blank (every voxel is {float(volume.flat[0]):g})")
