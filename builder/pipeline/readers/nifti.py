@@ -96,7 +96,7 @@ def _unscaled(proxy: Any, path: Path, gzipped: bool) -> np.ndarray:
     if not gzipped or type(proxy) is not ArrayProxy:
         return proxy.get_unscaled() if hasattr(proxy, "get_unscaled") else np.asanyarray(proxy)
     voxels = np.empty(int(np.prod(proxy.shape)), dtype=proxy.dtype)
-    target = memoryview(voxels).cast("B")
+    target = memoryview(voxels).cast("B")  # type: ignore[arg-type]  # ndarray is a buffer
     with (_fast_gunzip() or gzip.open)(str(path)) as stream:
         stream.seek(proxy.offset)
         done = 0
