@@ -13,7 +13,7 @@ from typing import Any, Iterator, Mapping
 
 import numpy as np
 
-from builder.errors import Problem, Reject
+from builder.errors import ManifestError, Problem, Reject
 from builder.pipeline.readers import DicomReader, read_labelmap_2d
 from builder.pipeline.readers.display import DEFAULT_WINDOWS, auto_window
 from builder.pipeline.readers.frames import apply_window
@@ -55,6 +55,9 @@ class DicomSource(FileSource):
         if spec.options.segmentations is None:
             return units, problems
         segs = expand(spec, spec.options.segmentations)
+        if not segs:  # the annotations were meant: as for masks, a glob that matches nothing is an error
+            raise ManifestError("segmentations", f"{spec.options.segmentations!r} of source {spec.name!r} matches "
+                                                 "no file")
         units = [u for u in units if u.image not in set(segs)]  # a SEG beside its images is no image
         pairs, found = pair_segmentations([u.image for u in units], segs, lambda p: relative(spec, p))
         return [replace(u, mask=pairs.get(u.image, u.mask)) for u in units], problems + found
