@@ -165,3 +165,40 @@ def test_task_size_follows_a_warm_worker_at_once_and_a_slower_pace_gradually() -
     assert size.next() == 1
     size.seen(100, 0.0001)
     assert size.next() == MAX_TASK_UNITS
+
+
+CLUSTER_RESOURCES = """
+import json, ray
+from builder.pipeline.engines.ray import RayPool
+from builder.pipeline.process import TripletOptions
+RayPool(TripletOptions(), 1)
+print(json.dumps(sorted(ray.cluster_resources())))
+"""
+
+
+def test_a_ray_build_without_an_address_never_joins_another_cluster(tmp_path: Path) -> None:
+    """``ray.init()`` with no address joins the cluster started last on the machine (``ray start``): another build's
+    workers, running another checkout's code with other settings. A build without --ray-address has a Ray of its own."""
+    pytest.importorskip("ray", reason="--engine ray needs the ray extra")
+    ray_cli = Path(sys.executable).parent / "ray"
+    if not ray_cli.exists():
+        pytest.skip("the ray command is not installed beside this Python")
+    head = subprocess.Popen([str(ray_cli), "start", "--head", "--block", "--num-cpus", "1", "--port", "6391",
+                             "--resources", json.dumps({"someone_elses": 1}), "--include-dashboard", "false"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and not Path("/tmp/ray/ray_current_cluster").exists():
+            time.sleep(0.5)
+        time.sleep(3)  # the head writes its address, then serves it
+        done = subprocess.run([sys.executable, "-c", CLUSTER_RESOURCES], capture_output=True, text=True,
+                              timeout=300, cwd=Path(__file__).resolve().parent.parent)
+        assert done.returncode == 0, done.stderr[-2000:]
+        resources = json.loads(done.stdout.splitlines()[-1])
+        assert "CPU" in resources and "someone_elses" not in resources
+    finally:
+        os.killpg(head.pid, signal.SIGTERM)
+        head.wait(timeout=60)
+        current = Path("/tmp/ray/ray_current_cluster")  # the stopped head's address, if still the latest
+        if current.exists() and ":6391" in current.read_text():
+            current.unlink()

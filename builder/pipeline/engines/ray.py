@@ -44,7 +44,10 @@ class RayPool:
             raise EngineError(f"--engine ray needs: {install_hint('ray')}") from None
         self.ray = ray
         if not ray.is_initialized():
-            ray.init(address=address, include_dashboard=False, log_to_driver=False,
+            # no address: a Ray of this build's own ("local"). Left as None, ray.init joins the cluster started last
+            # on this machine (/tmp/ray/ray_current_cluster, or $RAY_ADDRESS): another build's or another
+            # checkout's workers, running other code with other settings.
+            ray.init(address=address or "local", include_dashboard=False, log_to_driver=False,
                      num_cpus=None if address else workers)
         self.task = ray.remote(process_unit).options(max_retries=2)
         self.options = ray.put(options)
