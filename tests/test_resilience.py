@@ -6,6 +6,7 @@ from __future__ import annotations
 import gzip
 import io
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -156,3 +157,16 @@ def test_export_folder_loads_back_when_a_split_has_a_column_the_others_lack(tmp_
     assert {name: len(split) for name, split in loaded.items()} == {"train": 3, "test": 3}
     assert set(loaded["train"]["disease"]) == {"pneumonia"} and set(loaded["test"]["disease"]) == {None}
     assert json.loads(loaded["test"][0]["rois"]) == []
+
+
+def test_a_test_run_leaves_nothing_in_the_temporary_folder(tmp_path: Path) -> None:
+    temporary = tmp_path / "tmp"
+    temporary.mkdir()
+    keys = ("MEDTRI_CONFIG_DIR", "MEDTRI_CACHE_DIR", "HF_DATASETS_CACHE")
+    env = {k: v for k, v in os.environ.items() if k not in keys} | {"TMPDIR": str(temporary)}
+    use = (f"import conftest, os\nfor k in {keys!r}:\n    os.makedirs(os.environ[k])\n"
+           "    open(os.path.join(os.environ[k], 'x'), 'w').close()")
+    done = subprocess.run([sys.executable, "-c", use], cwd=ROOT / "tests", env=env, capture_output=True, text=True,
+                          timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert list(temporary.iterdir()) == []
