@@ -10,6 +10,7 @@ import os
 import shlex
 import sys
 import time
+from collections import deque
 from pathlib import Path
 from typing import Any
 
@@ -62,7 +63,7 @@ class ProgressPrinter:
         self.tty = sys.stderr.isatty()
         self.interval = interval if not self.tty else 0.2
         self.last = 0.0
-        self.times: list[float] = []  # when each unit of this run finished
+        self.times: deque[float] = deque(maxlen=self.WINDOW)  # when the latest units of this run finished
 
     def __call__(self, p: Any) -> None:
         now = time.monotonic()
@@ -83,8 +84,8 @@ class ProgressPrinter:
         else:
             click.echo(line, err=True)
 
-
     MIN_UNITS = 10  # before this many files are done, one slow file (a volume) would make any ETA absurd
+    WINDOW = 2000  # the pace is taken over at most the later half of this many latest files
 
     def eta(self, left: int) -> str:
         """Seconds left at the pace of the later half of the files done so far (start-up and a slow first
@@ -93,8 +94,8 @@ class ProgressPrinter:
             return "0s"
         if len(self.times) < self.MIN_UNITS:
             return "--"
-        half = self.times[len(self.times) // 2:]
-        pace = (half[-1] - half[0]) / max(len(half) - 1, 1)
+        middle = len(self.times) // 2
+        pace = (self.times[-1] - self.times[middle]) / max(len(self.times) - 1 - middle, 1)
         return f"{left * pace:.0f}s"
 
 

@@ -20,6 +20,7 @@ import builder.pipeline.sources.tables as tables
 from builder.errors import ManifestError, Problem, Reject
 from builder.pipeline.roi import Box
 from builder.pipeline.sources.manifest import SourceSpec
+from builder.pipeline.sources.options import is_glob
 
 
 @dataclass(frozen=True)
@@ -170,10 +171,6 @@ def mask_key(path: Path, suffixes: tuple[str, ...]) -> str:
     return stem
 
 
-def is_glob(pattern: str) -> bool:
-    return any(c in pattern for c in "*?[")
-
-
 @dataclass
 class Pairing:
     """Masks paired with images; masks that pair with nothing; images whose pairing is ambiguous (why)."""
@@ -263,6 +260,7 @@ def enumerate_units(spec: SourceSpec) -> tuple[list[Unit], list[Problem]]:
     units = []
     for image in images:
         stem = tables.file_stem(image)
+        ambiguous, named = pairing.ambiguous.get(image, (None, ()))
         units.append(Unit(
             spec=spec,
             image=image,
@@ -272,8 +270,8 @@ def enumerate_units(spec: SourceSpec) -> tuple[list[Unit], list[Problem]]:
             meta=tabled["metadata"].rows.get(stem, {}),
             boxes=tuple(tabled["boxes"].rows.get(stem, ())),
             public=relative(spec, image) if spec.publish_paths else None,
-            problem=pairing.ambiguous.get(image, ("", ()))[0] or _row_problem(broken.get(stem)),
-            related=pairing.ambiguous.get(image, ("", ()))[1],
+            problem=ambiguous or _row_problem(broken.get(stem)),
+            related=named,
         ))
     return units, problems
 

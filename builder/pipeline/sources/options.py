@@ -54,11 +54,15 @@ def path_of(value: Any, root: Path, key: str, folder: bool = False) -> Path:
     return path
 
 
+def is_glob(pattern: str) -> bool:
+    return any(c in pattern for c in "*?[")
+
+
 def file_or_glob(value: Any, root: Path, key: str) -> str:
     """A glob, or one file (no glob characters) that must exist: a typo in an annotation's path is an error
     before any work, never a build whose images silently lose their annotations."""
     pattern = glob_of(value, root, key)
-    if not any(c in pattern for c in "*?["):
+    if not is_glob(pattern):
         path_of(pattern, root, key)
     return pattern
 
