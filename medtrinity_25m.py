@@ -47,6 +47,7 @@ __all__ = [
     "COLUMNS",
     "DETAIL_KEYS",
     "FEATURES",
+    "IMAGE_COLUMNS",
     "MODALITIES",
     "MODALITY_NAMES",
     "REFERENCE_KEYS",
@@ -58,6 +59,7 @@ __all__ = [
     "MedTrinity25MConfig",
     "roi_collate",
     "stream",
+    "webdataset_member",
     "yaml_features",
 ]
 
@@ -152,10 +154,19 @@ ROW: dict[str, Any] = {
     "height": "int32",
     "license": "string",
 }
+#: The row's image columns (PNG bytes): what writers store as images and readers decode.
+IMAGE_COLUMNS: tuple[str, ...] = tuple(name for name, spec in ROW.items() if spec == "image")
+
+
+def webdataset_member(column: str) -> str:
+    """The member of a WebDataset sample holding an image column: ``png`` for the image, ``<column>.png`` else."""
+    return "png" if column == "image" else f"{column}.png"
+
+
 #: A WebDataset sample: ``<id>.png``, ``<id>.mask.png`` and ``<id>.restored.png`` (optional), ``<id>.json``
 #: (every other field).
-WEBDATASET_ROW: dict[str, Any] = {"png": "image", "mask.png": "image", "restored.png": "image", "json": {
-    name: spec for name, spec in ROW.items() if name not in ("image", "mask", "restored")}}
+WEBDATASET_ROW: dict[str, Any] = {**{webdataset_member(c): "image" for c in IMAGE_COLUMNS}, "json": {
+    name: spec for name, spec in ROW.items() if name not in IMAGE_COLUMNS}}
 
 
 def _feature_dict(spec: Any) -> Any:
@@ -320,7 +331,7 @@ def stream(path: str, config: str = "all", split: str = "train",
     from datasets import Image
 
     ds = datasets.load_dataset(path, config, split=split, streaming=True, **kwargs).select_columns(list(columns))
-    images = [c for c in ("image", "mask") if c in columns]
+    images = [c for c in IMAGE_COLUMNS if c in columns]
     for column in images:
         ds = ds.cast_column(column, Image(decode=False))
 

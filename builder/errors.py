@@ -10,8 +10,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from enum import Enum
+from typing import Literal
 
-__all__ = ["ManifestError", "Problem", "Reject", "Stage", "install_hint", "raised_by_reader_library"]
+__all__ = ["ManifestError", "Problem", "Reject", "Stage", "StageName", "install_hint", "raised_by_reader_library"]
 
 
 class Stage(str, Enum):
@@ -38,6 +39,11 @@ class Stage(str, Enum):
         return self.value
 
 
+#: A stage by its name, as call sites write it (``Reject("read", ...)``): mypy checks the spelling.
+StageName = Literal["listing", "pairing", "curation", "path", "privacy", "read", "size", "modality", "mask", "roi",
+                    "caption", "describe", "validate", "timeout", "worker", "internal"]
+
+
 class ManifestError(ValueError):
     """The sources manifest is invalid; the message names the key."""
 
@@ -55,7 +61,7 @@ class ManifestError(ValueError):
 class Reject(Exception):
     """An input that cannot become a sample: which stage refused it and why."""
 
-    def __init__(self, stage: Stage | str, reason: str, rule: str | None = None) -> None:
+    def __init__(self, stage: Stage | StageName, reason: str, rule: str | None = None) -> None:
         self.stage = Stage(stage).value  # a typed stage; its plain value travels and is written
         super().__init__(f"{self.stage}: {reason}")
         self.reason = reason

@@ -18,7 +18,8 @@ import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Callable, TypeVar
 
-from builder.errors import Reject
+from builder.errors import Reject, Stage, StageName
+from builder.options import option
 from builder.privacy import redact
 
 if TYPE_CHECKING:  # the HTTP client (http.client, ssl, urllib: 60 ms) loads with the first client, not every build
@@ -75,14 +76,22 @@ def with_retries(attempt: Callable[[], T], tries: int, backoff: float = 0.0) -> 
 
 @dataclass(frozen=True)
 class LLMConfig:
-    base_url: str
-    model: str
-    timeout: float = 120.0
-    retries: int = 3  # further tries after the first
+    """An OpenAI-compatible server and how it is asked (the ``openai`` describer's options)."""
+
+    base_url: str = option("", flag="llm-base-url", help="OpenAI-compatible server, e.g. http://localhost:8000/v1 "
+                                                          "(vLLM).")
+    model: str = option("", flag="llm-model", resume=True, help="Model name the server serves.")
+    timeout: float = option(120.0, flag="llm-timeout", help="Seconds per request.")
+    retries: int = option(3, flag="llm-retries", help="Further tries after a failed request or an answer that does "
+                                                      "not parse.")
     backoff: float = 0.5  # seconds before the first retry, doubled each time (as the OpenAI client does)
-    concurrency: int = 8  # requests in flight at once
+    concurrency: int = option(8, flag="llm-concurrency", help="Requests in flight.")
     temperature: float = 0.2
     max_tokens: int = 1024
+
+    def check(self) -> None:
+        if not (self.base_url and self.model):
+            raise ValueError("--llm-base-url and --llm-model go together: give both")
 
     def info(self) -> dict[str, Any]:
         """What ``build.json`` records (no key)."""
@@ -165,11 +174,11 @@ class ChatClient:
             self.usage["prompt_tokens"] += int(usage.get("prompt_tokens") or 0)
             self.usage["completion_tokens"] += int(usage.get("completion_tokens") or 0)
 
-    def failed(self, stage: str, problem: str, tries: int) -> Reject:
+    def failed(self, stage: Stage | StageName, problem: str, tries: int) -> Reject:
         return Reject(stage, redact(f"{self.config.model} at {self.config.base_url}: {problem} "
                                     f"(after {tries} tries)"))
 
-    def ask(self, messages: list[dict[str, Any]], parse: Callable[[str], T], stage: str = "describe",
+    def ask(self, messages: list[dict[str, Any]], parse: Callable[[str], T], stage: StageName = "describe",
             schema: dict[str, Any] | None = None) -> T:
         """The parsed answer to ``messages``; a :class:`Reject` after the last failed try."""
         try:

@@ -19,6 +19,7 @@ import importlib.util
 import io
 import struct
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Any, Callable
 
 import numpy as np
@@ -119,13 +120,18 @@ ENCODERS: dict[str, PngEncoder] = {e.name: e for e in (
 def choose(name: str = "auto") -> str:
     """The encoder a build uses: ``auto`` is the first installed; a named one must be installed."""
     if name == "auto":
-        return next(e.name for e in ENCODERS.values() if e.available())
+        return _first_installed()
     encoder = ENCODERS.get(name)
     if encoder is None or not encoder.available():
         raise ValueError(f"PNG encoder {name!r} is not installed (choices: {', '.join(ENCODERS)})")
     return name
 
 
+@lru_cache(maxsize=1)
+def _first_installed() -> str:
+    return next(e.name for e in ENCODERS.values() if e.available())
+
+
 def encode(pixels: np.ndarray, level: int, name: str = "pillow") -> bytes:
-    """PNG bytes of the pixels as they are (8-bit, 16-bit grey or RGB), no metadata."""
-    return ENCODERS[name].write(pixels, level)
+    """PNG bytes of the pixels as they are (8-bit, 16-bit grey or RGB), no metadata; ``auto``: the first installed."""
+    return ENCODERS[_first_installed() if name == "auto" else name].write(pixels, level)

@@ -24,13 +24,13 @@ from builder.dataset.export import EXPORTERS
 from builder.errors import ManifestError, Reject
 from builder.formats import FORMATS
 from builder.formats.base import OutputFormat, ShardLimits, ShardStream, temp_path
+from builder.pipeline.data import DescribeRequest, Record, Unit
 from builder.pipeline.engines import ENGINES
-from builder.pipeline.proposers import PROPOSERS, ProposalInput
+from builder.pipeline.proposers import PROPOSERS, ProposalInput, RoiConfig
 from builder.pipeline.readers import READERS
 from builder.pipeline.sources import ADAPTERS
-from builder.pipeline.sources.base import FileSource, Record, Unit
-from builder.pipeline.sources.options import ImageOptions, RoiConfig, parse_options
-from builder.pipeline.text.describers import DescribeRequest
+from builder.pipeline.sources.base import FileSource
+from builder.pipeline.sources.options import ImageOptions, parse_options
 from builder.pipeline.text.options import TextOptions
 from builder.pipeline.text.registry import DESCRIBERS
 from medtrinity_25m import ATTRIBUTE_KEYS, FEATURES, ROW
@@ -121,7 +121,7 @@ def test_every_output_format_writes_names_and_reads_back_its_rows(name: str, tmp
 def test_every_engine_maps_units_in_order_and_closes(name: str, tmp_path: Path) -> None:
     if name == "ray":
         pytest.importorskip("ray", reason="--engine ray needs the ray extra")
-    options_cls = ENGINES[name]
+    options_cls = ENGINES[name].options
     assert dataclasses.is_dataclass(options_cls)
     folder = tmp_path / "img"
     folder.mkdir()
@@ -157,7 +157,7 @@ def test_every_exporter_writes_inside_its_folder(name: str, demo_out: Path, tmp_
     dest = tmp_path / "export"
     dest.mkdir()
     try:
-        count = EXPORTERS[name](demo_out, dest, None)
+        count = EXPORTERS[name].run(demo_out, dest, None, EXPORTERS[name].options())
     except ExportError as exc:  # an exporter of one release's shape refuses other datasets, saying why
         assert "holds no" in str(exc)
         assert all(dest in p.parents for p in tmp_path.rglob("*") if p.is_file())

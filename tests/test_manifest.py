@@ -9,7 +9,7 @@ from conftest import run_cli, write_manifest
 
 from builder.errors import ManifestError
 from builder.pipeline.sources.manifest import load_manifest
-from builder.pipeline.text.template import Template
+from builder.pipeline.template import Template
 
 BASE = {"name": "src", "format": "image", "images": "img/*.png", "modality": "xray"}
 

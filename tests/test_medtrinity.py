@@ -88,7 +88,7 @@ def test_restore_pixels_paints_the_outlines_out_and_keeps_the_original(tmp_path:
     out = tmp_path / "out"
     summary = build(write_manifest(tmp_path, {"name": "medtrinity", "format": "medtrinity", "root": str(root),
                                               "subset": "25M_demo"}), out, "--restore-pixels", "--format", "both")
-    assert summary["options"]["restore_pixels"] is True
+    assert summary["options"]["triplets.restore_pixels"] is True
     rows = shard_rows(out, columns=["id", "image", "restored", "rois"])
     restored = [r for r in rows if r["restored"]]
     assert restored and all(r["restored"] is None for r in rows if not any(

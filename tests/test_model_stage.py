@@ -228,7 +228,7 @@ def test_a_describe_killed_while_putting_files_in_place_is_finished_by_the_next(
 
 
 def test_a_describe_killed_while_writing_leaves_the_previous_version(tmp_path: Path, monkeypatch) -> None:
-    from builder.dataset import describe
+    from builder.pipeline import redescribe as describe
 
     out = _three_shards(tmp_path)
     before = {p.name: p.read_bytes() for p in out.rglob("*") if p.is_file()}

@@ -73,8 +73,8 @@ def test_a_build_with_another_encoder_stores_the_same_pixels(tmp_path: Path) -> 
               "masks": str(COLIN / "aal.nii.gz"), "slicing": {"plane": "axial", "step": 20, "only_with_roi": True}}
     manifest = write_manifest(tmp_path, source)
     plain, other = tmp_path / "pillow", tmp_path / fast
-    assert build(manifest, plain, "--png-encoder", "pillow")["options"]["png_encoder"] == "pillow"
-    assert build(manifest, other, "--png-encoder", fast)["options"]["png_encoder"] == fast
+    assert build(manifest, plain, "--png-encoder", "pillow")["options"]["triplets.png_encoder"] == "pillow"
+    assert build(manifest, other, "--png-encoder", fast)["options"]["triplets.png_encoder"] == fast
     a = shard_rows(plain, columns=["id", "image", "mask"])
     b = {r["id"]: r for r in shard_rows(other, columns=["id", "image", "mask"])}
     assert a and len(a) == len(b)

@@ -49,7 +49,7 @@ def cache_bench(kb: KnowledgeBase, rows: int, distinct: int, batch: int = 64) ->
     stream = [rng.choice(captions) for _ in range(rows)]
     result = {}
     for name, size in (("with cache", 100_000), ("without cache", 0)):
-        retriever = Retriever(kb, cache_size=size)
+        retriever = Retriever(kb, k=8, cache_size=size)
         start = time.perf_counter()
         for i in range(0, len(stream), batch):
             retriever.lookup(stream[i:i + batch])

@@ -5,15 +5,19 @@ Each imports what it uses when it runs; none imports the build engine.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import sys
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import click
 
-from builder.cli.build import text_options
 from builder.cli.common import LazyChoice, main, report
+from builder.cli.flags import OptionsCommand, options_of
+from builder.llm import LLMConfig
+from builder.options import NoOptions, option
 
 
 def _emit(result: Any, output: str) -> None:
@@ -87,39 +91,49 @@ def serve_cmd(out: Path, host: str, port: int) -> None:
         server.server_close()
 
 
-@main.command("validate")
+@dataclass(frozen=True)
+class ValidateOptions:
+    """``medtri-build validate``: who scores, and what the report lists."""
+
+    judge: Literal["rules", "openai"] = option("rules", help="rules: vocabulary matches, offline; openai: a model "
+                                                             "behind an OpenAI-compatible server.")
+    llm: LLMConfig = field(default_factory=LLMConfig)  # the openai judge's server
+    worst: int = option(5, help="Lowest-scored examples to list.")
+
+
+@main.command("validate", cls=OptionsCommand, options=lambda: ValidateOptions)
 @click.argument("out", metavar="DATASET", type=click.Path(exists=True, file_okay=False, path_type=Path))
-@click.option("--judge", type=click.Choice(["rules", "openai"]), default="rules", show_default=True)
-@click.option("--llm-base-url", help="OpenAI-compatible server of the openai judge.")
-@click.option("--llm-model", help="Model name of the openai judge.")
-@click.option("--worst", type=int, default=5, show_default=True, help="Lowest-scored examples to list.")
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
-def validate_cmd(out: Path, judge: str, llm_base_url: str | None, llm_model: str | None, worst: int,
-                 as_json: bool) -> None:
+@click.pass_context
+def validate_cmd(ctx: click.Context, out: Path, as_json: bool, **_: Any) -> None:
     """Score DATASET's descriptions against their human references (0-2 per attribute, 10 at most)."""
     import json
 
     from builder.dataset.validate import OpenAIJudge, RulesJudge, markdown, validate
     from builder.errors import Reject
-    from builder.llm import LLMConfig
 
+    options: ValidateOptions = options_of(ctx)
     try:
-        if judge == "openai":
-            if not (llm_base_url and llm_model):
+        if options.judge == "openai":
+            if not (options.llm.base_url and options.llm.model):
                 raise click.UsageError("--judge openai needs --llm-base-url and --llm-model")
-            chosen: Any = OpenAIJudge(LLMConfig(base_url=llm_base_url, model=llm_model, temperature=0.0))
+            chosen: Any = OpenAIJudge(dataclasses.replace(options.llm, temperature=0.0))
         else:
             chosen = RulesJudge()
-        report = validate(out, chosen, worst)
+        report = validate(out, chosen, options.worst)
     except Reject as exc:
         raise click.ClickException(exc.reason) from None
     click.echo(json.dumps(report, indent=2, ensure_ascii=False) if as_json else markdown(report))
 
 
-def _exporter_names() -> list[str]:
+def _exporters() -> Any:
     from builder.dataset.export import EXPORTERS
 
-    return list(EXPORTERS)
+    return EXPORTERS
+
+
+def _exporter_names() -> list[str]:
+    return list(_exporters())
 
 
 @main.command("verify")
@@ -206,53 +220,59 @@ def audit_cmd(out: Path, against: Path | None, threshold: int, as_json: bool) ->
     click.echo(json.dumps(ids_only(report), indent=2) if as_json else markdown(report))
 
 
-@main.command("export")
+@dataclass(frozen=True)
+class ExportOptions:
+    """``medtri-build export FORMAT``: the chosen exporter and its own options."""
+
+    format: str = option("folder", flag=False, help="The exporter.")
+    exporter_options: Any = option(default_factory=NoOptions, registry=_exporters, chosen_by="format",
+                                   help="The chosen exporter's own options.")
+
+
+@main.command("export", cls=OptionsCommand, options=lambda: ExportOptions)
 @click.argument("fmt", type=LazyChoice(_exporter_names))
 @click.argument("out", metavar="DATASET", type=click.Path(exists=True, file_okay=False, path_type=Path))
 @click.option("--out", "dest", type=click.Path(file_okay=False, path_type=Path), required=True,
               help="Folder to write.")
 @click.option("--config", help="One modality (default: all).")
-@click.option("--vqa", type=click.Choice(["fixed", "llm"]), is_flag=False, flag_value="fixed", default=None,
-              help="llava: question-answer records: fixed (one per attribute; --vqa alone) or llm (by a model).")
-@click.option("--vqa-pairs", type=int, default=3, show_default=True, help="--vqa llm: pairs per row.")
-@click.option("--llm-base-url", help="--vqa llm: OpenAI-compatible server.")
-@click.option("--llm-model", help="--vqa llm: model name.")
-@click.option("--draw-rois", is_flag=True, help="llava: draw each ROI's box into the exported images.")
-@click.option("--jsonl", is_flag=True, help="llava: write JSON lines instead of one JSON list.")
-def export_cmd(fmt: str, out: Path, dest: Path, config: str | None, vqa: str | None, vqa_pairs: int,
-               llm_base_url: str | None, llm_model: str | None, draw_rois: bool, jsonl: bool) -> None:
-    """Export DATASET for training: LLaVA conversations, COCO detection, or an imagefolder."""
+@click.pass_context
+def export_cmd(ctx: click.Context, fmt: str, out: Path, dest: Path, config: str | None, **_: Any) -> None:
+    """Export DATASET for training: LLaVA conversations, COCO detection, an imagefolder, or MedPix 2.0's files."""
     from builder.dataset.export import EXPORTERS, ExportError
-    from builder.llm import LLMConfig
 
+    options = options_of(ctx, format=fmt)
+    exporter = EXPORTERS[fmt]
     dest.mkdir(parents=True, exist_ok=True)
-    llm = LLMConfig(base_url=llm_base_url, model=llm_model) if llm_base_url and llm_model else None
-    extra: dict[str, Any] = {"vqa": vqa, "jsonl": jsonl, "draw_rois": draw_rois, "llm": llm,
-                             "pairs": vqa_pairs} if fmt == "llava" else {}
     try:
-        count = EXPORTERS[fmt](out, dest, config, **extra)
+        count = exporter.run(out, dest, config, options.exporter_options)
     except ExportError as exc:
         raise click.ClickException(str(exc)) from None
-    click.echo(f"exported {count} {'records' if fmt == 'llava' else 'images'} as {fmt} to {dest}")
+    click.echo(f"exported {count} {exporter.counts} as {fmt} to {dest}")
 
 
-@main.command("describe")
+def _text_options() -> type:
+    from builder.pipeline.text.options import TextOptions
+
+    return TextOptions
+
+
+@main.command("describe", cls=OptionsCommand, options=_text_options)
 @click.argument("out", metavar="DATASET", type=click.Path(exists=True, file_okay=False, path_type=Path))
 @click.option("--export-batch", type=click.Path(dir_okay=False, path_type=Path),
               help="Write the model requests as an OpenAI Batch API JSONL file (for vllm run-batch or OpenAI's "
                    "Batch API) instead of asking the model.")
 @click.option("--import-batch", type=click.Path(exists=True, dir_okay=False, path_type=Path),
               help="Merge a batch results JSONL file (OpenAI Batch API or vllm run-batch output).")
-@text_options
-def describe_cmd(out: Path, export_batch: Path | None, import_batch: Path | None, **flags: Any) -> None:
+@click.pass_context
+def describe_cmd(ctx: click.Context, out: Path, export_batch: Path | None, import_batch: Path | None,
+                 **_: Any) -> None:
     """Describe the rows of a finished build again and publish the new version of the folder, verified."""
-    from builder.cli.build import _text_options
-    from builder.dataset.describe import DescribeError, DescribeJob, describe_dataset
+    from builder.pipeline.redescribe import DescribeError, DescribeJob, describe_dataset
 
     if export_batch and import_batch:
         raise click.UsageError("--export-batch and --import-batch are two steps: give one")
     try:
-        done = describe_dataset(DescribeJob(out, _text_options(**flags), export_batch, import_batch))
+        done = describe_dataset(DescribeJob(out, options_of(ctx), export_batch, import_batch))
     except DescribeError as exc:
         click.echo(f"error: {exc}", err=True)
         sys.exit(1)

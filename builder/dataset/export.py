@@ -18,14 +18,17 @@ from __future__ import annotations
 import io
 import json
 import re
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any, Callable, Iterator, Literal
 
 import numpy as np
 from PIL import Image
 
 from builder.dataset.shards import LayoutError, iter_rows, parquet_files
 from builder.imaging import draw_boxes
+from builder.llm import LLMConfig
+from builder.options import NoOptions, option
 from builder.registry import Registry
 
 INSTRUCTION = "Describe this medical image: its modality, the organs shown, each region of interest, " \
@@ -73,11 +76,24 @@ def _record(record_id: str, image: str, meta: dict[str, Any], question: str, ans
         {"from": "human", "value": f"<image>\n{question}"}, {"from": "gpt", "value": answer}]}
 
 
-def export_llava(out: Path, dest: Path, config: str | None = None, vqa: bool | str | None = None,
-                 jsonl: bool = False, draw_rois: bool = False, llm: Any = None, pairs: int = 3) -> int:
+@dataclass(frozen=True)
+class LlavaOptions:
+    """``export llava``: the question-answer records, the images, the file."""
+
+    vqa: Literal["fixed", "llm"] | None = option(
+        None, cli={"is_flag": False, "flag_value": "fixed"},
+        help="Question-answer records: fixed (one per attribute; --vqa alone) or llm (by a model).")
+    vqa_pairs: int = option(3, help="--vqa llm: pairs per row.")
+    llm: LLMConfig = field(default_factory=LLMConfig)  # --vqa llm: the model's server
+    draw_rois: bool = option(False, help="Draw each ROI's box into the exported images.")
+    jsonl: bool = option(False, help="Write JSON lines instead of one JSON list.")
+
+
+def export_llava(out: Path, dest: Path, config: str | None = None, options: LlavaOptions = LlavaOptions()) -> int:
     """LLaVA records; ``vqa``: ``fixed`` (one question per attribute) or ``llm`` (pairs written by ``llm``);
     ``draw_rois``: the exported images have each ROI's box drawn in, as the release's images do."""
-    mode = "fixed" if vqa is True else (vqa or None)
+    mode, draw_rois, jsonl = options.vqa, options.draw_rois, options.jsonl
+    llm = options.llm if options.llm.base_url and options.llm.model else None
     if mode == "llm" and llm is None:
         raise ExportError("--vqa llm needs --llm-base-url and --llm-model")
     records: list[dict[str, Any]] = []
@@ -97,7 +113,7 @@ def export_llava(out: Path, dest: Path, config: str | None = None, vqa: bool | s
             asked.append((row["id"], row["caption"]))
             images[row["id"]] = (image, meta)
     if mode == "llm":
-        records += _llm_pairs(llm, pairs, asked, images, dest)
+        records += _llm_pairs(llm, options.vqa_pairs, asked, images, dest)
     target = dest / ("llava.jsonl" if jsonl else "llava.json")
     with open(target, "w", encoding="utf-8") as fh:
         if jsonl:
@@ -136,7 +152,7 @@ def rle(mask: np.ndarray) -> dict[str, Any]:
     return {"counts": counts, "size": [int(mask.shape[0]), int(mask.shape[1])]}
 
 
-def export_coco(out: Path, dest: Path, config: str | None = None) -> int:
+def export_coco(out: Path, dest: Path, config: str | None = None, options: Any = None) -> int:
     categories: dict[str, int] = {}
     images: list[dict[str, Any]] = []
     annotations: list[dict[str, Any]] = []
@@ -181,7 +197,7 @@ def folder_schema() -> Any:
     return pa.schema(fields)
 
 
-def export_folder(out: Path, dest: Path, config: str | None = None) -> int:
+def export_folder(out: Path, dest: Path, config: str | None = None, options: Any = None) -> int:
     """``<split>/<id>.png`` and ``<split>/metadata.parquet`` (typed: the same schema in every split)."""
     import pyarrow as pa
     import pyarrow.parquet as pq
@@ -214,8 +230,7 @@ def export_folder(out: Path, dest: Path, config: str | None = None) -> int:
     return count
 
 
-#: ``medtri-build export FORMAT``: name -> ``(dataset, dest, config, **options) -> records written``.
-def export_medpix(out: Path, dest: Path, config: str | None = None, **options: Any) -> int:
+def export_medpix(out: Path, dest: Path, config: str | None = None, options: Any = None) -> int:
     """MedPix 2.0's own files (``Descriptions.json``, ``Case_topic.json``, ``images/``): see ``medpix_export``."""
     from builder.dataset.medpix_export import MedpixExportError
     from builder.dataset.medpix_export import export_medpix as export
@@ -227,5 +242,19 @@ def export_medpix(out: Path, dest: Path, config: str | None = None, **options: A
         raise ExportError(str(exc)) from None
 
 
-EXPORTERS: Registry[Callable[..., int]] = Registry("exporters", {"llava": export_llava, "coco": export_coco,
-                                                                 "folder": export_folder, "medpix": export_medpix})
+@dataclass(frozen=True)
+class Exporter:
+    """An entry of ``EXPORTERS``: ``run(dataset, dest, config, options) -> records written``, its options class, and
+    what it counts."""
+
+    run: Callable[..., int]
+    options: type = NoOptions
+    counts: str = "images"
+
+
+EXPORTERS: Registry[Exporter] = Registry("exporters", {
+    "llava": Exporter(export_llava, LlavaOptions, "records"),
+    "coco": Exporter(export_coco),
+    "folder": Exporter(export_folder),
+    "medpix": Exporter(export_medpix),
+})

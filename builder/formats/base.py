@@ -18,11 +18,22 @@ from typing import Any, Callable, Iterator, Protocol
 
 from PIL import Image
 
+from builder.options import NoOptions, option
+from medtrinity_25m import IMAGE_COLUMNS
+
 
 @dataclass(frozen=True)
 class ShardLimits:
-    max_rows: int = 10_000
-    max_bytes: int = 500 * 1024**2  # ~ the Hub's recommended Parquet shard size
+    """When a shard rolls over to the next: by rows and by size."""
+
+    max_rows: int = option(10_000, flag="shard-rows", resume=True,
+                           help="Roll over to a new shard after this many rows.")
+    max_mb: int = option(500, flag="shard-mb", resume=True,  # ~ the Hub's recommended Parquet shard size
+                         help="Roll over to a new shard after about this many MiB.")
+
+    @property
+    def max_bytes(self) -> int:
+        return self.max_mb * 2**20
 
 
 @dataclass(frozen=True)
@@ -67,6 +78,7 @@ class OutputFormat:
     writer: type  # a ShardStream subclass: (folder, modality, split, stem, limits, on_shard)
     features: dict[str, Any]  # the row the card declares for this layout (medtrinity_25m.ROW: plain data)
     rows: Callable[[Path, bool], RowCheck]  # (path, decode) -> (id, problem) per row
+    options: type = NoOptions  # the format's own settings (none yet: ShardLimits are every format's)
 
     def final_name(self, split: str, index: int, total: int) -> str:
         return self.final_pattern.format(split=split, index=index, total=total)
@@ -93,7 +105,7 @@ def decode_problem(data: bytes | None) -> str | None:
 def row_bytes(row: dict[str, Any]) -> int:
     """Roughly what a row weighs in a shard: its images plus its text."""
     size = 512 + sum(len(row.get(k) or "") for k in ("caption", "coarse_caption"))
-    for key in ("image", "mask", "restored"):
+    for key in IMAGE_COLUMNS:
         if row.get(key):
             size += len(row[key]["bytes"])
     return size

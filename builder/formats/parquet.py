@@ -26,7 +26,7 @@ from builder.formats.base import (
     decode_problem,
     temp_path,
 )
-from medtrinity_25m import ARROW_SCHEMA, ROW
+from medtrinity_25m import ARROW_SCHEMA, IMAGE_COLUMNS, ROW
 
 ROW_GROUP_ROWS = 100
 #: PNG bytes do not compress: spending zstd on them only costs the writing process time.
@@ -112,7 +112,7 @@ class ParquetShardWriter(ShardStream):
 
 def check_rows(path: Path, decode: bool) -> RowCheck:
     """(id, problem) of each row of a Parquet shard."""
-    columns = ["id", "image", "mask", "restored"] if decode else ["id"]
+    columns = ["id", *IMAGE_COLUMNS] if decode else ["id"]
     shard = pq.ParquetFile(path)
     present = set(shard.schema_arrow.names)  # shards written before a column was added
     for batch in shard.iter_batches(batch_size=256, columns=[c for c in columns if c in present]):
@@ -121,7 +121,7 @@ def check_rows(path: Path, decode: bool) -> RowCheck:
             if decode:
                 image = row["image"] or {}
                 problem = "row has no image bytes" if not image.get("bytes") else next(
-                    (p for p in (decode_problem(row[c]["bytes"]) for c in ("image", "mask", "restored")
+                    (p for p in (decode_problem(row[c]["bytes"]) for c in IMAGE_COLUMNS
                                  if row.get(c)) if p), None)
             yield row["id"], problem
 

@@ -22,17 +22,15 @@ from builder.formats.base import (
     decode_problem,
     temp_path,
 )
-from medtrinity_25m import WEBDATASET_ROW
-
-IMAGE_FIELDS = ("image", "mask", "restored")
+from medtrinity_25m import IMAGE_COLUMNS, WEBDATASET_ROW, webdataset_member
 
 
 def sample_of(row: dict[str, Any]) -> dict[str, Any]:
-    sample: dict[str, Any] = {"__key__": row["id"], "png": row["image"]["bytes"]}
-    for field in ("mask", "restored"):
-        if row.get(field):
-            sample[f"{field}.png"] = row[field]["bytes"]
-    meta = {k: v for k, v in row.items() if k not in IMAGE_FIELDS}
+    sample: dict[str, Any] = {"__key__": row["id"]}
+    for column in IMAGE_COLUMNS:
+        if row.get(column):
+            sample[webdataset_member(column)] = row[column]["bytes"]
+    meta = {k: v for k, v in row.items() if k not in IMAGE_COLUMNS}
     sample["json"] = json.dumps(meta, ensure_ascii=False, sort_keys=True).encode()
     return sample
 

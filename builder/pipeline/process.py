@@ -11,36 +11,65 @@ import signal
 import threading
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
-from typing import Any, Iterator
+from typing import Any, Iterator, Literal
 
 import numpy as np
 
 from builder import pngcodec
 from builder.errors import Reject, Stage, raised_by_reader_library
 from builder.imaging import pixel_hash
+from builder.options import option
 from builder.pipeline import drawn_boxes
+from builder.pipeline.data import DescribeRequest, Record, Roi, Unit, UnitResult
 from builder.pipeline.proposers import PROPOSERS, ProposalInput
-from builder.pipeline.roi import Roi, convention, rois_from_boxes, rois_from_labelmap, rois_from_proposals
+from builder.pipeline.roi import convention, rois_from_boxes, rois_from_labelmap, rois_from_proposals
 from builder.pipeline.sources import ADAPTERS
-from builder.pipeline.sources.base import Record, Unit, check_inside
+from builder.pipeline.sources.base import check_inside
+from builder.pipeline.template import Template, TemplateError
 from builder.pipeline.text.caption import coarse_caption, render, subject, template_values
-from builder.pipeline.text.describers import Describer, DescribeRequest, join_caption
+from builder.pipeline.text.describers import Describer, set_text
 from builder.pipeline.text.measure import measure
 from builder.pipeline.text.options import TextOptions
-from builder.pipeline.text.template import Template, TemplateError
-from medtrinity_25m import ATTRIBUTE_KEYS, REFERENCE_KEYS
+from medtrinity_25m import REFERENCE_KEYS
+
+OnError = Literal["reject", "raise"]  # a pipeline bug: a reject line (the build exits non-zero), or raised
+
+
+def _encoders() -> list[str]:
+    return ["auto", *pngcodec.ENCODERS]
 
 
 @dataclass(frozen=True)
 class TripletOptions:
+    """How a work unit becomes rows: what a worker is given."""
+
     text: TextOptions = field(default_factory=TextOptions)  # the describer, its model and knowledge
-    png_level: int = 1  # zlib level: 1 is ~as small as 6 on medical images, and faster
-    png_encoder: str = "pillow"  # builder.pngcodec: the CLI resolves "auto" to the fastest installed
-    unit_timeout: float = 300.0  # seconds one input file may take; then it is a reject
-    dedup: bool = False  # drop exact pixel duplicates in every source (medpix sources always do)
-    memory_limit: int = 4 * 1024**3  # bytes of address space a worker may grow by (0: no limit)
-    on_error: str = "reject"  # a pipeline bug: "reject" (a reject line, the build exits non-zero) or "raise"
-    restore_pixels: bool = False  # a release's rows with drawn outlines also get the image with them painted out
+    png_level: int = option(1, resume=True, flag=False,  # 1 is ~as small as 6 on medical images, and faster
+                            help="zlib level of the PNGs.")
+    png_encoder: str = option("auto", resume=True, choices=_encoders,
+                              help="Who writes the PNGs: auto is the fastest installed (ISA-L, OpenCV, imagecodecs, "
+                                   "then Pillow); the pixels are the same whichever.")
+    unit_timeout: float = option(300.0, resume=True, help="Seconds one input file may take before it becomes a "
+                                                          "reject.")
+    dedup: bool = option(False, resume=True, help="Drop exact pixel duplicates in every source (medpix sources "
+                                                  "always do).")
+    max_memory: float = option(4.0, resume=True, help="GiB of memory each worker may grow by; an input needing more "
+                                                      "is a reject (0: no limit).")
+    on_error: OnError = option("reject", help="A bug of the pipeline (not bad input): a reject line and a failed "
+                                              "build, or raise it.")
+    restore_pixels: bool = option(False, resume=True,
+                                  help="Rows of a published release whose ROI outlines were recovered from the "
+                                       "pixels also get the image with the outlines painted out (column restored); "
+                                       "the original is kept.")
+
+    @property
+    def memory_limit(self) -> int:
+        """Bytes of address space a worker may grow by (0: no limit)."""
+        return int(max(0.0, self.max_memory) * 2**30)
+
+    def resolved(self) -> TripletOptions:
+        """These options with ``auto`` resolved to the PNG encoder this machine has (workers get a name)."""
+        return replace(self, png_encoder=pngcodec.choose(self.png_encoder))
 
 
 MIN_SIDE = 4  # pixels: smaller images (empty, 1-pixel) are rejects, not samples
@@ -73,21 +102,6 @@ def time_limit(seconds: float) -> Iterator[None]:
     finally:
         signal.setitimer(signal.ITIMER_REAL, 0)
         signal.signal(signal.SIGALRM, previous)
-
-
-@dataclass
-class UnitResult:
-    unit: Unit
-    rows: list[dict[str, Any]] = field(default_factory=list)
-    hashes: list[str] = field(default_factory=list)  # of each row's decoded pixels, for dedup
-    requests: list[DescribeRequest] = field(default_factory=list)  # rows still to describe (main process)
-    dropped: list[tuple[dict[str, Any], Reject]] = field(default_factory=list)  # rows refused after the worker
-    reject: Reject | None = None
-    notes: dict[str, int] = field(default_factory=dict)  # reader decisions, counted in build.json
-
-    @property
-    def unit_id(self) -> str:
-        return self.unit.id
 
 
 def row_id(unit: Unit, plane: str | None, index: int | None, volume: int | None = None) -> str:
@@ -253,22 +267,9 @@ def finding_shown(record: Record, rois: list[Roi], disease: str) -> bool | None:
     return any(roi.label in record.unit.spec.finding_labels for roi in rois)
 
 
-def set_text(row: dict[str, Any], attributes: dict[str, str], describer: str) -> None:
-    """Put a describer's five attributes, and their join, into a row.
-
-    The modality must be stated; an attribute with nothing to state is empty
-    (null), never a sentence about its own absence, and the caption leaves it out.
-    """
-    if not str(attributes.get("modality") or "").strip():
-        raise Reject("describe", f"describer {describer!r} gave no modality")
-    row["attributes"] = {key: (str(attributes.get(key) or "").strip() or None) for key in ATTRIBUTE_KEYS}
-    row["caption"] = str(attributes.get("caption") or "").strip() or \
-        join_caption({k: v or "" for k, v in row["attributes"].items()})
-
-
 def _public(spec: Any) -> bool:
     """A published release's adapter: its own documents may be published with its rows."""
-    return bool(getattr(ADAPTERS[spec.format], "public_names", False))
+    return ADAPTERS[spec.format].public_names
 
 
 def details(record: Record) -> dict[str, str | None]:

@@ -39,19 +39,40 @@ import json
 import shlex
 import subprocess
 import tempfile
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping, Protocol, Sequence
 
 import numpy as np
 from PIL import Image
 
-from builder.errors import Reject
+from builder.errors import ManifestError, Reject
 from builder.imaging import RADIOLOGY
 from builder.imaging import gray as to_gray
-from builder.pipeline.sources.options import RoiConfig
+from builder.pipeline.values import choice, fraction, integer, text
 from builder.privacy import command_env, redact
 from builder.registry import Registry
+
+
+@dataclass(frozen=True)
+class RoiConfig:
+    """ROI proposals of a source (:mod:`builder.pipeline.proposers`)."""
+
+    method: str = field(default="classical", metadata={"parse": lambda v, r, k: choice(v, k, tuple(PROPOSERS)),
+                                                       "required": True})
+    model: str | None = field(default=None, metadata={"parse": text})
+    command: str | None = field(default=None, metadata={"parse": text})
+    prompt: str = field(default="{disease} in the {organ}", metadata={"parse": text})
+    threshold: float = field(default=0.3, metadata={"parse": fraction})
+    max_rois: int = field(default=3, metadata={"parse": lambda v, r, k: integer(1)(v, k)})
+    mode: str = field(default="fill", metadata={"parse": lambda v, r, k: choice(v, k, ("fill", "add"))})
+    timeout: float = 600.0  # command: seconds per input file
+
+    def check(self) -> None:
+        if self.method == "transformers" and not self.model:
+            raise ManifestError("model", "is required by method transformers")
+        if self.method == "command" and not self.command:
+            raise ManifestError("command", "is required by method command")
 
 
 @dataclass(frozen=True)
@@ -74,6 +95,11 @@ class Proposer(Protocol):
     @property
     def name(self) -> str: ...
 
+    @property
+    def options(self) -> type:
+        """Its settings: the manifest's ``roi:`` mapping (:class:`RoiConfig`)."""
+        ...
+
     def propose(self, inputs: Sequence[ProposalInput], config: RoiConfig) -> list[list[Proposal]]: ...
 
 
@@ -90,6 +116,7 @@ def otsu(values: np.ndarray) -> float:
 @dataclass(frozen=True)
 class ClassicalProposer:
     name: str = "classical"
+    options: type = RoiConfig
 
     def propose(self, inputs: Sequence[ProposalInput], config: RoiConfig) -> list[list[Proposal]]:
         return [self._one(item, config) for item in inputs]
@@ -144,6 +171,7 @@ _MODELS: dict[str, Any] = {}  # one pipeline per worker process
 @dataclass(frozen=True)
 class TransformersProposer:
     name: str = "transformers"
+    options: type = RoiConfig
 
     def _pipeline(self, model: str) -> Any:
         if model not in _MODELS:
@@ -177,6 +205,7 @@ class TransformersProposer:
 @dataclass(frozen=True)
 class CommandProposer:
     name: str = "command"
+    options: type = RoiConfig
 
     def propose(self, inputs: Sequence[ProposalInput], config: RoiConfig) -> list[list[Proposal]]:
         if not config.command:

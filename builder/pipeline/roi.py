@@ -13,48 +13,16 @@ covering columns 3..7 has ``x_min=3, x_max=8``.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any, Iterable, Mapping
 
 import numpy as np
 
 from builder.errors import Reject
 from builder.imaging import RADIOLOGY, lookup
+from builder.pipeline.data import Box, Roi
 
 ROWS = ("upper", "center", "lower")
 COLS = ("left", "center", "right")
-
-
-@dataclass(frozen=True)
-class Box:
-    """A drawn box of a box table, in pixel-edge coordinates."""
-
-    x_min: float
-    y_min: float
-    x_max: float
-    y_max: float
-    label: str
-
-
-@dataclass(frozen=True)
-class Roi:
-    bbox: tuple[float, float, float, float]
-    label: str
-    area_ratio: float
-    position: str
-    origin: str = "annotation"
-    score: float | None = None
-    pixels: int = 0  # pixels in the label map (0 for a box)
-
-    def as_row(self) -> dict[str, object]:
-        return {
-            "bbox": list(map(float, self.bbox)),
-            "label": self.label,
-            "area_ratio": float(self.area_ratio),
-            "position": self.position,
-            "origin": self.origin,
-            "score": self.score,
-        }
 
 
 def position_of(cx: float, cy: float, width: int, height: int) -> str:

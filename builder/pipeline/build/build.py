@@ -10,10 +10,9 @@ Work groups and resuming: :mod:`builder.pipeline.build.journal`.
 from __future__ import annotations
 
 import json
-import platform
 import time
-from dataclasses import asdict, dataclass, field
-from importlib import metadata
+from dataclasses import dataclass, field, replace
+from functools import lru_cache
 from itertools import islice
 from pathlib import Path
 from typing import Any, Callable, Iterable
@@ -23,55 +22,17 @@ from builder.layout import read_build_json, sha256_file
 from builder.pipeline.accounting import Ledger
 from builder.pipeline.build.collect import CollectError, collect
 from builder.pipeline.build.journal import Journal, JournalError
-from builder.pipeline.build.outdir import BUILD_JSON, LOCK, PRIVATE, FolderError, folder_lock, prepare
-from builder.pipeline.build.router import DatasetWriter, Shard, ShardLimits
+from builder.pipeline.build.options import LOCAL_REJECTS, PROVENANCE, BuildError, BuildOptions
+from builder.pipeline.build.outdir import BUILD_JSON, LOCK, FolderError, folder_lock, prepare
+from builder.pipeline.build.router import DatasetWriter, Shard
+from builder.pipeline.data import UnitResult
 from builder.pipeline.engines import Engine, EngineError
-from builder.pipeline.engines.local import LocalOptions
-from builder.pipeline.process import TripletOptions, UnitResult
 from builder.pipeline.sources import ADAPTERS
 from builder.pipeline.sources.manifest import Manifest
 from builder.pipeline.text.answers import AnswerCache
-from builder.pipeline.text.options import TextOptions
 from builder.pipeline.text.registry import DESCRIBERS
 from builder.pipeline.text.stage import TextStage
 from builder.privacy import IdKey, load_id_key, redact
-
-PROVENANCE = f"{PRIVATE}/provenance.jsonl"  # row ids -> the real input file: local, never published
-LOCAL_REJECTS = f"{PRIVATE}/rejects.jsonl"  # the rejects with real paths, for the person running the build
-PACKAGES = ("medtrinity-25m", "datasets", "pyarrow", "pydicom", "nibabel", "numpy", "pillow", "webdataset")
-
-
-class BuildError(RuntimeError):
-    """A build that cannot start (the output folder, the options)."""
-
-
-@dataclass(frozen=True)
-class BuildOptions:
-    out: Path
-    formats: tuple[str, ...] = ("parquet",)
-    engine: Any = field(default_factory=LocalOptions)  # an engine's options (builder.pipeline.engines.ENGINES)
-    overwrite: bool = False
-    shard_units: int = 1000  # input files per work group: the unit of resuming
-    triplets: TripletOptions = field(default_factory=TripletOptions)
-    limits: ShardLimits = field(default_factory=ShardLimits)
-    repo: str = "medtrinity-25m"  # the name the card's examples load
-    id_key: str | None = None  # the secret of the pseudonymous ids (default: the user's key file)
-    demo: bool = False  # a demo build: may replace only an earlier demo
-    allow_commands: bool = False  # let the manifest run local commands (roi method command)
-
-    @property
-    def text(self) -> TextOptions:
-        return self.triplets.text
-
-    def fingerprint(self, manifest: Manifest) -> dict[str, Any]:
-        """What must not change between a build and its resumption (the engine and its workers may)."""
-        text = self.text
-        triplets = {k: v for k, v in asdict(self.triplets).items() if k != "text"}
-        return {"manifest": manifest.sha256, "formats": list(self.formats),
-                "shard_units": self.shard_units, "limits": asdict(self.limits),
-                "triplets": triplets, "describer": text.describer,
-                "model": text.llm.model if text.llm else text.model, "kb": text.kb, "k": text.k, "demo": self.demo,
-                "style": text.style, "draw_rois": text.draw_rois}
 
 
 @dataclass
@@ -87,16 +48,6 @@ class Progress:
 
 
 ProgressHook = Callable[[Progress], None]
-
-
-def _versions() -> dict[str, str]:
-    versions = {"python": platform.python_version()}
-    for name in PACKAGES:
-        try:
-            versions[name] = metadata.version(name)
-        except metadata.PackageNotFoundError:
-            versions[name] = "not installed"
-    return versions
 
 
 class Deduplicator:
@@ -173,7 +124,7 @@ def _text_stage(options: BuildOptions, engine: Engine) -> tuple[TextStage, dict[
             from builder.pipeline.knowledge import KnowledgeBase, Retriever
 
             retriever = Retriever(KnowledgeBase.load(Path(text.kb)), k=text.k)
-            if not text.model:  # a local checkpoint describing in this process keeps torch's threads
+            if name != "transformers":  # a local checkpoint describing in this process keeps torch's threads
                 _one_thread()  # beside the workers, torch's own threads only compete with them for the cores
             retriever.kb.search(["warm up"], 1)  # the encoder loads now, not inside the first batch
     except (KeyError, ValueError, Reject) as exc:
@@ -182,10 +133,8 @@ def _text_stage(options: BuildOptions, engine: Engine) -> tuple[TextStage, dict[
     if retriever is not None:
         info["knowledge"] = {"kb": Path(str(text.kb)).name, "k": text.k, "encoder": retriever.kb.info["encoder"],
                              "snippets": retriever.kb.info["snippets"], "index": retriever.kb.info["index"]}
-    actors = getattr(options.engine, "describer_actors", 0)
-    concurrency = actors or (text.llm.concurrency if text.llm else 1)
     cache = AnswerCache(describer.info()) if describer is not None and text.cache_answers else None
-    return TextStage(describer, retriever, concurrency, cache=cache), info
+    return TextStage(describer, retriever, engine.describer_concurrency(text), cache=cache), info
 
 
 def _one_thread() -> None:
@@ -210,6 +159,11 @@ def build(manifest: Manifest, options: BuildOptions, progress: ProgressHook | No
     once), and only a new folder, an unfinished build's, or (with ``overwrite``)
     a finished build's holding nothing else, is written into.
     """
+    manifest = manifest.with_settings(options.source_flags)
+    try:
+        options = replace(options, triplets=options.triplets.resolved())  # workers are given the encoder's name
+    except ValueError as exc:
+        raise BuildError(str(exc)) from None
     asking = [s.name for s in manifest.sources if s.roi is not None and s.roi.method == "command"]
     if asking and not options.allow_commands:
         raise BuildError(f"source(s) {', '.join(asking)} ask to run a local command (roi method command); read "
@@ -245,7 +199,7 @@ def _run(manifest: Manifest, options: BuildOptions, progress: ProgressHook | Non
     journal = Journal(options.out)
     records = journal.start({**options.fingerprint(manifest), "id_key": key.fingerprint})
     try:
-        engine = options.engine.start(options.triplets)
+        engine = options.engine_options.start(options.triplets)
     except EngineError as exc:
         raise BuildError(str(exc)) from None
     try:
@@ -291,23 +245,23 @@ CLOSING = -2  # the journal record of what only the whole build can tell (inputs
 
 
 def _unmatched(manifest: Manifest, units: list[Any], journal: Journal, records: list[dict[str, Any]]) -> Ledger:
-    """Reject lines for the inputs that no unit accounted for (a release's caption rows whose image no shard held).
-
-    An adapter with ``unmatched(spec, seen_ids, units)`` is asked once every group is done.
-    """
+    """Reject lines for the inputs that no unit accounted for (a release's caption rows whose image no shard held):
+    each adapter's ``unmatched`` is asked once every group is done."""
     ledger = Ledger()
-    checks = [(spec, check) for spec in manifest.sources
-              if (check := getattr(ADAPTERS[spec.format], "unmatched", None)) is not None]
-    if not checks:
-        return ledger
-    seen = {line["id"] for r in records for line in r["rejects"] if line.get("id")}
-    for part in sorted(journal.provenance.glob("g*.jsonl")):
-        seen.update(i for line in part.read_text(encoding="utf-8").splitlines() for i in json.loads(line)["ids"])
-    for spec, check in checks:
-        for problem in check(spec, seen, units):
+
+    @lru_cache(maxsize=1)
+    def seen() -> set[str]:  # read only for an adapter that asks
+        ids = {line["id"] for r in records for line in r["rejects"] if line.get("id")}
+        for part in sorted(journal.provenance.glob("g*.jsonl")):
+            ids.update(i for line in part.read_text(encoding="utf-8").splitlines() for i in json.loads(line)["ids"])
+        return ids
+
+    for spec in manifest.sources:
+        adapter = ADAPTERS[spec.format]
+        for problem in adapter.unmatched(spec, seen, units):
             ledger.reject_other(spec.name, problem.file, Stage.PAIRING, problem.reason,
                                 public=f"{spec.name}:{problem.public}" if problem.public else spec.name,
-                                names=() if getattr(ADAPTERS[spec.format], "public_names", False) else (problem.file,))
+                                names=() if adapter.public_names else (problem.file,))
     return ledger
 
 

@@ -15,11 +15,10 @@ import hashlib
 
 from builder.errors import Stage
 from builder.pipeline.accounting import Ledger
+from builder.pipeline.data import Unit, file_stem
 from builder.pipeline.sources import ADAPTERS
-from builder.pipeline.sources.base import Unit
 from builder.pipeline.sources.manifest import Manifest
-from builder.pipeline.sources.tables import file_stem
-from builder.pipeline.text.template import Template, TemplateError
+from builder.pipeline.template import Template, TemplateError
 from builder.privacy import IdKey
 
 __all__ = ["CollectError", "assign_split", "collect", "keyed"]
@@ -32,7 +31,7 @@ class CollectError(RuntimeError):
 def keyed(unit: Unit, key: IdKey) -> Unit:
     """The unit with its file key: public names hash plainly, local paths with the secret key."""
     spec = unit.spec
-    if unit.public is not None and getattr(ADAPTERS[spec.format], "public_names", False):
+    if unit.public is not None and ADAPTERS[spec.format].public_names:
         digest = hashlib.sha1(f"{spec.name}\0{unit.public}".encode()).hexdigest()[:20]
     else:
         digest = key.file_key(spec.name, unit.rel)

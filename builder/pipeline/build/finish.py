@@ -17,26 +17,21 @@ import platform
 import shutil
 import sys
 import time
-from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
 from builder.formats import FORMATS
+from builder.options import leaves
 from builder.pipeline import card
 from builder.pipeline.accounting import REJECTS, Ledger, local_line, public_line
-from builder.pipeline.build.build import LOCAL_REJECTS, PROVENANCE, BuildError, BuildOptions, _versions
 from builder.pipeline.build.journal import Journal
+from builder.pipeline.build.options import LOCAL_REJECTS, PROVENANCE, BuildError, BuildOptions, versions
 from builder.pipeline.build.outdir import BUILD_JSON, LOCK
-from builder.pipeline.engines import ENGINES
 from builder.pipeline.sources import ADAPTERS
 from builder.pipeline.sources.manifest import Manifest
 from builder.privacy import redact
 
 __all__ = ["finish"]
-
-
-def _engine_name(options: Any) -> str:
-    return next((name for name, cls in ENGINES.items() if isinstance(options, cls)), type(options).__name__)
 
 
 def _jsonl(path: Path, lines: list[dict[str, Any]]) -> None:
@@ -109,8 +104,7 @@ def sources_table(manifest: Manifest, ledger: Ledger) -> list[dict[str, Any]]:
     rows = []
     for spec in manifest.sources:
         count: Any = ledger.sources.get(spec.name, {})
-        terms = getattr(ADAPTERS[spec.format], "terms", None)  # a published release's own licence and gating
-        given = terms(spec) if terms is not None else {}
+        given = ADAPTERS[spec.format].terms(spec)  # a published release's own licence and gating
         row = {"name": spec.name, "format": spec.format, "license": given.get("license") or spec.license,
                "files": count.get("files", 0), "rows": count.get("rows", 0), "rejected": count.get("rejected", 0)}
         if given.get("terms"):
@@ -126,14 +120,9 @@ def _summary(manifest: Manifest, options: BuildOptions, ledger: Ledger, shards: 
     summary.update(
         manifest={"name": manifest.path.name, "sha256": manifest.sha256},
         sources=sources,
-        options={"formats": list(options.formats), **{k: v for k, v in asdict(options.engine).items()},
-                 "engine": _engine_name(options.engine),
-                 "shard_units": options.shard_units, "limits": asdict(options.limits),
-                 "png_level": options.triplets.png_level, "png_encoder": options.triplets.png_encoder,
-                 "restore_pixels": options.triplets.restore_pixels,
-                 "memory_limit": options.triplets.memory_limit},
+        options=leaves(options),
         shards=sorted(shards, key=lambda s: s["path"]),
-        versions=_versions(),
+        versions=versions(),
         platform=f"{sys.platform}-{platform.machine()}",
         started=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(started)),
         seconds=round(seconds, 3),
@@ -152,6 +141,6 @@ def _write_card(options: BuildOptions, ledger: Ledger, shards: list[dict[str, An
             splits[shard["modality"]].append(shard["split"])
     inputs = card.CardInputs(
         ledger=ledger, layout=layout, splits=splits, shards=shards, sources=sources,
-        describer=describer, version=_versions()["medtrinity-25m"], repo=options.repo,
+        describer=describer, version=versions()["medtrinity-25m"], repo=options.repo or options.out.resolve().name,
     )
     (options.out / "README.md").write_text(card.render(inputs), encoding="utf-8")

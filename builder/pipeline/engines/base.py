@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import os
+from dataclasses import dataclass
 from typing import Any, Iterable, Iterator, Protocol
 
-from builder.pipeline.process import TripletOptions, UnitResult
-from builder.pipeline.sources.base import Unit
+from builder.pipeline.data import Unit, UnitResult
+from builder.pipeline.process import TripletOptions
 from builder.pipeline.text.options import TextOptions
 
-__all__ = ["Engine", "EngineError", "EngineOptions", "main_describer"]
+__all__ = ["Engine", "EngineEntry", "EngineError", "EngineOptions", "cpu_count", "main_describer"]
 
 
 class EngineError(RuntimeError):
@@ -24,6 +26,10 @@ class Engine(Protocol):
         """The build's model-backed describer, served where this engine serves it."""
         ...
 
+    def describer_concurrency(self, text: TextOptions) -> int:
+        """Calls the text stage makes to the describer at once."""
+        ...
+
     def info(self) -> dict[str, Any]:
         """What build.json records of the engine."""
         ...
@@ -32,9 +38,23 @@ class Engine(Protocol):
 
 
 class EngineOptions(Protocol):
-    """One dataclass per engine: its fields are its command-line options, ``start`` makes the engine."""
+    """One dataclass per engine: its fields are its options (:func:`builder.options.option`), ``start`` makes the
+    engine."""
 
     def start(self, triplets: TripletOptions) -> Engine: ...
+
+
+@dataclass(frozen=True)
+class EngineEntry:
+    """An entry of ``ENGINES``: the engine's options class (its ``start`` makes the engine)."""
+
+    options: type
+    help: str = ""
+
+
+def cpu_count() -> int:
+    """The default number of workers: every core."""
+    return os.cpu_count() or 1
 
 
 def main_describer(text: TextOptions) -> Any:

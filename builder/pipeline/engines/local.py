@@ -26,10 +26,12 @@ from typing import Any, Iterable, Iterator
 from builder import forkserver
 from builder.errors import Reject, Stage
 from builder.forkserver import start_forkserver
-from builder.pipeline.engines.base import main_describer
+from builder.options import option
+from builder.pipeline.data import Unit, UnitResult
+from builder.pipeline.engines.base import cpu_count, main_describer
 from builder.pipeline.engines.limits import limit_memory, memory_limit
-from builder.pipeline.process import TripletOptions, UnitResult, process_unit
-from builder.pipeline.sources.base import Unit
+from builder.pipeline.process import TripletOptions, process_unit
+from builder.pipeline.text.options import TextOptions
 
 GRACE_SECONDS = 30.0  # at most this long past a unit's limit before the main process replaces its worker
 TASK_SECONDS = 0.05  # what one task should take: long enough to hide the cost of handing it to a worker
@@ -108,10 +110,10 @@ class LocalPool:
     becomes a reject; the other units in flight are submitted again.
     """
 
-    def __init__(self, options: TripletOptions, workers: int, timeout: float = 600.0) -> None:
+    def __init__(self, options: TripletOptions, workers: int) -> None:
         self.work = partial(process_unit, options=options)
         self.task = partial(_process_units, options=options)
-        self.workers, self.window, self.timeout = workers, 4 * workers, timeout
+        self.workers, self.window, self.timeout = workers, 4 * workers, options.unit_timeout
         self.extra = options.memory_limit
         self.executor = self._executor()
 
@@ -186,7 +188,8 @@ def _failed(unit: Unit, timed_out: bool, limit: float) -> UnitResult:
 class LocalOptions:
     """``--engine local``: how many worker processes."""
 
-    workers: int = 1
+    workers: int = option(default_factory=cpu_count, help="Worker processes (with --engine ray: CPUs of a local Ray).",
+                          cli={"show_default": "all cores"})
 
     def start(self, triplets: TripletOptions) -> LocalEngine:
         return LocalEngine(self, triplets)
@@ -196,13 +199,16 @@ class LocalEngine:
     def __init__(self, options: LocalOptions, triplets: TripletOptions) -> None:
         self.options = options
         self.pool: SerialPool | LocalPool = SerialPool(triplets) if options.workers <= 1 else \
-            LocalPool(triplets, options.workers, timeout=triplets.unit_timeout)
+            LocalPool(triplets, options.workers)
 
     def map(self, units: Iterable[Unit]) -> Iterator[UnitResult]:
         return self.pool.map(units)
 
     def describer(self, text: Any) -> Any:
         return main_describer(text)
+
+    def describer_concurrency(self, text: TextOptions) -> int:
+        return text.concurrency
 
     def info(self) -> dict[str, Any]:
         return {"engine": "local", "workers": self.options.workers}

@@ -16,19 +16,23 @@ from itertools import islice
 from typing import Any, Iterable, Iterator
 
 from builder.errors import install_hint
-from builder.pipeline.engines.base import EngineError, main_describer
-from builder.pipeline.process import TripletOptions, UnitResult, process_unit
-from builder.pipeline.sources.base import Unit
+from builder.options import option
+from builder.pipeline.data import Unit, UnitResult
+from builder.pipeline.engines.base import EngineError, cpu_count, main_describer
+from builder.pipeline.process import TripletOptions, process_unit
+from builder.pipeline.text.describers import DescriberHooks
+from builder.pipeline.text.options import TextOptions
 
 
 @dataclass(frozen=True)
 class RayOptions:
     """``--engine ray``: the cluster, the CPUs of a local Ray, and the describer's actors."""
 
-    workers: int = 1
-    ray_address: str | None = None
-    describer_actors: int = 0
-    describer_gpus: float = 0.0
+    workers: int = option(default_factory=cpu_count, help="Worker processes (with --engine ray: CPUs of a local Ray).",
+                          cli={"show_default": "all cores"})
+    ray_address: str | None = option(None, help="Ray cluster to join (default: start a local Ray).")
+    describer_actors: int = option(0, help="Serve the openai/transformers describer from this many actors.")
+    describer_gpus: float = option(0.0, help="GPUs each describer actor asks Ray for.")
 
     def start(self, triplets: TripletOptions) -> RayEngine:
         return RayEngine(self, triplets)
@@ -79,6 +83,9 @@ class RayEngine:
             return RayDescribers(text, self.options.describer_actors, self.options.describer_gpus)
         return main_describer(text)
 
+    def describer_concurrency(self, text: TextOptions) -> int:
+        return self.options.describer_actors or text.concurrency
+
     def info(self) -> dict[str, Any]:
         return {"engine": "ray", "workers": self.options.workers, "describer_actors": self.options.describer_actors}
 
@@ -104,7 +111,7 @@ class _DescriberActor:
             return exc
 
 
-class RayDescribers:
+class RayDescribers(DescriberHooks):
     """A model-backed describer served by ``actors`` Ray actors, ``num_gpus`` each.
 
     The text stage calls :meth:`describe` from as many threads as there are

@@ -26,7 +26,6 @@ from builder.pipeline.knowledge.encoders import Encoder, load_encoder
 
 FLAT_LIMIT = 200_000
 HNSW = {"M": 32, "efConstruction": 80, "efSearch": 128}
-TOP_K = 8
 
 
 class KnowledgeError(ValueError):
@@ -106,7 +105,7 @@ class KnowledgeBase:
             raise KnowledgeError(f"{folder}: index holds {index.ntotal} vectors for {len(snippets)} snippets")
         return cls(snippets, index, encoder or load_encoder(info["encoder"]), info)
 
-    def search(self, queries: Sequence[str], k: int = TOP_K) -> list[list[Hit]]:
+    def search(self, queries: Sequence[str], k: int) -> list[list[Hit]]:
         """The top ``k`` snippets of each query, best first, in one batch."""
         if not queries:
             return []
@@ -126,7 +125,7 @@ class Retriever:
     embedded and searched once (the cache keeps the ``cache_size`` latest).
     """
 
-    def __init__(self, kb: KnowledgeBase, k: int = TOP_K, cache_size: int = 100_000) -> None:
+    def __init__(self, kb: KnowledgeBase, k: int, cache_size: int = 100_000) -> None:
         self.kb, self.k, self.cache_size = kb, k, cache_size
         self.cache: OrderedDict[str, list[Hit]] = OrderedDict()
         self.searched = 0

@@ -7,7 +7,8 @@ dataclass, registered here or through the ``medtrinity_25m.sources`` entry point
 
 from __future__ import annotations
 
-from builder.pipeline.sources.base import Record, SourceAdapter, Unit, enumerate_units
+from builder.pipeline.data import Record, Unit
+from builder.pipeline.sources.base import SourceAdapter, enumerate_units
 from builder.pipeline.sources.dicom import DicomSource
 from builder.pipeline.sources.image import ImageSource
 from builder.pipeline.sources.medpix import MedpixSource

@@ -12,81 +12,13 @@ import glob
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterator, Mapping, Protocol
-
-import numpy as np
+from typing import Any, Callable, Iterable, Iterator, Mapping, Protocol
 
 import builder.pipeline.sources.tables as tables
 from builder.errors import ManifestError, Problem, Reject
-from builder.pipeline.roi import Box
+from builder.pipeline.data import Record, Unit
 from builder.pipeline.sources.manifest import SourceSpec
 from builder.pipeline.sources.options import is_glob
-
-
-@dataclass(frozen=True)
-class Unit:
-    """One input file of a source and what the manifest pairs with it."""
-
-    spec: SourceSpec
-    image: Path
-    rel: str  # path relative to the manifest's folder: local, never published
-    split: str = "train"
-    mask: Path | None = None
-    meta: Mapping[str, Any] = field(default_factory=dict)
-    boxes: tuple[Box, ...] = ()
-    public: str | None = None  # the file's published name: a public release's own, or opted in
-    key: str = ""  # the pseudonymous file key (:mod:`builder.privacy`), set when units are collected
-    problem: str | None = None  # why the unit cannot be built, found while listing it (a reject)
-    weight: int = 1  # files' worth of work in the unit (an archive of many images): scales its time limit
-    related: tuple[str, ...] = ()  # other input files its problem names (an ambiguous pairing): never published
-
-    @property
-    def id(self) -> str:
-        """The file's id: ``<source>-<key>`` (a 2D image's row id)."""
-        return f"{self.spec.name.replace('.', '_')}-{self.key}"
-
-    @property
-    def label(self) -> str:
-        """How published outputs name the file: its public name, else its id."""
-        return self.public or self.id
-
-    @property
-    def names(self) -> tuple[str, ...]:
-        """Input names that published text must not hold."""
-        return tuple(str(p) for p in (self.rel, self.image, self.mask, *self.related) if p)
-
-
-@dataclass
-class Record:
-    """One 2D sample, pixels ready to store, before ROIs and text."""
-
-    unit: Unit
-    pixels: np.ndarray  # (H, W) uint8/uint16 or (H, W, 3) uint8, as displayed
-    labelmap: np.ndarray | None
-    modality: str
-    plane: str | None = None
-    slice_index: int | None = None
-    hints: dict[str, Any] = field(default_factory=dict)  # e.g. organ from a DICOM header
-    notes: dict[str, int] = field(default_factory=dict)  # counted in build.json: what the reader decided
-    spacing: tuple[float, float] | None = None  # pixel spacing (row, column) in mm, where known
-    volume_index: int | None = None  # which volume of a 4D series, when several are kept
-    label_names: Mapping[int, str] | None = None  # the mask's own label names (a DICOM SEG's segments)
-    reject: Reject | None = None  # this one sample is unusable (a blank frame): a reject line, not a row
-    release: Released | None = None  # a published release's own row: its id, bytes and text, kept as they are
-
-
-@dataclass(frozen=True)
-class Released:
-    """What a published release gives one row, kept exactly (MedTrinity-25M: its id, JPEG bytes, caption)."""
-
-    id: str  # the row id
-    public: str  # the row's published file name (``source_file``)
-    encoded: bytes  # the image as published: stored without re-encoding
-    caption: str | None = None  # the release's description, kept verbatim as the row's caption
-    source: str | None = None  # the release's own source dataset (the row's ``source``)
-    document: str | None = None  # the release's row as JSON (the row's ``record``)
-    boxes: tuple[Box, ...] = ()  # boxes recovered from the pixels
-    box_origin: str = "recovered"
 
 
 @dataclass(frozen=True)
@@ -134,12 +66,32 @@ class SourceAdapter(Protocol):
 
     def records(self, unit: Unit) -> Iterator[Record]: ...
 
+    def terms(self, spec: SourceSpec) -> dict[str, str]:
+        """A published release's own licence and gating terms (``license``, ``terms``); {} for most formats."""
+        ...
 
-class FileSource:
+    def unmatched(self, spec: SourceSpec, seen: Callable[[], set[str]], units: Iterable[Unit]) -> list[Problem]:
+        """Inputs no unit accounted for, asked once every group is done (``seen()``: the row ids written or
+        rejected); [] for most formats."""
+        ...
+
+
+class AdapterHooks:
+    """The optional hooks of :class:`SourceAdapter`, as most formats answer them: an adapter overrides its own."""
+
+    public_names = False  # True for a published release whose file names are public (kept in outputs)
+
+    def terms(self, spec: SourceSpec) -> dict[str, str]:
+        return {}
+
+    def unmatched(self, spec: SourceSpec, seen: Callable[[], set[str]], units: Iterable[Unit]) -> list[Problem]:
+        return []
+
+
+class FileSource(AdapterHooks):
     """Base of the formats whose inputs are the files an ``images`` glob matches."""
 
     modality_from_data = False
-    public_names = False  # True for a published release whose file names are public (kept in outputs)
     defaults: Mapping[str, Any] = {}
     fields: frozenset[str] = frozenset()
     rules: tuple[Rule, ...] = ()

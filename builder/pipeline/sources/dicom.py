@@ -14,10 +14,11 @@ from typing import Any, Iterator, Mapping
 import numpy as np
 
 from builder.errors import ManifestError, Problem, Reject
+from builder.pipeline.data import Record, Unit
 from builder.pipeline.readers import DicomReader, read_labelmap_2d
 from builder.pipeline.readers.display import DEFAULT_WINDOWS, auto_window
 from builder.pipeline.readers.frames import apply_window
-from builder.pipeline.sources.base import FileSource, Record, Unit, enumerate_units, expand, relative
+from builder.pipeline.sources.base import FileSource, enumerate_units, expand, relative
 from builder.pipeline.sources.manifest import SourceSpec
 from builder.pipeline.sources.options import DicomOptions
 from builder.pipeline.sources.seg import pair_segmentations, seg_labelmaps

@@ -5,8 +5,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Iterator
 
+from builder.pipeline.data import Record, Unit
 from builder.pipeline.readers import READERS, read_labelmap_2d
-from builder.pipeline.sources.base import FileSource, Record, Unit
+from builder.pipeline.sources.base import FileSource
 from builder.pipeline.sources.options import ImageOptions
 
 __all__ = ["ImageSource"]

@@ -24,6 +24,7 @@ Every error names the key that is wrong (:class:`builder.errors.ManifestError`).
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import difflib
 import hashlib
 import os
@@ -34,22 +35,21 @@ from typing import Any, Mapping
 
 import builder.pipeline.sources.tables as tables
 from builder.errors import ManifestError
+from builder.pipeline.proposers import RoiConfig
 from builder.pipeline.sources.options import (
     ImageOptions,
-    RoiConfig,
     check_template,
-    flag,
     nested,
     option_keys,
     parse_options,
     path_of,
 )
 from builder.pipeline.sources.tables import Curation
-from builder.pipeline.text.template import Template, TemplateError
+from builder.pipeline.template import DEFAULT_CAPTION, Template, TemplateError
+from builder.pipeline.values import flag
 from builder.yamlsafe import YamlError, load_yaml
 from medtrinity_25m import MODALITIES, REFERENCE_KEYS
 
-DEFAULT_CAPTION = "{modality_name}[ of the {organ}][, {view}][, {disease}][; regions: {regions}]"
 #: Fields every template may use, besides the metadata table's columns.
 TEMPLATE_FIELDS = frozenset(
     {"modality", "modality_name", "organ", "disease", "plane", "slice_index", "view",
@@ -125,6 +125,16 @@ class Manifest:
     @property
     def root(self) -> Path:
         return self.path.parent
+
+    def with_settings(self, settings: Mapping[str, Any]) -> Manifest:
+        """The manifest with ``settings`` (format options given on the command line, ``{field: value}``) set in
+        every source whose format's options have the field."""
+        if not settings:
+            return self
+        return dataclasses.replace(self, sources=tuple(
+            dataclasses.replace(spec, options=dataclasses.replace(spec.options, **{
+                k: v for k, v in settings.items() if k in {f.name for f in dataclasses.fields(spec.options)}}))
+            for spec in self.sources))
 
 
 #: The keys every source has; the rest belong to its format's options class.

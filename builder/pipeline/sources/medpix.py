@@ -20,10 +20,11 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any, Iterator, Mapping
 
-from builder.errors import Problem, Reject
+from builder.errors import Problem, Reject, Stage
 from builder.imaging import MISSING
+from builder.pipeline.data import Record, Unit
 from builder.pipeline.readers import READERS
-from builder.pipeline.sources.base import FileSource, Record, Rule, Unit, relative
+from builder.pipeline.sources.base import FileSource, Rule, relative
 from builder.pipeline.sources.manifest import SourceSpec
 from builder.pipeline.sources.options import MedpixOptions
 from medtrinity_25m import REFERENCE_KEYS
@@ -243,7 +244,7 @@ class MedpixSource(FileSource):
         try:
             pixels, _ = READERS["image"].read(unit.image)
         except Reject as exc:
-            raise Reject(exc.stage, exc.reason, rule="image_unreadable") from None
+            raise Reject(Stage(exc.stage), exc.reason, rule="image_unreadable") from None
         plane = PLANES.get((unit.meta.get("plane_given") or "").lower())
         yield Record(unit=unit, pixels=pixels, labelmap=None, modality=TYPES[str(unit.meta["type"])],
                      plane=plane)

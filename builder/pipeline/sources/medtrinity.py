@@ -30,17 +30,17 @@ import posixpath
 import re
 from pathlib import Path
 from types import MappingProxyType
-from typing import Any, Iterable, Iterator, Mapping
+from typing import Any, Callable, Iterable, Iterator, Mapping
 
 import numpy as np
 
 from builder.errors import Problem, Reject, Stage
 from builder.imaging import RASTER_SUFFIXES
 from builder.pipeline import drawn_boxes
+from builder.pipeline.data import Box, Record, Released, Unit
 from builder.pipeline.readers.raster import RasterReader
-from builder.pipeline.roi import Box
 from builder.pipeline.sources import release
-from builder.pipeline.sources.base import Record, Released, Unit
+from builder.pipeline.sources.base import AdapterHooks
 from builder.pipeline.sources.manifest import SourceSpec
 from builder.pipeline.sources.options import MedtrinityOptions
 from builder.privacy import redact
@@ -117,12 +117,12 @@ def _boxes(pixels: np.ndarray, on: bool) -> tuple[Box, ...]:
                  for x0, y0, x1, y1 in drawn_boxes.find_boxes(pixels))
 
 
-def _refused(unit: Unit, row_id: str, public: str, stage: str, reason: str) -> Record:
+def _refused(unit: Unit, row_id: str, public: str, stage: Stage, reason: str) -> Record:
     return Record(unit=unit, pixels=np.zeros((1, 1), np.uint8), labelmap=None, modality="",
                   reject=Reject(stage, reason), release=Released(id=row_id, public=public, encoded=b""))
 
 
-class MedtrinitySource:
+class MedtrinitySource(AdapterHooks):
     options = MedtrinityOptions
     modality_from_data = True
     public_names = True  # the release's paths are public
@@ -232,10 +232,11 @@ class MedtrinitySource:
         gate = " ".join(str(meta[k]).strip() for k in ("extra_gated_heading", "extra_gated_prompt") if meta.get(k))
         return {"license": str(meta.get("license") or ""), "terms": redact(gate)[:2000]}
 
-    def unmatched(self, spec: SourceSpec, seen: set[str], units: Iterable[Unit]) -> list[Problem]:
+    def unmatched(self, spec: SourceSpec, seen_ids: Callable[[], set[str]], units: Iterable[Unit]) -> list[Problem]:
         """Caption rows whose image is in no shard (25M_full), once every shard has been read."""
         indexes = sorted({u.meta["index"] for u in units if u.spec.name == spec.name and "index" in u.meta})
         problems = []
+        seen = seen_ids() if indexes else set()
         for index in indexes:
             for row in release.all_rows(index):
                 row_id = _row_id(spec, row["id"], row["file_name"] or f"{row['part']}\0{row['line']}")

@@ -8,11 +8,12 @@ from typing import Iterator
 import numpy as np
 
 from builder.errors import Reject
+from builder.pipeline.data import Record, Unit
 from builder.pipeline.readers import READERS
 from builder.pipeline.readers.display import window_for, windowing
 from builder.pipeline.readers.nifti import n_slices, sample, scaled, slice_display, slice_spacing
 from builder.pipeline.roi import as_labels
-from builder.pipeline.sources.base import FileSource, Record, Unit
+from builder.pipeline.sources.base import FileSource
 from builder.pipeline.sources.options import NiftiOptions
 
 __all__ = ["NiftiSource"]

@@ -18,10 +18,12 @@ from typing import Any, Callable, Mapping
 
 import builder.pipeline.sources.tables as tables
 from builder.errors import ManifestError
-from builder.pipeline.text.template import Template, TemplateError
+from builder.options import option
+from builder.pipeline.template import Template, TemplateError
+from builder.pipeline.values import choice, flag, integer
 
 __all__ = ["DicomOptions", "FileOptions", "ImageOptions", "MedpixOptions", "MedtrinityOptions", "NiftiOptions",
-           "RoiConfig", "Slicing", "glob_of", "parse_options", "path_of"]
+           "Slicing", "glob_of", "parse_options", "path_of"]
 
 PLANES = ("axial", "coronal", "sagittal")
 MASK_SUFFIXES = ("_mask", "_seg", "_label", "_labels", "-mask", "-seg", "-label")
@@ -71,12 +73,6 @@ def _folder(value: Any, root: Path, key: str) -> Path:
     return path_of(value, root, key, folder=True)
 
 
-def flag(value: Any, root: Path, key: str) -> bool:
-    if not isinstance(value, bool):
-        raise ManifestError(key, "must be true or false")
-    return value
-
-
 def _strings(value: Any, root: Path, key: str) -> tuple[str, ...]:
     if not isinstance(value, (list, tuple)) or not all(isinstance(s, str) for s in value):
         raise ManifestError(key, "must be a list of strings")
@@ -115,15 +111,6 @@ def _table(columns: tuple[str, ...] = ()) -> Parse:
     return parse
 
 
-def _int(low: int) -> Callable[[Any, str], int]:
-    def check(value: Any, key: str) -> int:
-        if not isinstance(value, int) or isinstance(value, bool) or value < low:
-            raise ManifestError(key, f"must be an integer of at least {low}")
-        return value
-
-    return check
-
-
 def nested(cls: type) -> Parse:
     """A mapping checked key by key against a dataclass's fields (``slicing:``, ``roi:``)."""
     def parse(value: Any, root: Path, key: str) -> Any:
@@ -142,53 +129,9 @@ def nested(cls: type) -> Parse:
 class Slicing:
     """How a volume (or a multi-frame file) becomes 2D samples."""
 
-    plane: str = field(default="axial", metadata={"parse": lambda v, r, k: _choice(v, k, PLANES)})
-    step: int = field(default=1, metadata={"parse": lambda v, r, k: _int(1)(v, k)})
+    plane: str = field(default="axial", metadata={"parse": lambda v, r, k: choice(v, k, PLANES)})
+    step: int = field(default=1, metadata={"parse": lambda v, r, k: integer(1)(v, k)})
     only_with_roi: bool = field(default=False, metadata={"parse": flag})
-
-
-def _choice(value: Any, key: str, choices: tuple[str, ...]) -> str:
-    if value not in choices:
-        raise ManifestError(key, f"{value!r} is not one of {', '.join(choices)}")
-    return str(value)
-
-
-def _threshold(value: Any, root: Path, key: str) -> float:
-    if not isinstance(value, (int, float)) or isinstance(value, bool) or not 0 <= value <= 1:
-        raise ManifestError(key, "must be a number between 0 and 1")
-    return float(value)
-
-
-def _text(value: Any, root: Path, key: str) -> str:
-    if not isinstance(value, str):
-        raise ManifestError(key, "must be a string")
-    return value
-
-
-def _method(value: Any, root: Path, key: str) -> str:
-    from builder.pipeline.proposers import PROPOSERS  # the registry decides which methods exist
-
-    return _choice(value, key, tuple(PROPOSERS))
-
-
-@dataclass(frozen=True)
-class RoiConfig:
-    """ROI proposals of a source (:mod:`builder.pipeline.proposers`)."""
-
-    method: str = field(default="classical", metadata={"parse": _method, "required": True})
-    model: str | None = field(default=None, metadata={"parse": _text})
-    command: str | None = field(default=None, metadata={"parse": _text})
-    prompt: str = field(default="{disease} in the {organ}", metadata={"parse": _text})
-    threshold: float = field(default=0.3, metadata={"parse": _threshold})
-    max_rois: int = field(default=3, metadata={"parse": lambda v, r, k: _int(1)(v, k)})
-    mode: str = field(default="fill", metadata={"parse": lambda v, r, k: _choice(v, k, ("fill", "add"))})
-    timeout: float = 600.0  # command: seconds per input file
-
-    def check(self) -> None:
-        if self.method == "transformers" and not self.model:
-            raise ManifestError("model", "is required by method transformers")
-        if self.method == "command" and not self.command:
-            raise ManifestError("command", "is required by method command")
 
 
 @dataclass(frozen=True)
@@ -251,7 +194,7 @@ class NiftiOptions(FileOptions):
 
     slicing: Slicing = field(default_factory=Slicing, metadata={"parse": nested(Slicing)})
     volume: str = field(default="0", metadata={"parse": _volume})
-    nan: str = field(default="reject", metadata={"parse": lambda v, r, k: _choice(v, k, ("reject", "zero"))})
+    nan: str = field(default="reject", metadata={"parse": lambda v, r, k: choice(v, k, ("reject", "zero"))})
 
 
 def _modality_map(value: Any, root: Path, key: str) -> dict[str, str]:
@@ -290,7 +233,9 @@ class DicomOptions(FileOptions):
     """
 
     slicing: Slicing = field(default_factory=Slicing, metadata={"parse": nested(Slicing)})
-    allow_burned_in: bool = field(default=False, metadata={"parse": flag})
+    allow_burned_in: bool = option(False, parse=flag, flag="allow-burned-in",
+                                   help="Admit DICOM images that may show burned-in text (BurnedInAnnotation=YES, or "
+                                        "flagged by deid's rules without a known region to clean).")
     frames: str = field(default="auto", metadata={"parse": _frames})
     segmentations: str | None = field(default=None, metadata={"parse": file_or_glob})  # DICOM SEG files: masks
     modality_map: Mapping[str, str] = field(default_factory=dict, metadata={"parse": _modality_map})

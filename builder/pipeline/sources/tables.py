@@ -15,20 +15,13 @@ from pathlib import Path
 from typing import Any, Iterator
 
 from builder.errors import Problem
-from builder.imaging import STEM_SUFFIXES
-from builder.pipeline.roi import Box
+from builder.pipeline.data import Box, file_stem
 
 STEM_COLUMNS = ("image", "file", "filename", "stem", "id")
 BOX_COLUMNS = ("x_min", "y_min", "x_max", "y_max")
 
 
-def file_stem(path: str | Path) -> str:
-    """The stem an image is joined on: its name without any image suffix."""
-    name = Path(path).name
-    for suffix in STEM_SUFFIXES:
-        if name.lower().endswith(suffix):
-            return name[: -len(suffix)]
-    return Path(name).stem
+
 
 
 @dataclass(frozen=True)

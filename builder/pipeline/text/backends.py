@@ -15,10 +15,12 @@ from typing import Any
 from builder.errors import Reject
 from builder.imaging import draw_boxes
 from builder.llm import ChatClient, LLMConfig, ParseError, TryAgain, with_retries
-from builder.pipeline.text.describers import DescribeRequest
+from builder.pipeline.data import DescribeRequest
+from builder.pipeline.text.describers import DescriberHooks
 from builder.pipeline.text.options import TextOptions
 from builder.pipeline.text.prompts import PROMPT_VERSION, SYSTEM, parse_attributes, user_text
-from medtrinity_25m import ATTRIBUTE_KEYS
+from builder.pipeline.text.registry import TransformersOptions
+from builder.pipeline.text.styles import STYLES
 
 
 def _prompt(request: DescribeRequest, style: str) -> str:
@@ -26,7 +28,7 @@ def _prompt(request: DescribeRequest, style: str) -> str:
 
 
 def _keys(style: str) -> tuple[str, ...]:
-    return (*ATTRIBUTE_KEYS, "caption") if style == "medtrinity" else ATTRIBUTE_KEYS
+    return STYLES[style].keys
 
 
 def _mime(data: bytes | None) -> str:
@@ -39,7 +41,7 @@ def _image(request: DescribeRequest, draw_rois: bool) -> bytes:
     return draw_boxes(png, [roi.bbox for roi in request.rois]) if draw_rois and request.rois else png
 
 
-class OpenAIDescriber:
+class OpenAIDescriber(DescriberHooks):
     """A vision-language model behind an OpenAI-compatible chat-completions server."""
 
     name = "openai"
@@ -97,7 +99,7 @@ class OpenAIDescriber:
 
 
 @dataclass
-class TransformersDescriber:
+class TransformersDescriber(DescriberHooks):
     """A local vision-language checkpoint through transformers' image-text-to-text pipeline."""
 
     model: str
@@ -145,12 +147,14 @@ class TransformersDescriber:
 
 
 def make_openai(options: TextOptions) -> OpenAIDescriber:
-    if options.llm is None:
+    llm = options.describer_options
+    if not isinstance(llm, LLMConfig) or not (llm.base_url and llm.model):
         raise ValueError("--describer openai needs --llm-base-url and --llm-model")
-    return OpenAIDescriber(options.llm, options.style, options.draw_rois)
+    return OpenAIDescriber(llm, options.style, options.draw_rois)
 
 
 def make_transformers(options: TextOptions) -> TransformersDescriber:
-    if not options.model:
+    model = options.describer_options.model if isinstance(options.describer_options, TransformersOptions) else ""
+    if not model:
         raise ValueError("--describer transformers needs --vlm-model PATH (a local checkpoint folder)")
-    return TransformersDescriber(options.model, style=options.style, draw_rois=options.draw_rois)
+    return TransformersDescriber(model, style=options.style, draw_rois=options.draw_rois)

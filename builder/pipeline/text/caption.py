@@ -10,13 +10,10 @@ from dataclasses import dataclass
 from typing import Any, Sequence
 
 from builder.errors import Reject
-from builder.pipeline.roi import Roi
-from builder.pipeline.sources.base import Record
-from builder.pipeline.sources.manifest import DEFAULT_CAPTION
-from builder.pipeline.sources.tables import file_stem
-from builder.pipeline.text import medtrinity
+from builder.pipeline.data import Record, Roi, file_stem
+from builder.pipeline.template import DEFAULT_CAPTION, Template, TemplateError
 from builder.pipeline.text.anatomy import plain_label
-from builder.pipeline.text.template import Template, TemplateError
+from builder.pipeline.text.styles import STYLES
 from medtrinity_25m import MODALITY_NAMES
 
 MAX_REGIONS_IN_CAPTION = 12
@@ -89,7 +86,8 @@ def coarse_caption(record: Record, rois: Sequence[Roi], values: dict[str, Any], 
                    style: str = "attributes") -> str:
     """The source's caption rule; with ``style`` medtrinity and no rule of its own, the paper's form."""
     organ = "" if subj.organ == UNSPECIFIED else subj.organ  # an unknown organ drops its clause
-    if style == "medtrinity" and record.unit.spec.caption == DEFAULT_CAPTION:
-        return medtrinity.coarse(record.modality, organ, subj.disease)
+    own = STYLES[style].coarse
+    if own is not None and record.unit.spec.caption == DEFAULT_CAPTION:
+        return own(record.modality, organ, subj.disease)
     values = dict(values, organ=organ, disease=subj.disease)
     return render(record.unit.spec.caption, values, "caption")

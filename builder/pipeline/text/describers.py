@@ -10,13 +10,15 @@ Model-backed describers implement the same protocol and join ``DESCRIBERS``.
 from __future__ import annotations
 
 import itertools
-from dataclasses import dataclass, field
-from typing import Protocol, Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol, Sequence
 
-from builder.pipeline.roi import Roi, patient_side, position_text, relation_words
+from builder.errors import Reject
+from builder.pipeline.data import DescribeRequest, Roi, RoiStats
+from builder.pipeline.roi import patient_side, relation_words
 from builder.pipeline.text.anatomy import plain_label
-from builder.pipeline.text.measure import RoiStats
-from builder.pipeline.text.medtrinity import paragraph, roi_phrase
+from builder.pipeline.text.medtrinity import paragraph
+from builder.pipeline.text.styles import STYLES, cap, percent
 from medtrinity_25m import ATTRIBUTE_KEYS, MODALITY_NAMES
 
 MAX_ROIS_DESCRIBED = 5
@@ -32,24 +34,6 @@ INTENSITY_WORDS: dict[str, tuple[str, str, str]] = {
 DEFAULT_WORDS = ("brighter", "darker", "of similar brightness")
 
 
-@dataclass(frozen=True)
-class DescribeRequest:
-    id: str
-    modality: str
-    organ: str
-    disease: str
-    plane: str | None
-    slice_index: int | None
-    coarse_caption: str
-    rois: Sequence[Roi]
-    stats: Sequence[RoiStats]
-    view: str  # display convention: radiological, sagittal or image
-    image_png: bytes | None = None  # the stored image, for model-backed describers
-    spacing: tuple[float, float] | None = None  # (row, column) mm per pixel, where known
-    finding_shown: bool | None = None  # a slice: does it show the finding (its ROI)? None: not a slice
-    knowledge: Sequence[str] = field(default_factory=tuple)  # retrieved snippet texts
-
-
 class Describer(Protocol):
     @property
     def name(self) -> str: ...
@@ -62,20 +46,34 @@ class Describer(Protocol):
         """The five attributes, keyed by :data:`medtrinity_25m.ATTRIBUTE_KEYS`."""
         ...
 
+    def report(self) -> dict[str, Any]:
+        """What it counted while describing (retries, tokens), for build.json; {} for most."""
+        ...
+
+
+class DescriberHooks:
+    """The optional hooks of :class:`Describer`, as most describers answer them."""
+
+    def report(self) -> dict[str, Any]:
+        return {}
+
+
+def set_text(row: dict[str, Any], attributes: dict[str, str], describer: str) -> None:
+    """Put a describer's five attributes, and their join, into a row.
+
+    The modality must be stated; an attribute with nothing to state is empty
+    (null), never a sentence about its own absence, and the caption leaves it out.
+    """
+    if not str(attributes.get("modality") or "").strip():
+        raise Reject("describe", f"describer {describer!r} gave no modality")
+    row["attributes"] = {key: (str(attributes.get(key) or "").strip() or None) for key in ATTRIBUTE_KEYS}
+    row["caption"] = str(attributes.get("caption") or "").strip() or \
+        join_caption({k: v or "" for k, v in row["attributes"].items()})
+
 
 def join_caption(attributes: dict[str, str]) -> str:
     """The integrated description: the five attributes in order."""
     return " ".join(attributes[key].strip() for key in ATTRIBUTE_KEYS if attributes.get(key, "").strip())
-
-
-def _cap(text: str) -> str:
-    """A sentence starting with a capital, even when it starts with a label."""
-    return text[:1].upper() + text[1:]
-
-
-def _pct(ratio: float) -> str:
-    pct = 100.0 * ratio
-    return f"{pct:.1f}%" if pct >= 0.1 else f"{pct:.2f}%"
 
 
 def _name(roi: Roi) -> str:
@@ -107,7 +105,7 @@ def _more(request: DescribeRequest) -> str:
 
 
 @dataclass(frozen=True)
-class TemplateDescriber:
+class TemplateDescriber(DescriberHooks):
     """Deterministic offline describer: metadata and measurements into sentences."""
 
     name: str = "template"
@@ -126,7 +124,7 @@ class TemplateDescriber:
             "texture": self._texture(request, largest),
             "region_relationship": self._relationship(request, largest),
         }
-        if self.style == "medtrinity":
+        if STYLES[self.style].paragraph:
             organ = request.organ if request.organ != "unspecified" else ""
             sentences = [attributes[k] for k in ("roi_analysis", "texture", "region_relationship")]
             finding = attributes["organ_detection"].split("Annotated structure")[0] if not request.rois else ""
@@ -156,18 +154,13 @@ class TemplateDescriber:
         if not r.rois:
             return ""
         parts = []
-        limit = len(r.rois) if self.style == "medtrinity" else MAX_ROIS_DESCRIBED
+        style = STYLES[self.style]
+        limit = len(r.rois) if style.every_roi else MAX_ROIS_DESCRIBED
         described = [r.rois[i] for i in order[:limit]]
         for roi in described:
             x0, y0, x1, y1 = roi.bbox
             box = f"box {x1 - x0:.0f}x{y1 - y0:.0f} px{_mm(roi, r.spacing)}"
-            if self.style == "medtrinity":
-                parts.append(f"{roi_phrase(_name(roi), roi.position, roi.area_ratio)} ({box}).")
-                continue
-            parts.append(_cap(
-                f"{_name(roi)} lies in the {position_text(roi.position, r.view)}, "
-                f"area ratio {_pct(roi.area_ratio)} ({box}).")
-            )
+            parts.append(style.roi_sentence(_name(roi), roi, r.view, box))
         return " ".join(parts) + (_more(r) if len(described) < len(r.rois) else "")
 
     def _texture(self, r: DescribeRequest, largest: list[tuple[Roi, RoiStats]]) -> str:
@@ -185,7 +178,7 @@ class TemplateDescriber:
                 delta = st.redness_in - st.redness_ring
                 if abs(delta) > CONTRAST_THRESHOLD:
                     text += f", {'redder' if delta > 0 else 'less red'} than around it"
-            parts.append(_cap(text) + ".")
+            parts.append(cap(text) + ".")
         return " ".join(parts)
 
     def _relationship(self, r: DescribeRequest, pairs: list[tuple[Roi, RoiStats]]) -> str:
@@ -193,10 +186,10 @@ class TemplateDescriber:
             return ""
         total = sum(roi.area_ratio for roi in r.rois)
         first = pairs[0][0]
-        text = (f"Together the regions cover {_pct(min(total, 1.0))} of the image; "
-                f"the largest is {_name(first)} ({_pct(first.area_ratio)}).")
+        text = (f"Together the regions cover {percent(min(total, 1.0))} of the image; "
+                f"the largest is {_name(first)} ({percent(first.area_ratio)}).")
         relations = [_relation(a, b, r.view) for (a, _), (b, _) in itertools.pairwise(pairs[:3])]
-        return text + "".join(f" {_cap(rel)}" for rel in relations)
+        return text + "".join(f" {cap(rel)}" for rel in relations)
 
 
 def _relation(a: Roi, b: Roi, view: str) -> str:

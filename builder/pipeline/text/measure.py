@@ -9,26 +9,12 @@ coefficient of variation inside the ROI.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 from typing import Sequence, overload
 
 import numpy as np
 
 from builder.imaging import gray, opencv
-from builder.pipeline.roi import Roi
-
-
-@dataclass(frozen=True)
-class RoiStats:
-    mean_in: float
-    mean_ring: float
-    cv: float
-    redness_in: float | None = None  # RGB only: R - (G + B) / 2, scaled 0..1
-    redness_ring: float | None = None
-
-    @property
-    def contrast(self) -> float:
-        return self.mean_in - self.mean_ring
+from builder.pipeline.data import Roi, RoiStats
 
 
 def _luminance(pixels: np.ndarray) -> np.ndarray:

@@ -15,11 +15,17 @@ from typing import Any, Sequence
 
 from medtrinity_25m import MODALITY_NAMES
 
-__all__ = ["HORIZONTAL", "VERTICAL", "coarse", "paragraph", "roi_phrase", "situated"]
+__all__ = ["HORIZONTAL", "PROMPT_FORM", "VERTICAL", "coarse", "paragraph", "roi_phrase", "situated"]
 
 HORIZONTAL = {"left": "left", "center": "center", "right": "right"}
 VERTICAL = {"upper": "top", "center": "middle", "lower": "bottom"}
-STYLES = ("attributes", "medtrinity")
+#: what the prompt of ``--style medtrinity`` adds: the caption key, in the release's form
+PROMPT_FORM = """\
+Also give the key "caption": one prose paragraph in MedTrinity-25M's form, attributes not labelled, e.g. "The image
+is a chest CT scan prominently displaying the lungs ... The left horizontally and middle vertically situated region
+of interest, covering 1.0% of the area, ...": positions as horizontal and vertical words in the image frame, areas as
+"covering N% of the area".
+"""
 
 
 def situated(position: str) -> str:

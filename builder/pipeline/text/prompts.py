@@ -10,9 +10,7 @@ from __future__ import annotations
 from typing import Any, Sequence
 
 from builder.llm import ParseError, json_object
-from builder.pipeline.roi import position_text
-from builder.pipeline.text.anatomy import plain_label
-from builder.pipeline.text.medtrinity import situated
+from builder.pipeline.text.styles import STYLES
 from medtrinity_25m import ATTRIBUTE_KEYS
 
 PROMPT_VERSION = "medtrinity-v1"
@@ -40,31 +38,18 @@ Answer with one JSON object and nothing else, with these keys (each a string of 
 """
 
 
-MEDTRINITY_FORM = """\
-Also give the key "caption": one prose paragraph in MedTrinity-25M's form, attributes not labelled, e.g. "The image
-is a chest CT scan prominently displaying the lungs ... The left horizontally and middle vertically situated region
-of interest, covering 1.0% of the area, ...": positions as horizontal and vertical words in the image frame, areas as
-"covering N% of the area".
-"""
 
 
 def roi_lines(rois: Sequence[Any], view: str, style: str = "attributes") -> str:
     if not rois:
         return "No region of interest is annotated: describe the whole image."
-    if style == "medtrinity":  # the paper's ROI text: "left-center", "area ratio: 1.2%"
-        return "\n".join(f"ROI {i}: {plain_label(roi.label)}, {situated(roi.position)}, area ratio: "
-                         f"{100 * roi.area_ratio:.1f}%" for i, roi in enumerate(rois, 1))
-    lines = []
-    for i, roi in enumerate(rois, 1):
-        x0, y0, x1, y1 = roi.bbox
-        lines.append(f"ROI {i}: {plain_label(roi.label)}, {position_text(roi.position, view)}, "
-                     f"area ratio {100 * roi.area_ratio:.1f}%, box [{x0:.0f}, {y0:.0f}, {x1:.0f}, {y1:.0f}]")
-    return "\n".join(lines)
+    line = STYLES[style].prompt_roi
+    return "\n".join(f"ROI {i}: {line(roi, view)}" for i, roi in enumerate(rois, 1))
 
 
 def user_text(coarse_caption: str, rois: Sequence[Any], view: str, knowledge: Sequence[str],
               style: str = "attributes") -> str:
-    instructions = INSTRUCTIONS + (MEDTRINITY_FORM if style == "medtrinity" else "")
+    instructions = INSTRUCTIONS + STYLES[style].prompt_form
     parts = [instructions, f"Coarse caption: {coarse_caption}",
              "Regions of interest:\n" + roi_lines(rois, view, style)]
     if knowledge:

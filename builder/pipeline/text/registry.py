@@ -14,26 +14,40 @@ the ``medtrinity_25m.describers`` entry point).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any, Callable, Literal
 
+from builder.llm import LLMConfig
+from builder.options import NoOptions, option
 from builder.pipeline.text.describers import Describer, TemplateDescriber
 from builder.pipeline.text.options import TextOptions
 from builder.registry import Registry
 
-__all__ = ["DESCRIBERS", "DescriberEntry"]
+__all__ = ["DESCRIBERS", "DescriberEntry", "TransformersOptions", "Where"]
+
+
+Where = Literal["worker", "main"]
 
 
 @dataclass(frozen=True)
 class DescriberEntry:
-    where: str  # "worker" or "main"
+    where: Where
     make: Callable[[TextOptions], Describer]
     help: str = ""
+    options: type = NoOptions  # the describer's own settings (TextOptions.describer_options)
 
 
 def _openai(options: TextOptions) -> Any:
     from builder.pipeline.text.backends import make_openai
 
     return make_openai(options)
+
+
+@dataclass(frozen=True)
+class TransformersOptions:
+    """``--describer transformers``: the checkpoint."""
+
+    model: str = option("", flag="vlm-model", resume=True,
+                        help="Local vision-language checkpoint folder (--describer transformers).")
 
 
 def _transformers(options: TextOptions) -> Any:
@@ -45,6 +59,7 @@ def _transformers(options: TextOptions) -> Any:
 DESCRIBERS: Registry[DescriberEntry] = Registry("describers", {
     "template": DescriberEntry("worker", lambda options: TemplateDescriber(style=options.style),
                                "offline, deterministic sentences"),
-    "openai": DescriberEntry("main", _openai, "a vision-language model behind an OpenAI-compatible server"),
-    "transformers": DescriberEntry("main", _transformers, "a local image-text-to-text checkpoint"),
+    "openai": DescriberEntry("main", _openai, "a vision-language model behind an OpenAI-compatible server", LLMConfig),
+    "transformers": DescriberEntry("main", _transformers, "a local image-text-to-text checkpoint",
+                                   TransformersOptions),
 })

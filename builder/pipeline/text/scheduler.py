@@ -17,7 +17,7 @@ import threading
 import time
 from collections import deque
 from dataclasses import dataclass, field
-from typing import Any, Callable, Protocol
+from typing import Any, Callable, Protocol, runtime_checkable
 
 from builder.errors import Reject
 from builder.llm import TryAgain
@@ -25,6 +25,7 @@ from builder.llm import TryAgain
 __all__ = ["Done", "OneTry", "Scheduler", "SingleTry", "one_try"]
 
 
+@runtime_checkable
 class OneTry(Protocol):
     """A describer that can make one try at a time (model servers): the scheduler owns the retries."""
 
@@ -53,7 +54,7 @@ class SingleTry:
 
 def one_try(describer: Any) -> OneTry:
     """The describer as the scheduler drives it: its own single tries where it has them."""
-    return describer if hasattr(describer, "try_once") else SingleTry(describer)
+    return describer if isinstance(describer, OneTry) else SingleTry(describer)
 
 
 Done = Callable[["dict[str, str] | Reject"], None]

@@ -24,10 +24,10 @@ from functools import partial
 from typing import Any, Iterable, Iterator
 
 from builder.errors import Reject
+from builder.pipeline.data import UnitResult
 from builder.pipeline.knowledge.index import Retriever
-from builder.pipeline.process import UnitResult, set_text
 from builder.pipeline.text.answers import AnswerCache, ask
-from builder.pipeline.text.describers import Describer
+from builder.pipeline.text.describers import Describer, set_text
 from builder.pipeline.text.scheduler import Done, Scheduler, one_try
 
 __all__ = ["TextStage"]
@@ -84,7 +84,7 @@ class _Window:
 
 
 class TextStage:
-    def __init__(self, describer: Describer | None, retriever: Retriever | None, concurrency: int = 8,
+    def __init__(self, describer: Describer | None, retriever: Retriever | None, concurrency: int,
                  window: int | None = None, cache: AnswerCache | None = None) -> None:
         self.describer, self.retriever, self.cache = describer, retriever, cache
         self.concurrency = max(1, concurrency)

@@ -22,6 +22,10 @@ _FORMATTER = string.Formatter()
 _MARKUP = frozenset("{}[]")
 
 
+#: The coarse caption of a source without a caption rule of its own.
+DEFAULT_CAPTION = "{modality_name}[ of the {organ}][, {view}][, {disease}][; regions: {regions}]"
+
+
 class TemplateError(ValueError):
     """A template that does not parse or names an unknown field."""
 

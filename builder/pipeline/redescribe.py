@@ -1,4 +1,4 @@
-"""``medtri-build describe DATASET``: describe a finished build again, online or through batch files.
+"""The re-describe step (``medtri-build describe DATASET``): a finished build described again.
 
 A finished build's rows carry everything a describer is given (the stored image,
 the coarse caption, the ROIs, the knowledge ids), so the model stage can run
@@ -38,12 +38,14 @@ from builder.dataset import staging
 from builder.errors import Reject
 from builder.layout import BUILD_JSON, read_build_json, sha256_file
 from builder.llm import ParseError
-from builder.pipeline.roi import Roi, convention
-from builder.pipeline.text.describers import DescribeRequest
+from builder.pipeline.data import DescribeRequest, Roi
+from builder.pipeline.roi import convention
+from builder.pipeline.text.backends import OpenAIDescriber
 from builder.pipeline.text.measure import measure
 from builder.pipeline.text.options import TextOptions
 from builder.pipeline.text.prompts import parse_attributes
-from medtrinity_25m import ARROW_SCHEMA, ATTRIBUTE_KEYS
+from builder.pipeline.text.styles import STYLES
+from medtrinity_25m import ARROW_SCHEMA
 
 __all__ = ["DescribeError", "DescribeJob", "describe_dataset", "read_results", "request_of", "rewrite"]
 
@@ -127,7 +129,7 @@ def export_batch(job: DescribeJob) -> dict[str, Any]:
     """Write one Batch API request line per row; nothing in the folder changes."""
     _, shards = _shards(job.out)
     describer = _describer(job.text)
-    if not hasattr(describer, "messages"):
+    if not isinstance(describer, OpenAIDescriber):  # a chat-completions client: its requests are Batch API lines
         raise DescribeError("--export-batch needs a chat-completions describer (--describer openai)")
     retriever, count = _knowledge(job.text), 0
     with open(job.export_batch, "w", encoding="utf-8") as fh:  # type: ignore[arg-type]
@@ -173,7 +175,7 @@ def _online(job: DescribeJob, shards: list[dict[str, Any]], describer: Any) -> d
     from builder.pipeline.text.answers import AnswerCache, ask
     from builder.pipeline.text.scheduler import Scheduler, one_try
 
-    concurrency = job.text.llm.concurrency if job.text.llm else 1
+    concurrency = job.text.concurrency
     cache = AnswerCache(describer.info()) if job.text.cache_answers else None
     scheduler, retriever = Scheduler(one_try(describer), concurrency), _knowledge(job.text)
     answers: dict[str, dict[str, str] | Reject] = {}
@@ -198,7 +200,7 @@ def describe_dataset(job: DescribeJob) -> dict[str, Any]:
         return export_batch(job)
     doc, shards = _shards(job.out)
     describer = _describer(job.text)
-    keys = (*ATTRIBUTE_KEYS, "caption") if job.text.style == "medtrinity" else ATTRIBUTE_KEYS
+    keys = STYLES[job.text.style].keys
     answers = read_results(job.import_batch, keys) if job.import_batch else _online(job, shards, describer)
     source = f"batch results {job.import_batch.name}" if job.import_batch else "online"
     return rewrite(job.out, doc, answers, describer, source)
@@ -207,7 +209,7 @@ def describe_dataset(job: DescribeJob) -> dict[str, Any]:
 def _merge(rows: list[dict[str, Any]], answers: dict[str, dict[str, str] | Reject], name: str,
            lines: list[dict[str, Any]]) -> int:
     """Put each row's new answer in; a row without one keeps its text and gets a reject line. Rows described."""
-    from builder.pipeline.process import set_text
+    from builder.pipeline.text.describers import set_text
 
     described = 0
     for row in _describable(rows):
@@ -244,7 +246,7 @@ def rewrite(out: Path, doc: dict[str, Any], answers: dict[str, dict[str, str] | 
             staging.stage_copy(rejects, added)
     old = (doc.get("describer") or {}).get("name", "")
     info = describer.info()
-    report: dict[str, Any] = getattr(describer, "report", dict)()
+    report = describer.report()
     doc["describer"] = info
     doc["described_again"] = {"source": source, "described": described, "kept_previous": len(lines), **report}
     counts = doc.setdefault("rejects", {})
