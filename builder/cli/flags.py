@@ -168,8 +168,9 @@ class OptionsCommand(click.Command):
         self.own = list(self.params)
         self.flags: OptionFlags | None = None
 
-    def option_flags(self) -> OptionFlags:
-        if self.flags is None:
+    def option_flags(self, fresh: bool = False) -> OptionFlags:
+        """The flags of the options class, made again when ``fresh`` (a registry may have gained entries since)."""
+        if self.flags is None or fresh:
             self.flags = OptionFlags(self.options_class())
             own = {p.name for p in self.own}
             self.params = self.own + [p for p in self.flags.params() if p.name not in own]
@@ -182,7 +183,7 @@ class OptionsCommand(click.Command):
     def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
         if self.before is not None and not ctx.resilient_parsing:
             self.before(list(args))
-        self.option_flags()
+        self.option_flags(fresh=True)  # once per invocation: the registries as they are now
         return super().parse_args(ctx, args)
 
 
