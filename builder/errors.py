@@ -77,13 +77,16 @@ class Problem:
 
     ``file`` is local (real paths); ``public`` names it in published outputs
     (``metadata:12``); ``stem`` is the image a side-table row belongs to, when
-    known, whose unit is then rejected rather than built without its row.
+    known, whose unit is then rejected rather than built without its row. A problem with ``skipped`` is no
+    problem: a file passed over on purpose (``._*`` AppleDouble files, a header's detached voxel data, a side
+    file), counted by kind in build.json instead of a reject line, so that every file is accounted for.
     """
 
     file: str
     reason: str
     public: str = ""
     stem: str | None = None
+    skipped: str | None = None  # not wrong: a file a listing passes over on purpose, counted by this kind
 
     def __str__(self) -> str:
         return f"{self.file}: {self.reason}"

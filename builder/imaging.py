@@ -23,7 +23,7 @@ RADIOLOGY = frozenset({"ct", "mri", "xray", "pet"})
 #: Raster image files Pillow reads.
 RASTER_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp")
 #: Suffixes a file stem is joined on without (``scan01.nii.gz`` -> ``scan01``).
-STEM_SUFFIXES = (".nii.gz", ".nii", ".dcm", ".dicom", *RASTER_SUFFIXES)
+STEM_SUFFIXES = (".nii.gz", ".nii", ".nrrd", ".nhdr", ".mha", ".mhd", ".dcm", ".dicom", *RASTER_SUFFIXES)
 #: Values of a text field that mean "no value" (compared lower-cased and stripped).
 MISSING = frozenset({"", "n/a", "na", "none", "null"})
 

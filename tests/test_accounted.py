@@ -78,7 +78,7 @@ def test_a_refused_mask_rejects_its_image_with_the_masks_reason(tmp_path: Path) 
     assert {name: lines[f"img/{name}.png"]["stage"] for name in "abcd"} == {
         "a": "path", "b": "mask", "c": "mask", "d": "mask"}
     assert "its mask" in lines["img/a.png"]["reason"] and "b_mask.png is 20x20" in lines["img/b.png"]["reason"]
-    assert summary["files"] == {"seen": 5, "accepted": 1, "rejected": 4}
+    assert summary["files"] == {"seen": 5, "accepted": 1, "rejected": 4, "skipped": 0}
 
 
 def test_two_images_sharing_a_stem_and_a_mask_are_an_ambiguous_pairing(tmp_path: Path) -> None:
@@ -87,13 +87,13 @@ def test_two_images_sharing_a_stem_and_a_mask_are_an_ambiguous_pairing(tmp_path:
     _png(tmp_path / "img" / "b_mask.png", _mask())
     _png(tmp_path / "img" / "c.png", _image(3))
     out = tmp_path / "out"
-    summary = build(write_manifest(tmp_path, _source(images="img/*.*", masks="img/*_mask.png")), out)
+    summary = build(write_manifest(tmp_path, _source(images="img/*.*", masks="img/*_mask.png", unmasked="keep")), out)
     assert set(_rows(out)) == {"img/c.png"}
     ambiguous = [line for line in rejects(out) if "ambiguous" in line["reason"]]
     assert sorted(line["file"] for line in ambiguous) == ["img/b.jpg", "img/b.png"]
     for line in ambiguous:  # each line names both images and the mask
         assert all(name in line["reason"] for name in ("img/b.png", "img/b.jpg", "img/b_mask.png"))
-    assert summary["files"] == {"seen": 3, "accepted": 1, "rejected": 2}
+    assert summary["files"] == {"seen": 3, "accepted": 1, "rejected": 2, "skipped": 0}
     for line in published_rejects(out):  # published: no input name
         assert "b_mask" not in line["reason"] and "b.jpg" not in line["reason"]
 
@@ -122,7 +122,7 @@ def test_csv_is_read_as_csv_quoted_line_breaks_and_a_byte_order_mark(tmp_path: P
     # the unclosed quote is its own line's fault (line 5: the quoted line break moved it down): c is rejected alone
     assert [line["file"] for line in rejects(out) if line["stage"] == "listing"] == ["img/c.png"]
     assert any("line 5" in line["reason"] and "malformed" in line["reason"] for line in rejects(out))
-    assert summary["files"] == {"seen": 3, "accepted": 2, "rejected": 1}
+    assert summary["files"] == {"seen": 3, "accepted": 2, "rejected": 1, "skipped": 0}
 
 
 def test_side_tables_that_link_out_of_the_manifests_folder_are_refused(tmp_path: Path) -> None:

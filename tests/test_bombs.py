@@ -27,7 +27,7 @@ def test_a_huge_scaled_volume_is_sliced_in_its_stored_type(tmp_path: Path) -> No
     manifest = write_manifest(tmp_path, {"name": "v", "format": "nifti", "images": "vol/*.nii.gz",
                                          "modality": "mri", "slicing": {"step": 120}})
     summary = build(manifest, tmp_path / "out", "--max-memory", "3")
-    assert summary["files"] == {"seen": 2, "accepted": 2, "rejected": 0}
+    assert summary["files"] == {"seen": 2, "accepted": 2, "rejected": 0, "skipped": 0}
     assert summary["rows"]["total"] == 4 + 1  # slices 0, 120, 240, 360 of the bomb, slice 0 of the neighbour
     tight = build(manifest, tmp_path / "tight", "--max-memory", "0.5")  # 1 GiB of voxels cannot fit in 0.5
     assert tight["files"] == {"seen": 2, "accepted": 1, "rejected": 1}
@@ -43,7 +43,7 @@ def test_a_deflated_dicom_that_inflates_a_huge_element_is_rejected_before_inflat
     assert (folder / "bomb.dcm").stat().st_size < 2 * 2**20
     out = tmp_path / "out"
     summary = build(write_manifest(tmp_path, {"name": "d", "format": "dicom", "images": "dcm/*.dcm"}), out)
-    assert summary["files"] == {"seen": 2, "accepted": 1, "rejected": 1}
+    assert summary["files"] == {"seen": 2, "accepted": 1, "rejected": 1, "skipped": 0}
     (line,) = rejects(out)
     assert line["file"] == "dcm/bomb.dcm" and "inflates past the limit" in line["reason"]
 

@@ -54,6 +54,16 @@ def _nifti(folder: Path) -> dict[str, Any]:
     return {"format": "nifti", "images": f"{folder.name}/*.nii.gz", "modality": "mri"}
 
 
+def _nrrd(folder: Path) -> dict[str, Any]:
+    import SimpleITK as sitk
+
+    folder.mkdir(parents=True, exist_ok=True)
+    image = sitk.GetImageFromArray(np.arange(3 * 8 * 8, dtype=np.int16).reshape(3, 8, 8))  # (k, j, i)
+    image.SetSpacing((0.8, 0.8, 2.0))
+    sitk.WriteImage(image, str(folder / "a.nrrd"))
+    return {"format": "volume", "images": f"{folder.name}/*.nrrd", "modality": "mri"}
+
+
 def _medpix(folder: Path) -> dict[str, Any]:
     test = MEDPIX / "test"
     if not test.exists():
@@ -71,7 +81,8 @@ def _medtrinity(folder: Path) -> dict[str, Any]:
 
 #: A small real input of every source format; a new format adds one here.
 SAMPLES: dict[str, Callable[[Path], dict[str, Any]]] = {"image": _png, "dicom": _dicom, "nifti": _nifti,
-                                                         "medpix": _medpix, "medtrinity": _medtrinity}
+                                                         "volume": _nrrd, "medpix": _medpix,
+                                                         "medtrinity": _medtrinity}
 
 
 @pytest.mark.parametrize("name", ADAPTERS.names())
@@ -186,6 +197,7 @@ SAMPLE_FILES: dict[str, Callable[[Path], Path]] = {
     "dicom": lambda d: Path(dicom_file("CT_small.dcm")),
     "nifti": lambda d: _nifti(d) and d / "a.nii.gz",
     "image": lambda d: _png(d) and d / "a.png",
+    "itk": lambda d: _nrrd(d) and d / "a.nrrd",
 }
 
 

@@ -113,7 +113,7 @@ def test_openai_describer_with_knowledge(kb: Path, tmp_path: Path, monkeypatch: 
     assert set(lines) == {"lesion_1", "lesion_2"}
     assert lines["lesion_1"]["stage"] == "describe" and "500" in lines["lesion_1"]["reason"]
     assert "unusable answer" in lines["lesion_2"]["reason"]
-    assert summary["files"] == {"seen": 6, "accepted": 4, "rejected": 2}
+    assert summary["files"] == {"seen": 6, "accepted": 4, "rejected": 2, "skipped": 0}
     assert summary["describer"]["name"] == "openai" and summary["describer"]["model"] == "med-vlm"
     assert summary["describer"]["prompt_version"]
     assert summary["knowledge"]["k"] == 8 and summary["knowledge"]["encoder"] == "minilm"
@@ -157,7 +157,7 @@ def test_transformers_describer_runs_a_local_checkpoint(tmp_path: Path) -> None:
     lines = rejects(out)
     assert [line["stage"] for line in lines] == ["describe", "describe"]
     assert all("unusable answer after 3 tries" in line["reason"] for line in lines)
-    assert summary["files"] == {"seen": 2, "accepted": 0, "rejected": 2}
+    assert summary["files"] == {"seen": 2, "accepted": 0, "rejected": 2, "skipped": 0}
 
 
 def test_large_corpora_get_an_hnsw_index_saved_with_its_parameters(tmp_path: Path,

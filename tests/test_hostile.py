@@ -119,7 +119,7 @@ def test_a_fuzz_corpus_gives_one_reject_per_broken_file(tmp_path: Path) -> None:
         {"name": "dicom", "format": "dicom", "images": "dicom/*.dcm"},
         {"name": "nifti", "format": "nifti", "images": "nifti/*.nii*", "modality": "mri", "slicing": {"step": 3}},
         {"name": "png", "format": "image", "images": "png/*[!k].*", "masks": "png/*_mask.png", "labels": {1: "x"},
-         "modality": "xray"},
+         "modality": "xray", "unmasked": "keep"},
     )
     out = tmp_path / "out"
     summary = build(manifest, out, "--workers", "2", "--unit-timeout", "60")
@@ -130,7 +130,8 @@ def test_a_fuzz_corpus_gives_one_reject_per_broken_file(tmp_path: Path) -> None:
     assert all(Path(f).name.split("_")[0].split(".")[0] != "valid" for f in rejected)
     assert all(line["reason"] and line["stage"] for line in lines)
     assert summary["files"] == {"seen": broken + dicom_valid + nifti_valid + png_valid,
-                                "accepted": dicom_valid + nifti_valid + png_valid, "rejected": broken}
+                                "accepted": dicom_valid + nifti_valid + png_valid, "rejected": broken,
+                                "skipped": 0}
     assert summary["rows"]["total"] == dicom_valid + 2 + png_valid  # the valid volume: slices 0 and 3
     by_name = {Path(line["file"]).name: line["reason"] for line in lines}
     assert "BurnedInAnnotation" in by_name["burned_in.dcm"]

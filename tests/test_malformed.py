@@ -64,7 +64,7 @@ def test_a_blank_group_key_is_a_reject_unless_the_manifest_names_a_policy(tmp_pa
     summary = build(write_manifest(tmp_path, entry), out)
     (line,) = rejects(out)
     assert line["file"] == "img/b.png" and "blank" in line["reason"]
-    assert summary["files"] == {"seen": 3, "accepted": 2, "rejected": 1}
+    assert summary["files"] == {"seen": 3, "accepted": 2, "rejected": 1, "skipped": 0}
     entry["split"]["blank"] = "file"
     assert build(write_manifest(tmp_path, entry), tmp_path / "kept")["files"]["accepted"] == 3
 

@@ -92,7 +92,7 @@ def test_curation_rules_flag_noise_and_a_curation_file_overrides_them(tmp_path: 
     kept_twin = next(r["id"] for r in load_dataset(str(out), "all", split="test")
                      if r["source_file"].endswith(f"{descriptions[3]['image']}.png"))
     assert lines["duplicate_pixels"]["reason"] == f"same pixels as {kept_twin}"
-    assert summary["files"] == {"seen": 201, "accepted": 196, "rejected": 5}
+    assert summary["files"] == {"seen": 201, "accepted": 196, "rejected": 5, "skipped": 0}
 
     keep = lines["location_unknown"]["id"]
     drop = next(r["id"] for r in load_dataset(str(out), "all", split="test").select([10]))

@@ -58,7 +58,7 @@ def test_broken_inputs_are_rejected_by_name_and_counts_reconcile(tmp_path: Path)
     assert "not a readable image" in lines["pngs/broken.png"]["reason"]
 
     files = summary["files"]
-    assert files == {"seen": 6, "accepted": 3, "rejected": 3}
+    assert files == {"seen": 6, "accepted": 3, "rejected": 3, "skipped": 0}
     assert files["seen"] == files["accepted"] + files["rejected"]
     assert summary["rows"]["by_modality"] == {"ct": 1, "mri": 4, "dermoscopy": 1}
     assert len(load_dataset(str(out), "mri", split="train")) == 4
@@ -86,7 +86,7 @@ def test_side_table_problems_are_logged_not_dropped(tmp_path: Path) -> None:
     assert any("ghost" in line["file"] and "line 4 names no image" in line["reason"] for line in lines)
     assert not any("ghost" in json.dumps(line) for line in published_rejects(out))
     # b.png's only box row is unusable: b.png is a reject, never a row that claims it has no ROI
-    assert summary["files"] == {"seen": 2, "accepted": 1, "rejected": 1}
+    assert summary["files"] == {"seen": 2, "accepted": 1, "rejected": 1, "skipped": 0}
     assert [line["file"] for line in lines if line["stage"] == "listing"] == ["img/b.png"]
     files = real_files(out)
     rows = {files[r["id"]]: r for r in load_dataset(str(out), "xray", split="train")}

@@ -57,7 +57,7 @@ def test_a_bug_of_the_pipeline_is_still_internal() -> None:
 PEAK = """
 import resource, sys
 from builder.cli import main
-import builder.pipeline.build, builder.pipeline.sources.nifti  # the pipeline imported: the baseline
+import builder.pipeline.build, builder.pipeline.sources.volume  # the pipeline imported: the baseline
 before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
 try:
     main(sys.argv[1:], standalone_mode=False)
@@ -102,7 +102,7 @@ def test_the_unit_time_limit_holds_with_any_number_of_workers(tmp_path: Path, wo
     summary = build(manifest, tmp_path / "out", "--workers", workers, "--unit-timeout", "0.05")
     [line] = rejects(tmp_path / "out")
     assert line["file"] == "slow.nii.gz" and line["stage"] == "timeout" and "0.05 s" in line["reason"]
-    assert summary["files"] == {"seen": 2, "accepted": 1, "rejected": 1}
+    assert summary["files"] == {"seen": 2, "accepted": 1, "rejected": 1, "skipped": 0}
 
 
 def test_ctrl_c_says_the_same_command_resumes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -64,7 +64,7 @@ def test_one_and_two_workers_give_identical_rows(sources: Path, reference: tuple
     out = tmp_path / "two-workers"
     summary = build(sources, out, "--workers", "2", "--shard-units", "16")
     assert _rows(out) == reference[1]
-    assert summary["files"] == {"seen": N_IMAGES + 3, "accepted": N_IMAGES, "rejected": 3}
+    assert summary["files"] == {"seen": N_IMAGES + 3, "accepted": N_IMAGES, "rejected": 3, "skipped": 0}
     first = json.loads((reference[0] / "build.json").read_text())
     assert [(s["path"], s["sha256"]) for s in summary["shards"]] == [(s["path"], s["sha256"]) for s in first["shards"]]
     assert not (out / ".build").exists()
@@ -100,7 +100,7 @@ def test_kill_9_then_resume_gives_the_rows_of_an_uninterrupted_build(
     assert resumed.returncode == 0, resumed.stderr
     assert _rows(out) == reference[1]
     summary = json.loads((out / "build.json").read_text())
-    assert summary["files"] == {"seen": N_IMAGES + 3, "accepted": N_IMAGES, "rejected": 3}
+    assert summary["files"] == {"seen": N_IMAGES + 3, "accepted": N_IMAGES, "rejected": 3, "skipped": 0}
     lines = (out / "rejects.jsonl").read_text().splitlines()
     assert len(lines) == 3 and len(set(lines)) == 3
 

@@ -17,7 +17,7 @@ from builder.errors import Stage
 from builder.privacy import redact, scrub
 
 REJECTS = "rejects.jsonl"
-COUNTERS = ("by_modality", "by_split", "by_organ", "by_disease", "by_stage", "roi_origins", "notes")
+COUNTERS = ("by_modality", "by_split", "by_organ", "by_disease", "by_stage", "roi_origins", "notes", "skipped")
 #: Keys of a reject line as published; the local log adds nothing but real paths in ``file``.
 PUBLIC_KEYS = ("file", "source", "stage", "reason", "rule", "id")
 
@@ -58,6 +58,7 @@ class Ledger:
     by_stage: Counter = field(default_factory=Counter)
     roi_origins: Counter = field(default_factory=Counter)
     notes: Counter = field(default_factory=Counter)  # what readers decided: pixels cleaned, unmapped body parts
+    skipped: Counter = field(default_factory=Counter)  # files passed over on purpose, by kind (no reject line)
     sources: dict[str, Counter] = field(default_factory=dict)  # name -> files, rejected, rows
     lines: list[dict[str, Any]] = field(default_factory=list)  # this ledger's reject lines
 
@@ -90,6 +91,11 @@ class Ledger:
             self.by_organ[row["organ"]] += 1
             self.by_disease[row["disease"] or "(none)"] += 1
             self.roi_origins.update(roi["origin"] for roi in row["rois"])
+
+    def skip(self, source: str, kind: str) -> None:
+        """A file a listing passed over on purpose (``kind``: why), counted: neither a row nor a reject."""
+        self.skipped[kind] += 1
+        self._source(source).update(skipped=1)
 
     def note(self, notes: dict[str, int]) -> None:
         self.notes.update(notes)
@@ -126,7 +132,8 @@ class Ledger:
 
     def summary(self) -> dict[str, Any]:
         return {
-            "files": {"seen": self.files_seen, "accepted": self.files_accepted, "rejected": self.files_rejected},
+            "files": {"seen": self.files_seen, "accepted": self.files_accepted, "rejected": self.files_rejected,
+                      "skipped": sum(self.skipped.values())},
             "rows": {
                 "total": self.rows_total,
                 "by_modality": dict(sorted(self.by_modality.items())),
@@ -140,6 +147,7 @@ class Ledger:
             },
             "rois": dict(sorted(self.roi_origins.items())),
             "notes": dict(sorted(self.notes.items())),
+            "skipped": dict(sorted(self.skipped.items())),
         }
 
     @property

@@ -149,6 +149,14 @@ class _Dumper(yaml.SafeDumper):
         return True
 
 
+def _skipped(ledger: Ledger) -> str:
+    """The files passed over on purpose, by kind, as a clause of the card's opening sentence."""
+    if not ledger.skipped:
+        return ""
+    kinds = ", ".join(f"{n:,} {kind}" for kind, n in sorted(ledger.skipped.items()))
+    return f"; {sum(ledger.skipped.values()):,} files were passed over on purpose ({kinds})"
+
+
 def render(inputs: CardInputs) -> str:
     ledger = inputs.ledger
     entries = configs(inputs.layout, inputs.splits)
@@ -160,6 +168,7 @@ def render(inputs: CardInputs) -> str:
         "rows": f"{ledger.rows_total:,}",
         "files": f"{ledger.files_accepted:,}",
         "rejected": f"{ledger.files_rejected:,}",
+        "skipped_note": _skipped(ledger),
         "describer": inputs.describer,
         "repo": inputs.repo,
         "example_config": example,
@@ -181,8 +190,9 @@ def render(inputs: CardInputs) -> str:
         "terms": "".join(f"\nTerms of `{s['name']}`, from the original release: {s['terms']}\n"
                          for s in inputs.sources if s.get("terms")),
         "provenance_table": _table(
-            ["source", "format", "license", "files", "rows", "rejected"],
-            [(s["name"], s["format"], s["license"], s["files"], s["rows"], s["rejected"]) for s in inputs.sources],
+            ["source", "format", "license", "files", "rows", "rejected", "skipped"],
+            [(s["name"], s["format"], s["license"], s["files"], s["rows"], s["rejected"], s.get("skipped", 0))
+             for s in inputs.sources],
         ),
     }
     return string.Template(template_text()).substitute(values)

@@ -93,6 +93,7 @@ class Unit:
     problem: str | None = None  # why the unit cannot be built, found while listing it (a reject)
     weight: int = 1  # files' worth of work in the unit (an archive of many images): scales its time limit
     related: tuple[str, ...] = ()  # other input files its problem names (an ambiguous pairing): never published
+    structures: tuple[Path, ...] = ()  # one binary mask file per structure (``structures:``), sorted
 
     @property
     def id(self) -> str:
@@ -107,7 +108,7 @@ class Unit:
     @property
     def names(self) -> tuple[str, ...]:
         """Input names that published text must not hold."""
-        return tuple(str(p) for p in (self.rel, self.image, self.mask, *self.related) if p)
+        return tuple(str(p) for p in (self.rel, self.image, self.mask, *self.related, *self.structures) if p)
 
 
 @dataclass

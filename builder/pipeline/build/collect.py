@@ -64,6 +64,9 @@ def collect(manifest: Manifest, key: IdKey) -> tuple[list[Unit], Ledger]:
     for spec in manifest.sources:
         found, problems = ADAPTERS[spec.format].units(spec)
         for problem in problems:
+            if problem.skipped:
+                setup.skip(spec.name, problem.skipped)
+                continue
             public = f"{spec.name}:{problem.public}" if problem.public else spec.name
             setup.reject_other(spec.name, problem.file, Stage.PAIRING, problem.reason, public=public,
                                names=(problem.file,))

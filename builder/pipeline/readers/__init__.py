@@ -6,6 +6,7 @@ format     array                         meta (plain, JSON-able values)
 dicom      frames: (F, H, W[, 3])        allowlisted header attributes, ``window``,
            modality LUT applied           ``invert`` (MONOCHROME1), ``plane``
 nifti      volume (X, Y, Z), RAS+         ``affine``, ``zooms``
+itk        the same, of NRRD / MetaImage  the same
 image      (H, W) or (H, W, 3)           ``mode``, ``bits``
 =========  ============================  ==========================================
 
@@ -20,6 +21,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from builder.pipeline.readers.dicom import DicomReader
+from builder.pipeline.readers.itk import ItkReader
 from builder.pipeline.readers.nifti import NiftiReader
 from builder.pipeline.readers.raster import RasterReader
 from builder.registry import Registry
@@ -35,8 +37,21 @@ class Reader(Protocol):
 READERS: Registry[Reader] = Registry("readers", {
     "dicom": DicomReader(),
     "nifti": NiftiReader(),
+    "itk": ItkReader(),
     "image": RasterReader(),
 })
+
+
+def reader_for(path: Path) -> Reader:
+    """The reader whose suffixes end ``path``'s name (the first registered, for a name two could read)."""
+    name = path.name.lower()
+    for reader in READERS.values():
+        if name.endswith(reader.suffixes):
+            return reader
+    from builder.errors import Reject
+
+    known = ", ".join(suffix for reader in READERS.values() for suffix in reader.suffixes)
+    raise Reject("read", f"no reader takes {path.name} (known: {known})")
 
 
 def read_labelmap_2d(path: Path, shape: tuple[int, int]) -> np.ndarray:
@@ -58,4 +73,4 @@ def read_labelmap_2d(path: Path, shape: tuple[int, int]) -> np.ndarray:
     if arr.shape != tuple(shape):
         raise Reject("mask", f"mask {path.name} is {arr.shape[1]}x{arr.shape[0]}, image is {shape[1]}x{shape[0]}")
     return arr
-__all__ = ["READERS", "DicomReader", "NiftiReader", "RasterReader", "Reader", "read_labelmap_2d"]
+__all__ = ["READERS", "DicomReader", "ItkReader", "NiftiReader", "RasterReader", "Reader", "read_labelmap_2d"]

@@ -117,8 +117,6 @@ class NiftiReader:
 
     def read(self, path: Path) -> tuple[np.ndarray, dict[str, Any]]:
         nib = nibabel()  # without pydicom (builder.imaging)
-        from nibabel.orientations import apply_orientation, io_orientation
-
         try:
             img: Any = nib.load(str(path))
             shape = tuple(int(s) for s in img.shape)
@@ -128,32 +126,47 @@ class NiftiReader:
                 shape = shape[:3]
             if len(shape) not in (3, 4):
                 raise Reject("read", f"expected a 3D volume or a 4D series, got shape {tuple(img.shape)}")
-            if int(np.prod(shape)) > MAX_VOXELS:
-                raise Reject("read", f"volume of {shape} voxels exceeds the limit of {MAX_VOXELS}")
-            dtype = img.get_data_dtype()
-            stored = int(np.prod(shape)) * dtype.itemsize
+            check_size(shape, img.get_data_dtype().itemsize)
             gzipped = str(path).lower().endswith(".gz")
-            if stored > MAX_IN_MEMORY:
-                raise Reject("read", f"the volume's voxels take {stored / 2**30:.2f} GiB, over the limit of "
-                                     f"{MAX_IN_MEMORY / 2**30:.0f} GiB")
             raw = np.asarray(_unscaled(img.dataobj, path, gzipped)).reshape(shape)
-            volume = apply_orientation(raw, io_orientation(img.affine))
-            canonical = img.affine @ nib.orientations.inv_ornt_aff(io_orientation(img.affine), shape[:3])
+            volume, canonical = ras(raw, img.affine)
         except Reject:
             raise
         except MemoryError:
             raise Reject("read", "out of memory while reading the volume") from None
         except Exception as exc:
             raise Reject("read", f"not a readable NIfTI volume ({type(exc).__name__}: {exc})") from None
-        if volume.dtype.kind not in "iubf":
-            raise Reject("read", f"unsupported voxel type {volume.dtype}")
-        meta = {
-            "affine": np.round(canonical, 6).tolist(),
-            "zooms": [float(z) for z in np.linalg.norm(canonical[:3, :3], axis=0)],  # RAS+ axes, mm
-            "scale": _scale(img.header, volume),
-            "nonfinite": finite_count(volume),  # NaN or infinite voxels: the source's policy decides
-        }
-        return volume, meta
+        return volume, volume_meta(volume, canonical, _scale(img.header, volume))
+
+
+def ras(raw: np.ndarray, affine: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Voxels whose axes are the nearest to RAS+ (a view: axes swapped and flipped, no copy), and their affine."""
+    from nibabel.orientations import apply_orientation, inv_ornt_aff, io_orientation
+
+    ornt = io_orientation(affine)
+    return apply_orientation(raw, ornt), affine @ inv_ornt_aff(ornt, raw.shape[:3])
+
+
+def volume_meta(volume: np.ndarray, canonical: np.ndarray, scale: tuple[float, float]) -> dict[str, Any]:
+    """What a volume reader says of a RAS+ volume: its affine, voxel sizes, value scale, non-finite voxels."""
+    if volume.dtype.kind not in "iubf":
+        raise Reject("read", f"unsupported voxel type {volume.dtype}")
+    return {
+        "affine": np.round(canonical, 6).tolist(),
+        "zooms": [float(z) for z in np.linalg.norm(canonical[:3, :3], axis=0)],  # RAS+ axes, mm
+        "scale": scale,
+        "nonfinite": finite_count(volume),  # NaN or infinite voxels: the source's policy decides
+    }
+
+
+def check_size(shape: tuple[int, ...], itemsize: int) -> None:
+    """Refuse a volume too large to hold: by voxels, then by the bytes of its stored voxels."""
+    if int(np.prod(shape)) > MAX_VOXELS:
+        raise Reject("read", f"volume of {shape} voxels exceeds the limit of {MAX_VOXELS}")
+    stored = int(np.prod(shape)) * itemsize
+    if stored > MAX_IN_MEMORY:
+        raise Reject("read", f"the volume's voxels take {stored / 2**30:.2f} GiB, over the limit of "
+                             f"{MAX_IN_MEMORY / 2**30:.0f} GiB")
 
 
 def scaled(values: np.ndarray, scale: tuple[float, float]) -> np.ndarray:

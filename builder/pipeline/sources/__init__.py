@@ -13,12 +13,13 @@ from builder.pipeline.sources.dicom import DicomSource
 from builder.pipeline.sources.image import ImageSource
 from builder.pipeline.sources.medpix import MedpixSource
 from builder.pipeline.sources.medtrinity import MedtrinitySource
-from builder.pipeline.sources.nifti import NiftiSource
+from builder.pipeline.sources.volume import VolumeSource
 from builder.registry import Registry
 
 ADAPTERS: Registry[SourceAdapter] = Registry("sources", {
     "dicom": DicomSource(),
-    "nifti": NiftiSource(),
+    "volume": VolumeSource(),
+    "nifti": VolumeSource(),  # the name volume had when it read NIfTI alone
     "image": ImageSource(),
     "medpix": MedpixSource(),
     "medtrinity": MedtrinitySource(),

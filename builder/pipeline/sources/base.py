@@ -92,18 +92,24 @@ class FileSource(AdapterHooks):
     """Base of the formats whose inputs are the files an ``images`` glob matches."""
 
     modality_from_data = False
+    suffixes: tuple[str, ...] = ()  # the files the format reads; others a glob matches are counted side files
     defaults: Mapping[str, Any] = {}
     fields: frozenset[str] = frozenset()
     rules: tuple[Rule, ...] = ()
 
     def units(self, spec: SourceSpec) -> tuple[list[Unit], list[Problem]]:
-        return enumerate_units(spec)
+        return enumerate_units(spec, self.suffixes)
 
 
 def expand(spec: SourceSpec, pattern: str) -> list[Path]:
-    """The files a glob of the source matches, sorted; a broken symlink is a file too (it ends as a reject)."""
+    """The files a glob of the source matches, sorted; a broken symlink is a file too (it ends as a reject).
+
+    A glob's ``*`` skips hidden files; the AppleDouble twin ``._<name>`` of a file it matches (macOS's metadata,
+    shipped in the MSD tars) is listed too, to be counted as skipped rather than vanish."""
     full = pattern if os.path.isabs(pattern) else os.path.join(spec.root, pattern)
-    return sorted(Path(p) for p in glob.glob(full, recursive=True) if os.path.isfile(p) or os.path.islink(p))
+    found = {Path(p) for p in glob.glob(full, recursive=True) if os.path.isfile(p) or os.path.islink(p)}
+    found |= {twin for path in found if (twin := path.parent / f"._{path.name}").is_file()}
+    return sorted(found)
 
 
 def relative(spec: SourceSpec, path: Path) -> str:
@@ -164,8 +170,11 @@ def pair_masks(spec: SourceSpec, images: list[Path], masks: list[Path]) -> Pairi
         pairing.masks = {image: masks[0] for image in images}
         return pairing
     by_stem: dict[str, list[Path]] = {}
-    for image in images:
-        by_stem.setdefault(tables.file_stem(image), []).append(image)
+    for image in images:  # an image is found by its stem, and by its stem less an image suffix (brain1_image)
+        stem = tables.file_stem(image)
+        keys = dict.fromkeys([stem, mask_key(image, spec.options.image_suffixes)])
+        for key in keys:
+            by_stem.setdefault(key, []).append(image)
     for mask in masks:
         found = by_stem.get(mask_key(mask, spec.options.mask_suffixes)) or by_stem.get(tables.file_stem(mask))
         if not found:
@@ -184,13 +193,58 @@ def pair_masks(spec: SourceSpec, images: list[Path], masks: list[Path]) -> Pairi
     return pairing
 
 
-def enumerate_units(spec: SourceSpec) -> tuple[list[Unit], list[Problem]]:
-    """Every input file of a source as a unit, and the side-table problems."""
-    masks = mask_files(spec)
-    taken = set(masks)
-    images = [image for image in expand(spec, spec.options.images) if image not in taken]
+DATA_SUFFIXES = (".raw", ".zraw", ".raw.gz", ".raw.bz2", ".img", ".img.gz")  # a detached header's voxel data
+HEADER_SUFFIXES = (".mhd", ".nhdr", ".hdr")
+
+
+def skipped_kind(path: Path, suffixes: tuple[str, ...]) -> str | None:
+    """Why a listed file is passed over on purpose (counted, not a reject), or None: macOS's AppleDouble ``._*``
+    files (MSD's tars ship them), a header's detached voxel data, a file the format does not read (``suffixes``)."""
+    name = path.name.lower()
+    if name.startswith("._"):
+        return "AppleDouble metadata (._*)"
+    data = next((s for s in DATA_SUFFIXES if name.endswith(s)), None)
+    if data and any((path.parent / (path.name[: -len(data)] + header)).exists() for header in HEADER_SUFFIXES):
+        return "voxel data of a detached header"
+    if suffixes and not name.endswith(suffixes):
+        return "side file (not read by the format)"
+    return None
+
+
+def _listed(spec: SourceSpec, paths: list[Path], suffixes: tuple[str, ...],
+            problems: list[Problem]) -> list[Path]:
+    """``paths`` less the files passed over on purpose, each counted in ``problems`` as skipped."""
+    kept = []
+    for path in paths:
+        kind = skipped_kind(path, suffixes)
+        if kind is None:
+            kept.append(path)
+        else:
+            problems.append(Problem(relative(spec, path), kind, skipped=kind))
+    return kept
+
+
+def structure_files(spec: SourceSpec, image: Path) -> tuple[Path, ...]:
+    """The binary structure masks of an image (``structures:``, a glob relative to the image's folder), sorted."""
+    pattern = getattr(spec.options, "structures", None)
+    if not pattern:
+        return ()
+    found = glob.glob(os.path.join(glob.escape(str(image.parent)), pattern), recursive=True)
+    return tuple(sorted(Path(p) for p in found if Path(p) != image and not Path(p).name.startswith("._")))
+
+
+def enumerate_units(spec: SourceSpec, suffixes: tuple[str, ...] = ()) -> tuple[list[Unit], list[Problem]]:
+    """Every input file of a source as a unit, and the side-table problems and counted skips."""
+    problems: list[Problem] = []
+    mask_paths = mask_files(spec)
+    masks = _listed(spec, mask_paths, (), problems)
+    taken = set(mask_paths)
+    listed = [image for image in expand(spec, spec.options.images) if image not in taken]
+    structures = {image: structure_files(spec, image) for image in listed}
+    taken |= {path for paths in structures.values() for path in paths}
+    images = _listed(spec, [image for image in listed if image not in taken], suffixes, problems)
     pairing = pair_masks(spec, images, masks)
-    problems = list(pairing.problems)
+    problems += pairing.problems
     tabled = {"metadata": tables.Table(), "boxes": tables.Table()}
     for name, read in (("metadata", tables.read_metadata), ("boxes", tables.read_boxes)):
         path = getattr(spec.options, name)
@@ -210,9 +264,13 @@ def enumerate_units(spec: SourceSpec) -> tuple[list[Unit], list[Problem]]:
                                     f"the {name} row of line {line} names no image of the source", f"{name}:{line}"))
     broken = {p.stem: p for p in problems if p.stem}
     units = []
+    unmasked = "no mask pairs with it (set unmasked: keep to build such images without ROIs)" \
+        if masks and is_glob(spec.options.masks) and spec.options.unmasked == "reject" else None
     for image in images:
         stem = tables.file_stem(image)
         ambiguous, named = pairing.ambiguous.get(image, (None, ()))
+        if ambiguous is None and image not in pairing.masks:
+            ambiguous = unmasked
         units.append(Unit(
             spec=spec,
             image=image,
@@ -224,6 +282,7 @@ def enumerate_units(spec: SourceSpec) -> tuple[list[Unit], list[Problem]]:
             public=relative(spec, image) if spec.publish_paths else None,
             problem=ambiguous or _row_problem(broken.get(stem)),
             related=named,
+            structures=structures.get(image, ()),
         ))
     return units, problems
 

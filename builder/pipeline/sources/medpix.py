@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import json
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from itertools import count
 from pathlib import Path
 from types import MappingProxyType
@@ -26,7 +26,7 @@ from builder.pipeline.data import Record, Unit
 from builder.pipeline.readers import READERS
 from builder.pipeline.sources.base import FileSource, Rule, relative
 from builder.pipeline.sources.manifest import SourceSpec
-from builder.pipeline.sources.options import MedpixOptions
+from builder.pipeline.sources.options import folder_of
 from medtrinity_25m import REFERENCE_KEYS
 
 TYPES = {"CT": "ct", "MR": "mri"}
@@ -195,6 +195,26 @@ MEDPIX_DEFAULTS: Mapping[str, Any] = MappingProxyType({
     "license": "MedPix 2.0 (images from the NLM MedPix collection)",
     "dedup": True,
 })
+
+
+@dataclass(frozen=True)
+class MedpixOptions:
+    """``format: medpix``: the folder MedPix 2.0's authors publish."""
+
+    root: Path = field(default=Path("."), metadata={"parse": folder_of, "required": True})
+
+    def columns(self) -> set[str]:
+        return set()
+
+    def inputs(self) -> str:
+        return f"root {self.root}"
+
+    @property
+    def data_root(self) -> Path | None:
+        """The release's folder: ``root``, or its parent when ``root`` is the split folder beside ``images/``."""
+        if not (self.root / "images").is_dir() and (self.root.parent / "images").is_dir():
+            return self.root.parent
+        return self.root
 
 
 class MedpixSource(FileSource):

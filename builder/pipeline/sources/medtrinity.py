@@ -28,13 +28,14 @@ import io
 import json
 import posixpath
 import re
+from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any, Callable, Iterable, Iterator, Mapping
 
 import numpy as np
 
-from builder.errors import Problem, Reject, Stage
+from builder.errors import ManifestError, Problem, Reject, Stage
 from builder.imaging import RASTER_SUFFIXES
 from builder.pipeline import drawn_boxes
 from builder.pipeline.data import Box, Record, Released, Unit
@@ -42,7 +43,7 @@ from builder.pipeline.readers.raster import RasterReader
 from builder.pipeline.sources import release
 from builder.pipeline.sources.base import AdapterHooks
 from builder.pipeline.sources.manifest import SourceSpec
-from builder.pipeline.sources.options import MedtrinityOptions
+from builder.pipeline.sources.options import Parse, flag, path_of
 from builder.privacy import redact
 from builder.yamlsafe import YamlError, load_yaml
 
@@ -120,6 +121,51 @@ def _boxes(pixels: np.ndarray, on: bool) -> tuple[Box, ...]:
 def _refused(unit: Unit, row_id: str, public: str, stage: Stage, reason: str) -> Record:
     return Record(unit=unit, pixels=np.zeros((1, 1), np.uint8), labelmap=None, modality="",
                   reject=Reject(stage, reason), release=Released(id=row_id, public=public, encoded=b""))
+
+
+def _release_root(value: Any, root: Path, key: str) -> str:
+    """A local snapshot folder, or an ``hf://`` path (streamed through huggingface_hub)."""
+    if isinstance(value, str) and value.startswith("hf://"):
+        return value.rstrip("/")
+    return str(path_of(value, root, key, folder=True))
+
+
+def _one_of(*choices: str) -> Parse:
+    def parse(value: Any, root: Path, key: str) -> str:
+        if value not in choices:
+            raise ManifestError(key, f"must be one of {', '.join(choices)}")
+        return str(value)
+
+    return parse
+
+
+def _modality_table(value: Any, root: Path, key: str) -> dict[str, str]:
+    from medtrinity_25m import MODALITIES
+
+    if not isinstance(value, dict) or not all(isinstance(v, str) and v in MODALITIES for v in value.values()):
+        raise ManifestError(key, f"must map source names to modalities ({', '.join(MODALITIES)})")
+    return {re.sub(r"[^a-z0-9]+", "_", str(k).lower()).strip("_"): v for k, v in value.items()}
+
+
+@dataclass(frozen=True)
+class MedtrinityOptions:
+    """``format: medtrinity``: the official MedTrinity-25M release (a snapshot folder or ``hf://`` path)."""
+
+    root: str = field(default="", metadata={"parse": _release_root, "required": True})
+    subset: str = field(default="25M_demo", metadata={"parse": _one_of("25M_demo", "25M_full")})
+    # more sources of one modality: {source: modality}, added to the built-in table
+    source_modalities: Mapping[str, str] = field(default_factory=dict, metadata={"parse": _modality_table})
+    recover_boxes: bool = field(default=True, metadata={"parse": flag})  # the green outlines, as ROIs
+
+    def columns(self) -> set[str]:
+        return set()
+
+    def inputs(self) -> str:
+        return f"root {self.root} (subset {self.subset})"
+
+    @property
+    def data_root(self) -> Path | None:
+        return None if self.root.startswith("hf://") else Path(self.root)
 
 
 class MedtrinitySource(AdapterHooks):

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import dataclasses
 import os
-import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Mapping
@@ -22,10 +21,21 @@ from builder.options import option
 from builder.pipeline.template import Template, TemplateError
 from builder.pipeline.values import choice, flag, integer
 
-__all__ = ["DicomOptions", "FileOptions", "ImageOptions", "MedpixOptions", "MedtrinityOptions", "NiftiOptions",
-           "Slicing", "glob_of", "parse_options", "path_of"]
+__all__ = [
+    "DicomOptions",
+    "FileOptions",
+    "ImageOptions",
+    "NiftiOptions",
+    "Slicing",
+    "VolumeOptions",
+    "glob_of",
+    "parse_options",
+    "path_of",
+]
 
 PLANES = ("axial", "coronal", "sagittal")
+VOLUME_SUFFIXES = (".nii", ".nii.gz", ".nrrd", ".nhdr", ".mha", ".mhd")  # what format volume reads
+IMAGE_SUFFIXES = ("_image", "_img", "_0000")  # stripped from an image's stem to pair it (brain1_image, case_0000)
 MASK_SUFFIXES = ("_mask", "_seg", "_label", "_labels", "-mask", "-seg", "-label")
 Parse = Callable[[Any, Path, str], Any]  # (manifest value, manifest folder, key) -> field value
 
@@ -69,11 +79,18 @@ def file_or_glob(value: Any, root: Path, key: str) -> str:
     return pattern
 
 
-def _folder(value: Any, root: Path, key: str) -> Path:
+def relative_glob(value: Any, root: Path, key: str) -> str:
+    """A glob relative to each image's folder: never absolute, never climbing out of it."""
+    if not isinstance(value, str) or not value.strip() or os.path.isabs(value) or ".." in Path(value).parts:
+        raise ManifestError(key, "must be a glob relative to each image's folder, e.g. segmentations/*.nii.gz")
+    return value
+
+
+def folder_of(value: Any, root: Path, key: str) -> Path:
     return path_of(value, root, key, folder=True)
 
 
-def _strings(value: Any, root: Path, key: str) -> tuple[str, ...]:
+def strings(value: Any, root: Path, key: str) -> tuple[str, ...]:
     if not isinstance(value, (list, tuple)) or not all(isinstance(s, str) for s in value):
         raise ManifestError(key, "must be a list of strings")
     return tuple(value)
@@ -140,7 +157,9 @@ class FileOptions:
 
     images: str = field(default="", metadata={"parse": glob_of, "required": True})
     masks: str | None = field(default=None, metadata={"parse": file_or_glob})
-    mask_suffixes: tuple[str, ...] = field(default=MASK_SUFFIXES, metadata={"parse": _strings})
+    mask_suffixes: tuple[str, ...] = field(default=MASK_SUFFIXES, metadata={"parse": strings})
+    image_suffixes: tuple[str, ...] = field(default=IMAGE_SUFFIXES, metadata={"parse": strings})
+    unmasked: str = field(default="reject", metadata={"parse": lambda v, r, k: choice(v, k, ("reject", "keep"))})
     labels: Mapping[int, str] = field(default_factory=dict, metadata={"parse": _labels})
     labels_file: Mapping[int, str] = field(default_factory=dict, metadata={"parse": _labels_file})
     boxes: Path | None = field(default=None, metadata={"parse": _table(tables.BOX_COLUMNS)})
@@ -183,18 +202,30 @@ def _volume(value: Any, root: Path, key: str) -> str:
 
 
 @dataclass(frozen=True)
-class NiftiOptions(FileOptions):
-    """``format: nifti``: volumes, sliced.
+class VolumeOptions(FileOptions):
+    """``format: volume`` (``nifti`` is a name for it): NIfTI, NRRD and MetaImage volumes, sliced.
 
     ``volume``: which volume of a 4D series (fMRI, DWI, ASL) becomes slices: a
     number (default ``0``, the first), ``mean`` (the mean over time) or ``all``.
     ``nan``: a volume with NaN or infinite voxels is a reject (``reject``, the
     default) or has them set to 0 (``zero``, counted in build.json).
+    ``structures``: a glob relative to each image's folder (``segmentations/*.nii.gz``):
+    one binary volume per structure, named by its file stem, instead of one label map.
     """
 
     slicing: Slicing = field(default_factory=Slicing, metadata={"parse": nested(Slicing)})
     volume: str = field(default="0", metadata={"parse": _volume})
     nan: str = field(default="reject", metadata={"parse": lambda v, r, k: choice(v, k, ("reject", "zero"))})
+    structures: str | None = field(default=None, metadata={"parse": relative_glob})
+
+    def check(self) -> None:
+        super().check()
+        if self.structures and self.masks:
+            raise ManifestError("structures", "give masks (label maps) or structures (one file per structure), "
+                                              "not both")
+
+
+NiftiOptions = VolumeOptions  # ``format: nifti``: the same options
 
 
 def _modality_map(value: Any, root: Path, key: str) -> dict[str, str]:
@@ -241,26 +272,6 @@ class DicomOptions(FileOptions):
     modality_map: Mapping[str, str] = field(default_factory=dict, metadata={"parse": _modality_map})
 
 
-@dataclass(frozen=True)
-class MedpixOptions:
-    """``format: medpix``: the folder MedPix 2.0's authors publish."""
-
-    root: Path = field(default=Path("."), metadata={"parse": _folder, "required": True})
-
-    def columns(self) -> set[str]:
-        return set()
-
-    def inputs(self) -> str:
-        return f"root {self.root}"
-
-    @property
-    def data_root(self) -> Path | None:
-        """The release's folder: ``root``, or its parent when ``root`` is the split folder beside ``images/``."""
-        if not (self.root / "images").is_dir() and (self.root.parent / "images").is_dir():
-            return self.root.parent
-        return self.root
-
-
 def parse_options(cls: type, raw: Mapping[str, Any], root: Path) -> Any:
     """``cls`` from the manifest keys that name its fields; each field's ``parse`` checks its value."""
     values: dict[str, Any] = {}
@@ -288,48 +299,3 @@ def check_template(value: Any, key: str, known: set[str]) -> None:
         Template(value).check(known)
     except TemplateError as exc:
         raise ManifestError(key, str(exc)) from None
-
-
-def _release_root(value: Any, root: Path, key: str) -> str:
-    """A local snapshot folder, or an ``hf://`` path (streamed through huggingface_hub)."""
-    if isinstance(value, str) and value.startswith("hf://"):
-        return value.rstrip("/")
-    return str(path_of(value, root, key, folder=True))
-
-
-def _one_of(*choices: str) -> Parse:
-    def parse(value: Any, root: Path, key: str) -> str:
-        if value not in choices:
-            raise ManifestError(key, f"must be one of {', '.join(choices)}")
-        return str(value)
-
-    return parse
-
-
-def _modality_table(value: Any, root: Path, key: str) -> dict[str, str]:
-    from medtrinity_25m import MODALITIES
-
-    if not isinstance(value, dict) or not all(isinstance(v, str) and v in MODALITIES for v in value.values()):
-        raise ManifestError(key, f"must map source names to modalities ({', '.join(MODALITIES)})")
-    return {re.sub(r"[^a-z0-9]+", "_", str(k).lower()).strip("_"): v for k, v in value.items()}
-
-
-@dataclass(frozen=True)
-class MedtrinityOptions:
-    """``format: medtrinity``: the official MedTrinity-25M release (a snapshot folder or ``hf://`` path)."""
-
-    root: str = field(default="", metadata={"parse": _release_root, "required": True})
-    subset: str = field(default="25M_demo", metadata={"parse": _one_of("25M_demo", "25M_full")})
-    # more sources of one modality: {source: modality}, added to the built-in table
-    source_modalities: Mapping[str, str] = field(default_factory=dict, metadata={"parse": _modality_table})
-    recover_boxes: bool = field(default=True, metadata={"parse": flag})  # the green outlines, as ROIs
-
-    def columns(self) -> set[str]:
-        return set()
-
-    def inputs(self) -> str:
-        return f"root {self.root} (subset {self.subset})"
-
-    @property
-    def data_root(self) -> Path | None:
-        return None if self.root.startswith("hf://") else Path(self.root)

@@ -1,33 +1,41 @@
-"""``format: nifti``: volumes sliced along the source's plane; 4D series by volume; masks are label volumes."""
+"""``format: volume`` (``nifti`` is a name for it): NIfTI, NRRD and MetaImage volumes sliced along the source's
+plane; 4D series by volume; masks are label volumes, or one binary volume per structure (``structures:``)."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Iterator
 
 import numpy as np
 
 from builder.errors import Reject
-from builder.pipeline.data import Record, Unit
-from builder.pipeline.readers import READERS
+from builder.pipeline.data import Record, Unit, file_stem
+from builder.pipeline.readers import reader_for
 from builder.pipeline.readers.display import window_for, windowing
 from builder.pipeline.readers.nifti import n_slices, sample, scaled, slice_display, slice_spacing
 from builder.pipeline.roi import as_labels
 from builder.pipeline.sources.base import FileSource
-from builder.pipeline.sources.options import NiftiOptions
+from builder.pipeline.sources.options import VOLUME_SUFFIXES, VolumeOptions
 
-__all__ = ["NiftiSource"]
+__all__ = ["VolumeSource", "read_volume"]
+
+
+def read_volume(path: Path) -> tuple[np.ndarray, dict]:
+    """A RAS+ volume and its meta, by the reader of the file's suffix (NIfTI: nibabel; NRRD, MetaImage: SimpleITK)."""
+    return reader_for(path).read(path)
 
 
 @dataclass(frozen=True)
-class NiftiSource(FileSource):
-    """NIfTI volumes, sliced along the manifest's plane; masks are label volumes."""
+class VolumeSource(FileSource):
+    """Volumes, sliced along the manifest's plane; masks are label volumes or one binary volume per structure."""
 
-    options = NiftiOptions
+    options = VolumeOptions
+    suffixes = VOLUME_SUFFIXES
 
     def records(self, unit: Unit) -> Iterator[Record]:
         options = unit.spec.options
-        volume, meta = READERS["nifti"].read(unit.image)
+        volume, meta = read_volume(unit.image)
         notes: dict[str, int] = {}
         if meta["nonfinite"]:
             if options.nan == "reject":
@@ -36,22 +44,17 @@ class NiftiSource(FileSource):
             notes["nan_voxels_zeroed"] = int(meta["nonfinite"])
         if volume.size and volume.min() == volume.max():
             raise Reject("read", f"the volume is blank (every voxel is {float(volume.flat[0]):g})")
-        labels = self._labels(unit, volume.shape[:3], meta)
+        names: dict[int, str] | None = None
+        labels: np.ndarray | None
+        if unit.structures:
+            labels, names = structure_labels(unit.structures, volume.shape[:3], meta)
+        else:
+            labels = None if unit.mask is None else label_volume(unit.mask, volume.shape[:3], meta)
         modality = unit.spec.modality or ""
         for number, (stack, which) in enumerate(_volumes(volume, options.volume)):
-            yield from self._slices(unit, stack, which, labels, meta, modality, notes if number == 0 else {})
-
-    @staticmethod
-    def _labels(unit: Unit, shape: tuple[int, ...], meta: dict) -> np.ndarray | None:
-        if unit.mask is None:
-            return None
-        label_volume, label_meta = READERS["nifti"].read(unit.mask)
-        if label_volume.shape != shape or not np.allclose(label_meta["affine"], meta["affine"], atol=1e-3):
-            raise Reject("mask", f"label volume {unit.mask.name} is on another grid (shape {label_volume.shape}, "
-                                 f"affine {label_meta['affine']}) than the image (shape {shape}, "
-                                 f"affine {meta['affine']}); it is not resampled")
-        return as_labels(label_volume if label_meta["scale"] == (1.0, 0.0) else
-                         scaled(label_volume, label_meta["scale"]))
+            for record in self._slices(unit, stack, which, labels, meta, modality, notes if number == 0 else {}):
+                record.label_names = names
+                yield record
 
     @staticmethod
     def _slices(unit: Unit, volume: np.ndarray, which: int | None, labels: np.ndarray | None, meta: dict,
@@ -69,6 +72,35 @@ class NiftiSource(FileSource):
             yield Record(unit=unit, pixels=pixels, labelmap=labelmap, modality=modality, plane=slicing.plane,
                          slice_index=index, spacing=spacing, volume_index=which, notes=notes if first else {})
             first = False
+
+
+def _on_grid(path: Path, values: np.ndarray, found: dict, shape: tuple[int, ...], meta: dict) -> None:
+    if values.shape[:3] != shape or not np.allclose(found["affine"], meta["affine"], atol=1e-3):
+        raise Reject("mask", f"label volume {path.name} is on another grid (shape {values.shape}, "
+                             f"affine {found['affine']}) than the image (shape {shape}, "
+                             f"affine {meta['affine']}); it is not resampled")
+
+
+def label_volume(path: Path, shape: tuple[int, ...], meta: dict) -> np.ndarray:
+    """A label volume on the image's grid, as integer labels (a float-stored label map is rounded, never cut)."""
+    values, found = read_volume(path)
+    _on_grid(path, values, found, shape, meta)
+    return as_labels(values if found["scale"] == (1.0, 0.0) else scaled(values, found["scale"]))
+
+
+def structure_labels(paths: tuple[Path, ...], shape: tuple[int, ...], meta: dict) -> tuple[np.ndarray, dict[int, str]]:
+    """One label volume from one binary volume per structure (TotalSegmentator's ``segmentations/``): structure
+    ``i`` of the sorted files is label ``i + 1``, named by its file stem; an empty structure gives no label."""
+    labels = np.zeros(shape, dtype=np.uint16)
+    names: dict[int, str] = {}
+    for value, path in enumerate(paths, start=1):
+        values, found = read_volume(path)
+        _on_grid(path, values, found, shape, meta)
+        inside = values != 0
+        if inside.any():
+            labels[inside] = value
+            names[value] = file_stem(path)
+    return labels, names
 
 
 def _volumes(volume: np.ndarray, choice: str) -> Iterator[tuple[np.ndarray, int | None]]:
