@@ -13,6 +13,7 @@ from builder.pipeline.sources.dicom import DicomSource
 from builder.pipeline.sources.image import ImageSource
 from builder.pipeline.sources.medpix import MedpixSource
 from builder.pipeline.sources.medtrinity import MedtrinitySource
+from builder.pipeline.sources.nnunet import NnunetSource
 from builder.pipeline.sources.volume import VolumeSource
 from builder.registry import Registry
 
@@ -20,6 +21,7 @@ ADAPTERS: Registry[SourceAdapter] = Registry("sources", {
     "dicom": DicomSource(),
     "volume": VolumeSource(),
     "nifti": VolumeSource(),  # the name volume had when it read NIfTI alone
+    "nnunet": NnunetSource(),
     "image": ImageSource(),
     "medpix": MedpixSource(),
     "medtrinity": MedtrinitySource(),

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
+from typing import ClassVar, Iterator
 
 import numpy as np
 
@@ -30,7 +30,7 @@ def read_volume(path: Path) -> tuple[np.ndarray, dict]:
 class VolumeSource(FileSource):
     """Volumes, sliced along the manifest's plane; masks are label volumes or one binary volume per structure."""
 
-    options = VolumeOptions
+    options: ClassVar[type] = VolumeOptions
     suffixes = VOLUME_SUFFIXES
 
     def records(self, unit: Unit) -> Iterator[Record]:
@@ -50,23 +50,41 @@ class VolumeSource(FileSource):
             labels, names = structure_labels(unit.structures, volume.shape[:3], meta)
         else:
             labels = None if unit.mask is None else label_volume(unit.mask, volume.shape[:3], meta)
-        modality = unit.spec.modality or ""
-        for number, (stack, which) in enumerate(_volumes(volume, options.volume)):
+            names = self.label_names(unit)
+        modality = unit.spec.modality or self.modality(unit)
+        for number, (stack, which) in enumerate(_volumes(volume, self.volume_choice(unit))):
             for record in self._slices(unit, stack, which, labels, meta, modality, notes if number == 0 else {}):
                 record.label_names = names
                 yield record
 
-    @staticmethod
-    def _slices(unit: Unit, volume: np.ndarray, which: int | None, labels: np.ndarray | None, meta: dict,
+    # what a layout of volumes says of each unit (nnU-Net's dataset.json); a plain source says nothing
+
+    def volume_choice(self, unit: Unit) -> str:
+        """Which volume(s) of a 4D file become slices (``volume:``)."""
+        return str(unit.spec.options.volume)
+
+    def modality(self, unit: Unit) -> str:
+        """The unit's modality when the manifest gives none."""
+        return ""
+
+    def label_names(self, unit: Unit) -> dict[int, str] | None:
+        """The label map's own names, where the layout gives them."""
+        return None
+
+    def only_with_roi(self, unit: Unit) -> bool:
+        return bool(unit.spec.options.slicing.only_with_roi)
+
+    def _slices(self, unit: Unit, volume: np.ndarray, which: int | None, labels: np.ndarray | None, meta: dict,
                 modality: str, notes: dict[str, int]) -> Iterator[Record]:
         slicing = unit.spec.options.slicing
+        only_with_roi = self.only_with_roi(unit)
         window = window_for(scaled(sample(volume), meta["scale"]), modality, None)
         display = windowing(volume.dtype, meta["scale"], window)  # a lookup table for 8- and 16-bit voxels
         spacing = slice_spacing(meta["zooms"], slicing.plane)
         first = True
         for index in range(0, n_slices(volume.shape, slicing.plane), slicing.step):
             labelmap = None if labels is None else slice_display(labels, slicing.plane, index)
-            if slicing.only_with_roi and (labelmap is None or not labelmap.any()):
+            if only_with_roi and (labelmap is None or not labelmap.any()):
                 continue
             pixels = display(slice_display(volume, slicing.plane, index))
             yield Record(unit=unit, pixels=pixels, labelmap=labelmap, modality=modality, plane=slicing.plane,
