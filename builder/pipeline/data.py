@@ -20,7 +20,8 @@ from builder.imaging import STEM_SUFFIXES
 if TYPE_CHECKING:  # the manifest's source entry: a Unit carries it, the type is only named
     from builder.pipeline.sources.manifest import SourceSpec
 
-__all__ = ["Box", "DescribeRequest", "Record", "Released", "Roi", "RoiStats", "Unit", "UnitResult", "file_stem"]
+__all__ = ["Box", "DescribeRequest", "Record", "Released", "Roi", "RoiStats", "Shape", "Unit", "UnitResult",
+           "file_stem"]
 
 
 def file_stem(path: str | Path) -> str:
@@ -41,6 +42,16 @@ class Box:
     x_max: float
     y_max: float
     label: str
+
+
+@dataclass(frozen=True)
+class Shape:
+    """An annotated region of a 2D image as its format gives it: COCO polygons (``x0, y0, x1, y1, ...`` in
+    pixel-edge coordinates) or a COCO run-length encoding (``{"size": [h, w], "counts": [...] or "..."}``)."""
+
+    label: str
+    polygons: tuple[tuple[float, ...], ...] = ()
+    rle: Mapping[str, Any] | None = None
 
 
 @dataclass(frozen=True)
@@ -94,6 +105,7 @@ class Unit:
     weight: int = 1  # files' worth of work in the unit (an archive of many images): scales its time limit
     related: tuple[str, ...] = ()  # other input files its problem names (an ambiguous pairing): never published
     structures: tuple[Path, ...] = ()  # one binary mask file per structure (``structures:``), sorted
+    shapes: tuple[Shape, ...] = ()  # regions drawn as polygons or run lengths (COCO), rasterised when read
 
     @property
     def id(self) -> str:

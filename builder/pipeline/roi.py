@@ -168,13 +168,19 @@ def stored_mask(labelmap: np.ndarray, uniq: np.ndarray) -> np.ndarray:
     return np.where(labelmap == 0, 0, index).astype(dtype)
 
 
+EDGE_TOLERANCE = 0.5  # pixels a fractional box may overrun the image by (rounded normalised values); it is clipped
+
+
 def rois_from_boxes(boxes: Iterable[Box], width: int, height: int) -> list[Roi]:
-    """Boxes of a box table, checked against the image's size."""
+    """Boxes of a box table, checked against the image's size; an edge up to half a pixel outside is clipped."""
     rois = []
-    for box in boxes:
-        if box.x_min < 0 or box.y_min < 0 or box.x_max > width + 0.5 or box.y_max > height + 0.5:
-            raise Reject("roi", f"box {box.label!r} {[box.x_min, box.y_min, box.x_max, box.y_max]} "
+    for given in boxes:
+        low, high = -EDGE_TOLERANCE, EDGE_TOLERANCE
+        if given.x_min < low or given.y_min < low or given.x_max > width + high or given.y_max > height + high:
+            raise Reject("roi", f"box {given.label!r} {[given.x_min, given.y_min, given.x_max, given.y_max]} "
                                 f"lies outside the {width}x{height} image")
+        box = Box(max(given.x_min, 0.0), max(given.y_min, 0.0), min(given.x_max, float(width)),
+                  min(given.y_max, float(height)), given.label)
         area = (box.x_max - box.x_min) * (box.y_max - box.y_min)
         cx, cy = (box.x_min + box.x_max) / 2, (box.y_min + box.y_max) / 2
         rois.append(
