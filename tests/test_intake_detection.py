@@ -20,7 +20,7 @@ from conftest import build, published_rejects, rejects, shard_rows, write_manife
 from PIL import Image
 
 INTAKE = Path(__file__).resolve().parent.parent.parent / "shared" / "data" / "intake-dev"
-COCO = INTAKE / "coco" / "colin27-aal"
+COCO_DIR = INTAKE / "coco" / "colin27-aal"
 VOC = INTAKE / "voc" / "BCCD"
 YOLO = INTAKE / "yolo" / "BCCD"
 
@@ -32,7 +32,8 @@ def need(path: Path) -> Path:
 
 
 def voc_boxes() -> dict[str, list[tuple[str, list[float]]]]:
-    """Image stem -> (name, pixel-edge box) of each VOC object: 1-based inclusive -> [xmin - 1, ymin - 1, xmax, ymax]."""
+    """Image stem -> (name, pixel-edge box) of each VOC object: 1-based inclusive, so [xmin - 1, ymin - 1, xmax,
+    ymax]."""
     found = {}
     for xml in sorted((VOC / "Annotations").glob("*.xml")):
         root = ElementTree.parse(xml).getroot()
@@ -52,14 +53,14 @@ def stem_of(row: dict[str, Any], out: Path) -> str:
 
 
 def test_coco_instances_become_the_masks_pycocotools_draws(tmp_path: Path) -> None:
-    from pycocotools.coco import COCO as Api
+    from pycocotools.coco import COCO
 
-    annotations = need(COCO / "annotations" / "instances_train.json")
+    annotations = need(COCO_DIR / "annotations" / "instances_train.json")
     summary = build(write_manifest(tmp_path, {"name": "coco", "format": "coco", "modality": "mri",
-                                              "annotations": str(annotations), "images": str(COCO / "images")}),
+                                              "annotations": str(annotations), "images": str(COCO_DIR / "images")}),
                     tmp_path / "out")
     assert summary["rows"]["total"] == 3 and not rejects(tmp_path / "out") and summary["skipped"] == {}
-    api = Api(str(annotations))
+    api = COCO(str(annotations))
     rows = {stem_of(r, tmp_path / "out"): r for r in shard_rows(tmp_path / "out")}
     counts = {}
     for image in api.dataset["images"]:
@@ -74,17 +75,17 @@ def test_coco_instances_become_the_masks_pycocotools_draws(tmp_path: Path) -> No
             ys, xs = np.nonzero(drawn)
             name = api.loadCats([ann["category_id"]])[0]["name"]
             expected[(name, (float(xs.min()), float(ys.min()), float(xs.max() + 1), float(ys.max() + 1)))] += 1
-            x, y, w, h = ann["bbox"]  # the README: x_min = floor(x), x_max = ceil(x + w) - 1
+            x, _, w, _ = ann["bbox"]  # the README: x_min = floor(x), x_max = ceil(x + w) - 1
             assert (xs.min(), xs.max()) == (np.floor(x), np.ceil(x + w) - 1)
         assert Counter((r["label"], tuple(r["bbox"])) for r in row["rois"]) == expected
     assert counts == {"colin27_k050.png": 37, "colin27_k110.png": 27, "colin27_k170.png": 0}
 
 
 def test_a_coco_file_with_missing_images_and_orphan_annotations_accounts_for_each(tmp_path: Path) -> None:
-    need(COCO)
-    shutil.copytree(COCO / "images", tmp_path / "images")
+    need(COCO_DIR)
+    shutil.copytree(COCO_DIR / "images", tmp_path / "images")
     (tmp_path / "images" / "notes.txt").write_text("not an image of the file")
-    doc = json.loads((COCO / "annotations" / "instances_train.json").read_text())
+    doc = json.loads((COCO_DIR / "annotations" / "instances_train.json").read_text())
     doc["images"].append({"id": 99, "file_name": "axial/absent.png", "width": 181, "height": 217})
     doc["annotations"].append({**doc["annotations"][0], "id": 9999, "image_id": 1234})
     (tmp_path / "instances.json").write_text(json.dumps(doc))
