@@ -106,6 +106,7 @@ class Unit:
     related: tuple[str, ...] = ()  # other input files its problem names (an ambiguous pairing): never published
     structures: tuple[Path, ...] = ()  # one binary mask file per structure (``structures:``), sorted
     shapes: tuple[Shape, ...] = ()  # regions drawn as polygons or run lengths (COCO), rasterised when read
+    series: tuple[Path, ...] = ()  # the files of a DICOM series read as one volume (``series: volume``)
 
     @property
     def id(self) -> str:
@@ -120,7 +121,8 @@ class Unit:
     @property
     def names(self) -> tuple[str, ...]:
         """Input names that published text must not hold."""
-        return tuple(str(p) for p in (self.rel, self.image, self.mask, *self.related, *self.structures) if p)
+        return tuple(str(p) for p in (self.rel, self.image, self.mask, *self.related, *self.structures,
+                                            *self.series) if p)
 
 
 @dataclass

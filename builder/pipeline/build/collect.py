@@ -70,7 +70,7 @@ def collect(manifest: Manifest, key: IdKey) -> tuple[list[Unit], Ledger]:
             public = f"{spec.name}:{problem.public}" if problem.public else spec.name
             setup.reject_other(spec.name, problem.file, Stage.PAIRING, problem.reason, public=public,
                                names=(problem.file,))
-        if not found:
+        if not found and not problems:  # files that are all accounted for (skipped, rejected) are not "nothing"
             raise CollectError(f"source {spec.name!r}: {spec.options.inputs()} matches no input file")
         for unit in found:
             unit = assign_split(keyed(unit, key))

@@ -24,6 +24,7 @@ from typing import Any
 import numpy as np
 
 from builder.errors import Reject
+from builder.pipeline.readers.display import DEFAULT_WINDOWS, auto_window
 
 __all__ = ["FrameAttributes", "apply_window", "demosaic", "first_number", "frame_attributes", "mosaic_tiles"]
 
@@ -151,3 +152,15 @@ def demosaic(frame: np.ndarray, count: int) -> np.ndarray:
         raise Reject("read", f"a {frame.shape[1]}x{frame.shape[0]} mosaic does not split into a {grid}x{grid} grid")
     tiles = frame.reshape(grid, rows, grid, cols).swapaxes(1, 2).reshape(grid * grid, rows, cols)
     return np.ascontiguousarray(tiles[:count])
+
+
+def display(values: np.ndarray, window: Any, modality: str, invert: bool) -> np.ndarray:
+    """One frame as shown: its header window (DICOM's formulas), else the modality's default, else percentiles."""
+    if window is not None:
+        out = apply_window(values, float(window[0]), float(window[1]), str(window[2]))
+    elif modality in DEFAULT_WINDOWS:
+        out = apply_window(values, *DEFAULT_WINDOWS[modality], "LINEAR")
+    else:
+        center, width = auto_window(values)
+        out = apply_window(values, center, width, "LINEAR_EXACT")
+    return 255 - out if invert else out

@@ -16,12 +16,13 @@ import numpy as np
 from builder.errors import ManifestError, Problem, Reject
 from builder.pipeline.data import Record, Unit
 from builder.pipeline.readers import DicomReader, read_labelmap_2d
-from builder.pipeline.readers.display import DEFAULT_WINDOWS, auto_window
-from builder.pipeline.readers.frames import apply_window
+from builder.pipeline.readers.frames import display
 from builder.pipeline.sources.base import FileSource, enumerate_units, expand, relative
 from builder.pipeline.sources.manifest import SourceSpec
 from builder.pipeline.sources.options import DicomOptions
 from builder.pipeline.sources.seg import pair_segmentations, seg_labelmaps
+from builder.pipeline.sources.series import series_units
+from builder.pipeline.sources.series_records import series_records
 
 __all__ = ["DICOM_MODALITIES", "DicomSource", "display", "kept_frames"]
 
@@ -52,6 +53,8 @@ class DicomSource(FileSource):
     options = DicomOptions
 
     def units(self, spec: SourceSpec) -> tuple[list[Unit], list[Problem]]:
+        if spec.options.series == "volume":
+            return series_units(spec)
         units, problems = enumerate_units(spec)
         if spec.options.segmentations is None:
             return units, problems
@@ -64,6 +67,10 @@ class DicomSource(FileSource):
         return [replace(u, mask=pairs.get(u.image, u.mask)) for u in units], problems + found
 
     def records(self, unit: Unit) -> Iterator[Record]:
+        if unit.series:
+            yield from series_records(unit, replace(self.reader, allow_burned_in=unit.spec.options.allow_burned_in),
+                                      self._modality)
+            return
         options = unit.spec.options
         values, meta = replace(self.reader, allow_burned_in=options.allow_burned_in).read(unit.image)
         modality = unit.spec.modality or self._modality(meta.get("Modality"), options.modality_map)
@@ -106,18 +113,6 @@ def kept_frames(count: int, options: DicomOptions, cine: bool) -> range:
     if choice == "middle":
         return range(count // 2, count // 2 + 1)
     return range(0, count, int(choice.split()[1]))
-
-
-def display(values: np.ndarray, window: Any, modality: str, invert: bool) -> np.ndarray:
-    """One frame as shown: its header window (DICOM's formulas), else the modality's default, else percentiles."""
-    if window is not None:
-        out = apply_window(values, float(window[0]), float(window[1]), str(window[2]))
-    elif modality in DEFAULT_WINDOWS:
-        out = apply_window(values, *DEFAULT_WINDOWS[modality], "LINEAR")
-    else:
-        center, width = auto_window(values)
-        out = apply_window(values, center, width, "LINEAR_EXACT")
-    return 255 - out if invert else out
 
 
 def _blank(values: np.ndarray, index: int, multi: bool) -> Reject | None:

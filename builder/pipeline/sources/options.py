@@ -261,6 +261,10 @@ class DicomOptions(FileOptions):
     ``segmentations``: a glob of DICOM SEG objects, each paired with the images
     it references (Referenced SOP Instance UIDs); segments become ROIs named by
     their Segment Label.
+    ``series``: ``file`` (default: each file its own samples) or ``volume``: the
+    files of a series (SeriesInstanceUID) make one volume, ordered along the slice
+    normal and sliced like a NIfTI; structure sets (RTSTRUCT) among the inputs or
+    named by ``rtstruct`` (a glob) become its masks.
     """
 
     slicing: Slicing = field(default_factory=Slicing, metadata={"parse": nested(Slicing)})
@@ -269,6 +273,13 @@ class DicomOptions(FileOptions):
                                         "flagged by deid's rules without a known region to clean).")
     frames: str = field(default="auto", metadata={"parse": _frames})
     segmentations: str | None = field(default=None, metadata={"parse": file_or_glob})  # DICOM SEG files: masks
+    series: str = field(default="file", metadata={"parse": lambda v, r, k: choice(v, k, ("file", "volume"))})
+    rtstruct: str | None = field(default=None, metadata={"parse": file_or_glob})  # structure sets (series: volume)
+
+    def check(self) -> None:
+        super().check()
+        if self.rtstruct and self.series != "volume":
+            raise ManifestError("rtstruct", "structure sets pair with series read as volumes: add series: volume")
     modality_map: Mapping[str, str] = field(default_factory=dict, metadata={"parse": _modality_map})
 
 

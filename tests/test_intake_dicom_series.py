@@ -1,0 +1,102 @@
+"""``format: dicom`` with ``series: volume``: a CT series with its RTSTRUCT, and RT objects that are not images.
+
+Real files of ``../shared/data/intake-dev/dicom-rt`` (its README gives the numbers checked here). The expected masks
+are rasterised in the test from the structure set with pydicom and scikit-image's polygon, slices matched by the SOP
+Instance UID each contour names; the expected order of slices is the files' z positions read with pydicom.
+"""
+
+from __future__ import annotations
+
+from io import BytesIO
+from pathlib import Path
+
+import numpy as np
+import pydicom
+import pytest
+from conftest import build, rejects, run_cli, shard_rows, write_manifest
+from PIL import Image
+
+INTAKE = Path(__file__).resolve().parent.parent.parent / "shared" / "data" / "intake-dev"
+ANON = INTAKE / "dicom-rt" / "DicomRTTool" / "AnonDICOM"
+PYDICOM_RT = INTAKE / "dicom-rt" / "pydicom" / "test_files"
+
+
+def need(path: Path) -> Path:
+    if not path.exists():
+        pytest.skip(f"reference data {path} is absent (it lives in ../shared/data beside the repository)")
+    return path
+
+
+def reference_masks() -> tuple[list[Path], dict[str, np.ndarray]]:
+    """The CT files in z order, and per ROI name a (K, H, W) mask drawn from its contours."""
+    from skimage.draw import polygon
+
+    files = sorted((p for p in ANON.glob("CT_*.dcm")), key=lambda p: float(pydicom.dcmread(p).ImagePositionPatient[2]))
+    slices = [pydicom.dcmread(p) for p in files]
+    by_uid = {ds.SOPInstanceUID: k for k, ds in enumerate(slices)}
+    structure = pydicom.dcmread(ANON / "RS_Body_SpinalCord.dcm")
+    names = {item.ROINumber: item.ROIName for item in structure.StructureSetROISequence}
+    masks: dict[str, np.ndarray] = {}
+    for roi in structure.ROIContourSequence:
+        for contour in roi.ContourSequence:
+            k = by_uid[contour.ContourImageSequence[0].ReferencedSOPInstanceUID]
+            ds = slices[k]
+            points = np.array(contour.ContourData, dtype=float).reshape(-1, 3)
+            x0, y0 = float(ds.ImagePositionPatient[0]), float(ds.ImagePositionPatient[1])
+            dy, dx = (float(v) for v in ds.PixelSpacing)  # row spacing, column spacing; orientation is identity
+            rr, cc = polygon((points[:, 1] - y0) / dy, (points[:, 0] - x0) / dx, shape=(ds.Rows, ds.Columns))
+            mask = masks.setdefault(names[roi.ReferencedROINumber], np.zeros((len(files), ds.Rows, ds.Columns), bool))
+            mask[k, rr, cc] ^= True
+    return files, masks
+
+
+def test_a_series_with_its_structure_set_gives_one_row_per_slice_in_z_order(tmp_path: Path) -> None:
+    need(ANON)
+    summary = build(write_manifest(tmp_path, {"name": "rt", "format": "dicom", "series": "volume",
+                                              "images": f"{ANON}/*"}), tmp_path / "out")
+    files, masks = reference_masks()
+    rows = sorted(shard_rows(tmp_path / "out"), key=lambda r: r["slice_index"])
+    assert [r["slice_index"] for r in rows] == [0, 1, 2, 3] and [p.name for p in files] == \
+        ["CT_2.dcm", "CT_4.dcm", "CT_1.dcm", "CT_3.dcm"]
+    assert summary["skipped"] == {"side file (not DICOM)": 2} and not rejects(tmp_path / "out")
+    for k, row in enumerate(rows):
+        boxes = {roi["label"]: roi["bbox"] for roi in row["rois"]}
+        for name, mask in masks.items():
+            ys, xs = np.nonzero(mask[k])
+            assert boxes[name] == [xs.min(), ys.min(), xs.max() + 1, ys.max() + 1], (k, name)
+        stored = np.asarray(Image.open(BytesIO(row["image"]["bytes"]))).astype(float)
+        hu = pydicom.dcmread(files[k]).pixel_array.astype(float)
+        assert np.corrcoef(stored.ravel(), hu.ravel())[0, 1] > 0.9  # the slice of that z, not another
+    first = {roi["label"]: roi["bbox"] for roi in rows[0]["rois"]}
+    assert first == {"BODY": [87.0, 198.0, 455.0, 368.0], "SpinalCord": [244.0, 271.0, 259.0, 284.0]}  # README
+    # the cord lies inside the body: both ROIs stay whole in the stored mask (the smaller painted last)
+    stored_mask = np.asarray(Image.open(BytesIO(rows[0]["mask"]["bytes"])))
+    assert (stored_mask > 0).sum() == (masks["BODY"][0] | masks["SpinalCord"][0]).sum()
+
+
+def test_rt_objects_without_their_series_are_accounted_and_nothing_crashes(tmp_path: Path) -> None:
+    need(PYDICOM_RT)
+    result = run_cli("build", write_manifest(tmp_path, {"name": "rt", "format": "dicom", "series": "volume",
+                                                        "images": f"{PYDICOM_RT}/*"}), "--out", tmp_path / "out",
+                     "--workers", "1", "--quiet", ok=False)
+    assert result.exit_code == 1 and "wrote no rows" in result.output
+    import json
+
+    summary = json.loads((tmp_path / "out" / "build.json").read_text())
+    assert summary["skipped"] == {"DICOM RTDOSE (not an image)": 1, "DICOM RTPLAN (not an image)": 1}
+    (line,) = rejects(tmp_path / "out")
+    assert line["file"].endswith("rtstruct.dcm") and "series is not among the inputs" in line["reason"]
+
+
+def test_a_series_resliced_in_another_plane_keeps_its_masks(tmp_path: Path) -> None:
+    need(ANON)
+    build(write_manifest(tmp_path, {"name": "rt", "format": "dicom", "series": "volume", "images": f"{ANON}/CT_*",
+                                    "rtstruct": f"{ANON}/RS_*.dcm",
+                                    "slicing": {"plane": "coronal", "only_with_roi": True}}), tmp_path / "out")
+    _, masks = reference_masks()
+    cord = masks["SpinalCord"]  # (k, row, column): LPS rows run posterior, the coronal index anterior -> posterior
+    rows_with_cord = np.nonzero(cord.any(axis=(0, 2)))[0]
+    found = sorted(r["slice_index"] for r in shard_rows(tmp_path / "out") if any(
+        roi["label"] == "SpinalCord" for roi in r["rois"]))
+    assert len(found) == len(rows_with_cord)
+    assert sorted(511 - rows_with_cord) == found  # coronal index counts from posterior (RAS+: A increases)
