@@ -30,7 +30,7 @@ def test_a_huge_scaled_volume_is_sliced_in_its_stored_type(tmp_path: Path) -> No
     assert summary["files"] == {"seen": 2, "accepted": 2, "rejected": 0, "skipped": 0}
     assert summary["rows"]["total"] == 4 + 1  # slices 0, 120, 240, 360 of the bomb, slice 0 of the neighbour
     tight = build(manifest, tmp_path / "tight", "--max-memory", "0.5")  # 1 GiB of voxels cannot fit in 0.5
-    assert tight["files"] == {"seen": 2, "accepted": 1, "rejected": 1}
+    assert tight["files"] == {"seen": 2, "accepted": 1, "rejected": 1, "skipped": 0}
     (line,) = rejects(tmp_path / "tight")
     assert line["file"] == "vol/bomb.nii.gz" and "memory" in line["reason"]
 

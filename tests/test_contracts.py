@@ -64,6 +64,47 @@ def _nrrd(folder: Path) -> dict[str, Any]:
     return {"format": "volume", "images": f"{folder.name}/*.nrrd", "modality": "mri"}
 
 
+def _nnunet(folder: Path) -> dict[str, Any]:
+    (folder / "imagesTr").mkdir(parents=True)
+    (folder / "labelsTr").mkdir()
+    label = np.zeros((8, 8, 3), np.uint8)
+    label[2:5, 2:6, 1] = 1
+    nib.save(nib.Nifti1Image(np.arange(8 * 8 * 3, dtype=np.int16).reshape(8, 8, 3), np.eye(4)),
+             folder / "imagesTr" / "case_0000.nii.gz")
+    nib.save(nib.Nifti1Image(label, np.eye(4)), folder / "labelsTr" / "case.nii.gz")
+    (folder / "dataset.json").write_text(json.dumps({"channel_names": {"0": "CT"}, "file_ending": ".nii.gz",
+                                                     "labels": {"background": 0, "organ": 1}, "numTraining": 1}))
+    return {"format": "nnunet", "root": str(folder)}
+
+
+def _coco(folder: Path) -> dict[str, Any]:
+    _png(folder / "images")
+    (folder / "coco.json").write_text(json.dumps({
+        "images": [{"id": 1, "file_name": "a.png", "width": 12, "height": 10}],
+        "categories": [{"id": 1, "name": "lesion"}],
+        "annotations": [{"id": 1, "image_id": 1, "category_id": 1, "bbox": [2, 2, 4, 3], "iscrowd": 0,
+                         "segmentation": [[2, 2, 6, 2, 6, 5, 2, 5]]}]}))
+    return {"format": "coco", "annotations": str(folder / "coco.json"), "images": str(folder / "images"),
+            "modality": "xray"}
+
+
+def _voc(folder: Path) -> dict[str, Any]:
+    _png(folder / "JPEGImages")
+    (folder / "Annotations").mkdir()
+    (folder / "Annotations" / "a.xml").write_text(
+        "<annotation><filename>a.png</filename><object><name>cell</name><bndbox><xmin>2</xmin><ymin>2</ymin>"
+        "<xmax>6</xmax><ymax>5</ymax></bndbox></object></annotation>")
+    return {"format": "voc", "root": str(folder), "modality": "microscopy"}
+
+
+def _yolo(folder: Path) -> dict[str, Any]:
+    _png(folder / "train" / "images")
+    (folder / "train" / "labels").mkdir()
+    (folder / "train" / "labels" / "a.txt").write_text("0 0.5 0.5 0.25 0.3\n")
+    (folder / "data.yaml").write_text("train: train/images\nnames: [cell]\n")
+    return {"format": "yolo", "root": str(folder), "modality": "microscopy"}
+
+
 def _medpix(folder: Path) -> dict[str, Any]:
     test = MEDPIX / "test"
     if not test.exists():
@@ -82,7 +123,8 @@ def _medtrinity(folder: Path) -> dict[str, Any]:
 #: A small real input of every source format; a new format adds one here.
 SAMPLES: dict[str, Callable[[Path], dict[str, Any]]] = {"image": _png, "dicom": _dicom, "nifti": _nifti,
                                                          "volume": _nrrd, "medpix": _medpix,
-                                                         "medtrinity": _medtrinity}
+                                                         "medtrinity": _medtrinity, "nnunet": _nnunet, "coco": _coco,
+                                                         "voc": _voc, "yolo": _yolo}
 
 
 @pytest.mark.parametrize("name", ADAPTERS.names())

@@ -20,7 +20,7 @@ from builder.imaging import STEM_SUFFIXES
 if TYPE_CHECKING:  # the manifest's source entry: a Unit carries it, the type is only named
     from builder.pipeline.sources.manifest import SourceSpec
 
-__all__ = ["Box", "DescribeRequest", "Record", "Released", "Roi", "RoiStats", "Shape", "Unit", "UnitResult",
+__all__ = ["Box", "DescribeRequest", "Record", "Released", "Roi", "RoiStats", "Shape", "Sphere", "Unit", "UnitResult",
            "file_stem"]
 
 
@@ -35,12 +35,25 @@ def file_stem(path: str | Path) -> str:
 
 @dataclass(frozen=True)
 class Box:
-    """A drawn box of a box table, in pixel-edge coordinates."""
+    """A drawn box of a box table, in pixel-edge coordinates (``normalised``: as fractions of the image's size)."""
 
     x_min: float
     y_min: float
     x_max: float
     y_max: float
+    label: str
+    normalised: bool = False
+
+
+@dataclass(frozen=True)
+class Sphere:
+    """A finding given in world millimetres (LUNA16's nodules): its centre (x, y, z in the file's patient frame,
+    LPS as ITK and DICOM write it) and diameter; a volume turns it into a box on each slice it crosses."""
+
+    x: float
+    y: float
+    z: float
+    diameter: float
     label: str
 
 
@@ -107,6 +120,7 @@ class Unit:
     structures: tuple[Path, ...] = ()  # one binary mask file per structure (``structures:``), sorted
     shapes: tuple[Shape, ...] = ()  # regions drawn as polygons or run lengths (COCO), rasterised when read
     series: tuple[Path, ...] = ()  # the files of a DICOM series read as one volume (``series: volume``)
+    spheres: tuple[Sphere, ...] = ()  # findings in world millimetres, boxed on each slice they cross
 
     @property
     def id(self) -> str:
@@ -142,6 +156,7 @@ class Record:
     label_names: Mapping[int, str] | None = None  # the mask's own label names (a DICOM SEG's segments)
     reject: Reject | None = None  # this one sample is unusable (a blank frame): a reject line, not a row
     release: Released | None = None  # a published release's own row: its id, bytes and text, kept as they are
+    boxes: tuple[Box, ...] = ()  # this sample's own boxes (a sphere's section on a slice), beside its unit's
 
 
 @dataclass(frozen=True)

@@ -152,7 +152,7 @@ def annotate(record: Record) -> tuple[list[Roi], np.ndarray | None]:
     if record.labelmap is not None:
         names = record.label_names if record.label_names is not None else spec.options.label_names
         rois, mask = rois_from_labelmap(record.labelmap, names, default=spec.disease or "region")
-    rois += rois_from_boxes(record.unit.boxes, width, height)
+    rois += rois_from_boxes((*record.unit.boxes, *record.boxes), width, height)
     if record.release is not None and record.release.boxes:
         found = rois_from_boxes(record.release.boxes, width, height)
         rois += [replace(roi, origin=record.release.box_origin) for roi in found]

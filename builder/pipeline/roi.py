@@ -175,6 +175,9 @@ def rois_from_boxes(boxes: Iterable[Box], width: int, height: int) -> list[Roi]:
     """Boxes of a box table, checked against the image's size; an edge up to half a pixel outside is clipped."""
     rois = []
     for given in boxes:
+        if given.normalised:
+            given = Box(given.x_min * width, given.y_min * height, given.x_max * width, given.y_max * height,
+                        given.label)
         low, high = -EDGE_TOLERANCE, EDGE_TOLERANCE
         if given.x_min < low or given.y_min < low or given.x_max > width + high or given.y_max > height + high:
             raise Reject("roi", f"box {given.label!r} {[given.x_min, given.y_min, given.x_max, given.y_max]} "

@@ -16,9 +16,10 @@ from typing import Any, Callable, Iterable, Iterator, Mapping, Protocol
 
 import builder.pipeline.sources.tables as tables
 from builder.errors import ManifestError, Problem, Reject
-from builder.pipeline.data import Record, Unit
+from builder.pipeline.data import Box, Record, Sphere, Unit
 from builder.pipeline.sources.manifest import SourceSpec
 from builder.pipeline.sources.options import is_glob
+from builder.pipeline.sources.table_spec import path_keys
 
 
 @dataclass(frozen=True)
@@ -247,27 +248,25 @@ def enumerate_units(spec: SourceSpec, suffixes: tuple[str, ...] = ()) -> tuple[l
     problems += pairing.problems
     tabled = {"metadata": tables.Table(), "boxes": tables.Table()}
     for name, read in (("metadata", tables.read_metadata), ("boxes", tables.read_boxes)):
-        path = getattr(spec.options, name)
-        if not path:
+        spec_of_table = getattr(spec.options, name)
+        if not spec_of_table:
             continue
         try:
-            tabled[name] = read(path)
+            tabled[name] = read(spec_of_table)
         except tables.TableError as exc:
             problems.append(Problem(str(exc).split(":")[0], str(exc), "side table"))
             continue
         problems += tabled[name].problems
-    stems = {tables.file_stem(image) for image in images}
+    keys = {name: {image: table.key(image) for image in images} for name, table in tabled.items()}
     for name, table in tabled.items():
-        for stem in sorted(set(table.rows) - stems):  # the key stays local: it is often a record number
-            line = table.lines[stem]
-            problems.append(Problem(f"{getattr(spec.options, name)}:{line} ({stem})",
-                                    f"the {name} row of line {line} names no image of the source", f"{name}:{line}"))
+        problems += _unmatched(spec, name, table, set(keys[name].values()))
     broken = {p.stem: p for p in problems if p.stem}
     units = []
     unmasked = "no mask pairs with it (set unmasked: keep to build such images without ROIs)" \
         if masks and is_glob(spec.options.masks) and spec.options.unmasked == "reject" else None
     for image in images:
         stem = tables.file_stem(image)
+        drawn = tabled["boxes"].rows.get(keys["boxes"][image] or "", ())
         ambiguous, named = pairing.ambiguous.get(image, (None, ()))
         if ambiguous is None and image not in pairing.masks:
             ambiguous = unmasked
@@ -277,14 +276,28 @@ def enumerate_units(spec: SourceSpec, suffixes: tuple[str, ...] = ()) -> tuple[l
             rel=relative(spec, image),
             split=spec.split,
             mask=pairing.masks.get(image),
-            meta=tabled["metadata"].rows.get(stem, {}),
-            boxes=tuple(tabled["boxes"].rows.get(stem, ())),
+            meta=tabled["metadata"].rows.get(keys["metadata"][image] or "", {}),
+            boxes=tuple(b for b in drawn if isinstance(b, Box)),
+            spheres=tuple(s for s in drawn if isinstance(s, Sphere)),
             public=relative(spec, image) if spec.publish_paths else None,
-            problem=ambiguous or _row_problem(broken.get(stem)),
+            problem=ambiguous or _row_problem(next((broken[k] for k in (stem, *path_keys(image)) if k in broken),
+                                                   None)),
             related=named,
             structures=structures.get(image, ()),
         ))
     return units, problems
+
+
+def _unmatched(spec: SourceSpec, name: str, table: tables.Table, matched: set[str | None]) -> list[Problem]:
+    """One line for the rows of a side table that name no image of the source (images not supplied): counted and
+    reported once, never fatal, the keys kept in the local line only."""
+    missing = sorted(set(table.rows) - matched, key=lambda key: table.lines[key])
+    if not missing:
+        return []
+    lines = ", ".join(str(table.lines[key]) for key in missing[:20]) + (" ..." if len(missing) > 20 else "")
+    return [Problem(f"{getattr(spec.options, name)}: lines {lines} ({', '.join(missing[:20])})",
+                    f"{len(missing)} image(s) named by the {name} table are not among the source's images "
+                    f"(lines {lines})", name)]
 
 
 def _row_problem(problem: Problem | None) -> str | None:

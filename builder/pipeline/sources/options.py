@@ -18,6 +18,7 @@ from typing import Any, Callable, Mapping
 import builder.pipeline.sources.tables as tables
 from builder.errors import ManifestError
 from builder.options import option
+from builder.pipeline.sources.table_spec import TableSpec, table_file, table_spec
 from builder.pipeline.template import Template, TemplateError
 from builder.pipeline.values import choice, flag, integer
 
@@ -113,17 +114,23 @@ def _labels_file(value: Any, root: Path, key: str) -> dict[int, str]:
         raise ManifestError(key, str(exc)) from None
 
 
-def _table(columns: tuple[str, ...] = ()) -> Parse:
-    def parse(value: Any, root: Path, key: str) -> Path:
-        path = path_of(value, root, key)
+def _table(boxes: bool) -> Parse:
+    """A side table: a path, or a mapping saying which columns hold what (:mod:`.table_spec`)."""
+    def parse(value: Any, root: Path, key: str) -> TableSpec:
         try:
-            found = tables.columns(path)
+            spec = table_spec(value, path_of(table_file(value), root, key), key)
+            found = tables.columns(spec.file, spec.delimiter)
         except tables.TableError as exc:
             raise ManifestError(key, str(exc)) from None
-        missing = [c for c in columns if c not in found]
+        except ManifestError as exc:
+            raise ManifestError(exc.key if exc.key.startswith(key) else f"{key}.{exc.key}", exc.reason) from None
+        wanted = [spec.column(role) for role in spec.roles] if boxes else []
+        wanted += [spec.key] if spec.key else []
+        wanted += list(spec.findings) + ([spec.column("label")] if spec.label_sep else [])
+        missing = [c for c in wanted if c not in found]
         if found and missing:
-            raise ManifestError(key, f"{path.name} lacks the column(s) {', '.join(missing)}")
-        return path
+            raise ManifestError(key, f"{spec.file.name} lacks the column(s) {', '.join(missing)}")
+        return spec
 
     return parse
 
@@ -162,8 +169,8 @@ class FileOptions:
     unmasked: str = field(default="reject", metadata={"parse": lambda v, r, k: choice(v, k, ("reject", "keep"))})
     labels: Mapping[int, str] = field(default_factory=dict, metadata={"parse": _labels})
     labels_file: Mapping[int, str] = field(default_factory=dict, metadata={"parse": _labels_file})
-    boxes: Path | None = field(default=None, metadata={"parse": _table(tables.BOX_COLUMNS)})
-    metadata: Path | None = field(default=None, metadata={"parse": _table()})
+    boxes: TableSpec | None = field(default=None, metadata={"parse": _table(boxes=True)})
+    metadata: TableSpec | None = field(default=None, metadata={"parse": _table(boxes=False)})
 
     def check(self) -> None:
         if self.labels and self.labels_file:
@@ -175,10 +182,13 @@ class FileOptions:
 
     def columns(self) -> set[str]:
         """Template fields the metadata table adds."""
+        if self.metadata is None:
+            return set()
         try:
-            return tables.columns(self.metadata) if self.metadata else set()
+            found = tables.columns(self.metadata.file, self.metadata.delimiter)
         except tables.TableError as exc:
             raise ManifestError("metadata", str(exc)) from None
+        return found | ({"findings"} if self.metadata.findings or self.metadata.label_sep else set())
 
     def inputs(self) -> str:
         return f"images {self.images!r}"

@@ -9,13 +9,14 @@ from __future__ import annotations
 
 import csv
 import json
-import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator
 
 from builder.errors import Problem
-from builder.pipeline.data import Box, file_stem
+from builder.pipeline.data import file_stem
+from builder.pipeline.sources.table_shapes import box_of, findings_of
+from builder.pipeline.sources.table_spec import TableSpec, expanded_header, path_keys, relative_key
 
 STEM_COLUMNS = ("image", "file", "filename", "stem", "id")
 BOX_COLUMNS = ("x_min", "y_min", "x_max", "y_max")
@@ -64,7 +65,7 @@ class Line:
     error: str | None = None
 
 
-def _csv_lines(path: Path) -> Iterator[Line]:
+def _csv_lines(path: Path, delimiter: str = ",") -> Iterator[Line]:
     """A CSV table read as CSV (RFC 4180): a quoted field may hold line breaks.
 
     Each row carries the number of the physical line it starts on. A row that
@@ -77,9 +78,10 @@ def _csv_lines(path: Path) -> Iterator[Line]:
     with path.open(newline="", encoding="utf-8-sig") as fh:
         lines = fh.read().splitlines(keepends=True)
     header: list[str] | None = None
+    named = False  # the header's spanning names ("Bbox [x,y,w,h]") spread, once the first row's width is known
     at = 0  # lines already read
     while at < len(lines):
-        reader = csv.reader(iter(lines[at:]), strict=True)
+        reader = csv.reader(iter(lines[at:]), strict=True, delimiter=delimiter)
         used = 0
         while True:
             number = at + used + 1
@@ -97,7 +99,10 @@ def _csv_lines(path: Path) -> Iterator[Line]:
                 continue
             if header is None:
                 header = cells
-            elif len(cells) == len(header):
+                continue
+            if not named:
+                header, named = expanded_header(header, len(cells)), True
+            if len(cells) == len(header):
                 yield Line(number, dict(zip(header, cells)))
             elif span > 1:  # an unclosed quote took the following lines into this row
                 yield _malformed(lines, number, header, f"line {number} is malformed CSV (a quote opened on it "
@@ -115,11 +120,11 @@ def _malformed(lines: list[str], number: int, header: list[str] | None, reason: 
     return Line(number, dict(zip(header, loose)) if header else None, reason)
 
 
-def _lines(path: Path) -> Iterator[Line]:
+def _lines(path: Path, delimiter: str = ",") -> Iterator[Line]:
     """The rows of a CSV or JSON table (a list, or JSON lines), each with its line number."""
     try:
-        if path.suffix.lower() == ".csv":
-            yield from _csv_lines(path)
+        if path.suffix.lower() in (".csv", ".tsv", ".txt"):
+            yield from _csv_lines(path, "\t" if path.suffix.lower() == ".tsv" and delimiter == "," else delimiter)
             return
         text = path.read_text(encoding="utf-8-sig")
         if text.lstrip().startswith("["):
@@ -144,87 +149,111 @@ def _rows(path: Path) -> Iterator[Any]:
         yield line.value
 
 
-def columns(path: Path) -> set[str]:
+def columns(path: Path, delimiter: str = ",") -> set[str]:
     """The column names of a metadata table (its first row's keys)."""
-    for line in _lines(path):
+    for line in _lines(path, delimiter):
         if not isinstance(line.value, dict):
             raise TableError(f"{path}: the first row is not an object with column names")
         return {str(k) for k in line.value}
     return set()
 
 
-def _stem_of(row: Any) -> str | None:
+def key_stem(text: str) -> str:
+    """A table's image key as a file stem: ``scan01.png`` -> ``scan01``; a key whose last dot starts a number
+    (a DICOM UID, ``1.2.840.113619.2.55``) is kept whole."""
+    suffix = Path(text).suffix
+    return text if suffix[1:].isdigit() else file_stem(text)
+
+
+def _key_of(row: Any, spec: TableSpec) -> str | None:
+    """The join key of a row: its key column's file stem, or its relative path (``match: path``)."""
     if not isinstance(row, dict):
         return None
-    for key in STEM_COLUMNS:
+    for key in (spec.key,) if spec.key else STEM_COLUMNS:
         value = row.get(key)
-        if isinstance(value, str) and value.strip():
-            return file_stem(value.strip())
+        if isinstance(value, (str, int)) and str(value).strip():
+            text = str(value).strip()
+            if spec.match == "path":
+                return relative_key(text)
+            return text if spec.match == "folder" else key_stem(text)
     return None
 
 
-def _problem(path: Path, role: str, line: Line, reason: str) -> Problem:
-    stem = _stem_of(line.value)
-    local = f"{path}:{line.number}" + (f" ({stem})" if stem else "")  # the key only in the local log
+def _problem(spec: TableSpec, role: str, line: Line, reason: str) -> Problem:
+    stem = _key_of(line.value, spec)
+    local = f"{spec.file}:{line.number}" + (f" ({stem})" if stem else "")  # the key only in the local log
     return Problem(local, reason, f"{role}:{line.number}", stem=stem)
 
 
 @dataclass
 class Table:
-    """A side table's usable rows by image stem, the line each stem was first given on, and the unusable rows."""
+    """A side table's usable rows by join key, the line each key was first given on, and the unusable rows."""
 
     rows: dict[str, Any] = field(default_factory=dict)
     lines: dict[str, int] = field(default_factory=dict)
     problems: list[Problem] = field(default_factory=list)
+    match: str = "stem"
+
+    def key(self, image: Path) -> str | None:
+        """The key of ``image``'s rows: its stem, or (``match: path``) the longest tail of its path given."""
+        if self.match == "stem":
+            return file_stem(image)
+        if self.match == "folder":
+            return image.parent.name
+        return next((tail for tail in path_keys(image) if tail in self.rows), None)
 
 
-def read_metadata(path: Path) -> Table:
-    """Metadata rows keyed by image stem, and the rows that could not be used.
+def _spec(table: TableSpec | Path) -> TableSpec:
+    return table if isinstance(table, TableSpec) else TableSpec(Path(table))
+
+
+def read_metadata(table: TableSpec | Path) -> Table:
+    """Metadata rows keyed by image, and the rows that could not be used; ``findings`` (a template field) from
+    the spec's finding columns or joined labels.
 
     A reason never holds a value of the table (a key is often a record number): the
     published reject line names the table and the line; the local one adds the key.
     """
-    table = Table()
-    for line in _lines(path):
-        stem = _stem_of(line.value)
+    spec = _spec(table)
+    out = Table(match=spec.match)
+    for line in _lines(spec.file, spec.delimiter):
+        stem = _key_of(line.value, spec)
         if line.error:
-            table.problems.append(_problem(path, "metadata", line, line.error))
+            out.problems.append(_problem(spec, "metadata", line, line.error))
         elif stem is None:
-            table.problems.append(_problem(path, "metadata", line, "row is not readable or has none of the "
-                                                                   f"columns {', '.join(STEM_COLUMNS)}"))
-        elif stem in table.rows:
-            table.problems.append(_problem(path, "metadata", line, f"second row for the image of line "
-                                                                   f"{table.lines[stem]}"))
+            out.problems.append(_problem(spec, "metadata", line, "row is not readable or has none of the "
+                                         f"columns {spec.key or ', '.join(STEM_COLUMNS)}"))
+        elif stem in out.rows:
+            out.problems.append(_problem(spec, "metadata", line, f"second row for the image of line "
+                                         f"{out.lines[stem]}"))
         else:
-            table.rows[stem] = line.value
-            table.lines[stem] = line.number
-    for problem in table.problems:  # an image whose row is broken gets no row at all, not the first one
-        table.rows.pop(problem.stem or "", None)
-    return table
+            out.rows[stem] = {**line.value, **findings_of(line.value, spec)}
+            out.lines[stem] = line.number
+    for problem in out.problems:  # an image whose row is broken gets no row at all, not the first one
+        out.rows.pop(problem.stem or "", None)
+    return out
 
 
-def read_boxes(path: Path) -> Table:
-    """Box rows grouped by image stem, and the rows that could not be used."""
-    table = Table()
-    for line in _lines(path):
-        row, stem = line.value, _stem_of(line.value)
+def read_boxes(table: TableSpec | Path) -> Table:
+    """Boxes (or world-millimetre spheres) grouped by image, and the rows that could not be used. A row whose
+    coordinate cells are all blank is a negative: its image is known, without a box."""
+    spec = _spec(table)
+    out = Table(match=spec.match)
+    for line in _lines(spec.file, spec.delimiter):
+        row, stem = line.value, _key_of(line.value, spec)
         if line.error or stem is None:
-            table.problems.append(_problem(path, "boxes", line, line.error or "box row names no image"))
+            out.problems.append(_problem(spec, "boxes", line, line.error or "box row names no image"))
             continue
+        out.lines.setdefault(stem, line.number)
+        found = out.rows.setdefault(stem, [])
         try:
-            coords = [float(row[key]) for key in BOX_COLUMNS]
-        except (KeyError, TypeError, ValueError):
-            table.problems.append(_problem(path, "boxes", line, f"box row needs numeric {', '.join(BOX_COLUMNS)}"))
+            shape = box_of(row, spec)
+        except ValueError as exc:
+            out.problems.append(_problem(spec, "boxes", line, str(exc)))
             continue
-        if not all(math.isfinite(c) for c in coords) or coords[2] <= coords[0] or coords[3] <= coords[1]:
-            table.problems.append(_problem(path, "boxes", line, "empty or invalid box (x_max must exceed x_min "
-                                                                "and y_max y_min, all finite)"))
-            continue
-        label = str(row.get("label") or "region")
-        x_min, y_min, x_max, y_max = coords
-        table.rows.setdefault(stem, []).append(Box(x_min, y_min, x_max, y_max, label))
-        table.lines.setdefault(stem, line.number)
-    return table
+        if shape is not None:
+            found.append(shape)
+    return out
 
 
 def read_curation(path: Path) -> dict[str, Curation]:

@@ -3,6 +3,7 @@ plane; 4D series by volume; masks are label volumes, or one binary volume per st
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import ClassVar, Iterator
@@ -10,10 +11,10 @@ from typing import ClassVar, Iterator
 import numpy as np
 
 from builder.errors import Reject
-from builder.pipeline.data import Record, Unit, file_stem
+from builder.pipeline.data import Box, Record, Sphere, Unit, file_stem
 from builder.pipeline.readers import reader_for
 from builder.pipeline.readers.display import window_for, windowing
-from builder.pipeline.readers.nifti import n_slices, sample, scaled, slice_display, slice_spacing
+from builder.pipeline.readers.nifti import PLANE_AXIS, n_slices, sample, scaled, slice_display, slice_spacing
 from builder.pipeline.roi import as_labels
 from builder.pipeline.sources.base import FileSource
 from builder.pipeline.sources.options import VOLUME_SUFFIXES, VolumeOptions
@@ -82,14 +83,47 @@ class VolumeSource(FileSource):
         display = windowing(volume.dtype, meta["scale"], window)  # a lookup table for 8- and 16-bit voxels
         spacing = slice_spacing(meta["zooms"], slicing.plane)
         first = True
+        centres = sphere_centres(unit.spheres, meta["affine"])
         for index in range(0, n_slices(volume.shape, slicing.plane), slicing.step):
             labelmap = None if labels is None else slice_display(labels, slicing.plane, index)
-            if only_with_roi and (labelmap is None or not labelmap.any()):
+            boxes = sphere_boxes(unit.spheres, centres, meta["zooms"], volume.shape, slicing.plane, index)
+            if only_with_roi and (labelmap is None or not labelmap.any()) and not boxes:
                 continue
             pixels = display(slice_display(volume, slicing.plane, index))
             yield Record(unit=unit, pixels=pixels, labelmap=labelmap, modality=modality, plane=slicing.plane,
-                         slice_index=index, spacing=spacing, volume_index=which, notes=notes if first else {})
+                         slice_index=index, spacing=spacing, volume_index=which, notes=notes if first else {},
+                         boxes=boxes)
             first = False
+
+
+#: For each plane, the RAS+ axes that run along a displayed slice's columns and rows (both shown reversed).
+DISPLAY_AXES = {"axial": (0, 1), "coronal": (0, 2), "sagittal": (1, 2)}
+
+
+def sphere_centres(spheres: tuple[Sphere, ...], affine: list[list[float]]) -> list[np.ndarray]:
+    """Each sphere's centre as (fractional) voxel indices of the RAS+ volume: world LPS -> RAS -> voxels."""
+    inverse = np.linalg.inv(np.asarray(affine, dtype=float))
+    return [(inverse @ np.array([-s.x, -s.y, s.z, 1.0]))[:3] for s in spheres]
+
+
+def sphere_boxes(spheres: tuple[Sphere, ...], centres: list[np.ndarray], zooms: list[float],
+                 shape: tuple[int, ...], plane: str, index: int) -> tuple[Box, ...]:
+    """The box of each sphere's section on slice ``index`` (pixel edges of the displayed slice): a slice whose
+    centre lies within a sphere's radius shows the circle of radius sqrt(R^2 - d^2) around its centre."""
+    across = PLANE_AXIS[plane]
+    col_axis, row_axis = DISPLAY_AXES[plane]
+    boxes = []
+    for sphere, centre in zip(spheres, centres):
+        radius = sphere.diameter / 2
+        distance = abs(index - centre[across]) * zooms[across]
+        if distance > radius:
+            continue
+        section = math.sqrt(radius**2 - distance**2)
+        column = shape[col_axis] - 1 - centre[col_axis] + 0.5  # the voxel centre as a pixel-edge coordinate
+        row = shape[row_axis] - 1 - centre[row_axis] + 0.5
+        half_w, half_h = section / zooms[col_axis], section / zooms[row_axis]
+        boxes.append(Box(column - half_w, row - half_h, column + half_w, row + half_h, sphere.label))
+    return tuple(boxes)
 
 
 def _on_grid(path: Path, values: np.ndarray, found: dict, shape: tuple[int, ...], meta: dict) -> None:
