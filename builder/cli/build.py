@@ -164,3 +164,26 @@ def demo_cmd(ctx: click.Context, out: Path, quiet: bool, **_: Any) -> None:
         run_build(manifest, options_of(ctx, out=out, repo=out.resolve().name, demo=True, overwrite=True), quiet)
     click.echo(f'\nopen it:  {shlex.quote(sys.executable)} -c "from datasets import load_dataset; '
                f"print(load_dataset('{out}', 'ct')['train'][0]['caption'])\"")
+
+
+@main.command("recipes")
+@click.argument("name", required=False)
+def recipes_cmd(name: str | None) -> None:
+    """List the recipes (public datasets read as published) or show one: its layout, terms and source entry.
+
+    Use one in a manifest as {name: ..., recipe: NAME, root: FOLDER}; the entry's own keys override the recipe's."""
+    import yaml
+
+    from builder.pipeline.sources.recipes import RECIPES, describe
+
+    if name is None:
+        for recipe in RECIPES.values():
+            click.echo(f"{recipe.name:<22} {recipe.source.get('format', ''):<8} {recipe.title}")
+        click.echo("\nmedtri-build recipes NAME shows the layout a recipe expects and the source it expands to.")
+        return
+    if name not in RECIPES:
+        raise click.UsageError(f"{name!r} is not one of {', '.join(RECIPES.names())}")
+    recipe = RECIPES[name]
+    click.echo(describe(recipe))
+    click.echo("  source:\n" + "\n".join(f"    {line}" for line in yaml.safe_dump(
+        dict(recipe.source), sort_keys=False, allow_unicode=True).splitlines()))

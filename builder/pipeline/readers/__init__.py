@@ -54,8 +54,9 @@ def reader_for(path: Path) -> Reader:
     raise Reject("read", f"no reader takes {path.name} (known: {known})")
 
 
-def read_labelmap_2d(path: Path, shape: tuple[int, int]) -> np.ndarray:
-    """A 2D label map (PNG/TIFF, one channel) that must match an image's (H, W)."""
+def read_labelmap_2d(path: Path, shape: tuple[int, int], threshold: int | None = None) -> np.ndarray:
+    """A 2D label map (PNG/TIFF, one channel) that must match an image's (H, W); with ``threshold``, a binary mask
+    stored lossily (Kvasir-SEG's JPEG masks): label 1 where the value exceeds it."""
     from PIL import Image
 
     from builder.errors import Reject
@@ -66,11 +67,15 @@ def read_labelmap_2d(path: Path, shape: tuple[int, int]) -> np.ndarray:
             arr = np.asarray(img)
     except Exception as exc:
         raise Reject("mask", f"mask {path.name} is not a readable image ({type(exc).__name__}: {exc})") from None
+    if arr.ndim == 3 and threshold is not None:  # a lossy binary mask: its channels differ a little
+        arr = arr[..., :3].max(axis=2)
     if arr.ndim == 3:
         if arr.shape[2] not in (3, 4) or not (arr[..., :1] == arr[..., 1:3]).all():
             raise Reject("mask", f"mask {path.name} is a colour image, not a single-channel label map")
         arr = arr[..., 0]
     if arr.shape != tuple(shape):
         raise Reject("mask", f"mask {path.name} is {arr.shape[1]}x{arr.shape[0]}, image is {shape[1]}x{shape[0]}")
+    if threshold is not None:
+        return (arr > threshold).astype(np.uint8)
     return arr
 __all__ = ["READERS", "DicomReader", "ItkReader", "NiftiReader", "RasterReader", "Reader", "read_labelmap_2d"]

@@ -81,7 +81,7 @@ class DicomSource(FileSource):
         elif unit.mask is not None:
             if values.shape[0] != 1:
                 raise Reject("mask", "a 2D mask cannot pair with a multi-frame DICOM")
-            labelmaps = [read_labelmap_2d(unit.mask, values.shape[1:3])]
+            labelmaps = [read_labelmap_2d(unit.mask, values.shape[1:3], options.mask_threshold)]
         hints = {"organ": meta["organ"]} if meta.get("organ") else {}
         multi = values.shape[0] > 1
         for number, index in enumerate(kept_frames(values.shape[0], options, meta["cine"])):

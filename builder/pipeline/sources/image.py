@@ -21,5 +21,6 @@ class ImageSource(FileSource):
 
     def records(self, unit: Unit) -> Iterator[Record]:
         pixels, _ = READERS["image"].read(unit.image)
-        labelmap = read_labelmap_2d(unit.mask, pixels.shape[:2]) if unit.mask else None
+        labelmap = read_labelmap_2d(unit.mask, pixels.shape[:2], unit.spec.options.mask_threshold) if unit.mask \
+            else None
         yield Record(unit=unit, pixels=pixels, labelmap=labelmap, modality=unit.spec.modality or "")

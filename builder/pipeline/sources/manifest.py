@@ -44,6 +44,7 @@ from builder.pipeline.sources.options import (
     parse_options,
     path_of,
 )
+from builder.pipeline.sources.recipes import expand_recipe
 from builder.pipeline.sources.tables import Curation
 from builder.pipeline.template import DEFAULT_CAPTION, Template, TemplateError
 from builder.pipeline.values import flag
@@ -53,7 +54,7 @@ from medtrinity_25m import MODALITIES, REFERENCE_KEYS
 #: Fields every template may use, besides the metadata table's columns.
 TEMPLATE_FIELDS = frozenset(
     {"modality", "modality_name", "organ", "disease", "plane", "slice_index", "view",
-     "regions", "n_rois", "source", "stem", "width", "height"}
+     "regions", "n_rois", "source", "stem", "folder", "width", "height"}
 )
 #: Other spellings of the modality configs a manifest may use (any case).
 MODALITY_ALIASES = {"mr": "mri", "x-ray": "xray", "cr": "xray", "dx": "xray", "us": "ultrasound",
@@ -182,6 +183,7 @@ def _string(entry: Mapping[str, Any], key: str) -> str:
 def _source(raw: Any, root: Path) -> SourceSpec:
     if not isinstance(raw, dict):
         raise ManifestError("<entry>", "each source must be a mapping")
+    raw = expand_recipe(raw, root)  # a public dataset's layout as data (builder/recipes), the entry's keys on top
     if not _NAME.match(_string(raw, "name")):
         raise ManifestError("name", "use letters, digits, '.', '_' and '-' only")
     from builder.pipeline.sources import ADAPTERS  # the registry decides which formats exist

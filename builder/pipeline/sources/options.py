@@ -125,7 +125,7 @@ def _table(boxes: bool) -> Parse:
         except ManifestError as exc:
             raise ManifestError(exc.key if exc.key.startswith(key) else f"{key}.{exc.key}", exc.reason) from None
         wanted = [spec.column(role) for role in spec.roles] if boxes else []
-        wanted += [spec.key] if spec.key else []
+        wanted += [spec.key] if spec.key and "{" not in spec.key else []
         wanted += list(spec.findings) + ([spec.column("label")] if spec.label_sep else [])
         missing = [c for c in wanted if c not in found]
         if found and missing:
@@ -167,6 +167,7 @@ class FileOptions:
     mask_suffixes: tuple[str, ...] = field(default=MASK_SUFFIXES, metadata={"parse": strings})
     image_suffixes: tuple[str, ...] = field(default=IMAGE_SUFFIXES, metadata={"parse": strings})
     unmasked: str = field(default="reject", metadata={"parse": lambda v, r, k: choice(v, k, ("reject", "keep"))})
+    mask_threshold: int | None = field(default=None, metadata={"parse": lambda v, r, k: integer(0)(v, k)})
     labels: Mapping[int, str] = field(default_factory=dict, metadata={"parse": _labels})
     labels_file: Mapping[int, str] = field(default_factory=dict, metadata={"parse": _labels_file})
     boxes: TableSpec | None = field(default=None, metadata={"parse": _table(boxes=True)})

@@ -17,6 +17,7 @@ from builder.errors import Problem
 from builder.pipeline.data import file_stem
 from builder.pipeline.sources.table_shapes import box_of, findings_of
 from builder.pipeline.sources.table_spec import TableSpec, expanded_header, path_keys, relative_key
+from builder.pipeline.template import Template, TemplateError
 
 STEM_COLUMNS = ("image", "file", "filename", "stem", "id")
 BOX_COLUMNS = ("x_min", "y_min", "x_max", "y_max")
@@ -169,6 +170,12 @@ def _key_of(row: Any, spec: TableSpec) -> str | None:
     """The join key of a row: its key column's file stem, or its relative path (``match: path``)."""
     if not isinstance(row, dict):
         return None
+    if spec.key and "{" in spec.key:  # a key made of columns: MIMIC-CXR's study folders, "s{study_id}"
+        try:
+            text = Template(spec.key).render({k: "" if v is None else v for k, v in row.items()})
+        except TemplateError:
+            return None
+        return text.strip() or None
     for key in (spec.key,) if spec.key else STEM_COLUMNS:
         value = row.get(key)
         if isinstance(value, (str, int)) and str(value).strip():

@@ -59,6 +59,7 @@ def template_values(record: Record, rois: Sequence[Roi]) -> dict[str, Any]:
         n_rois=len(rois),
         source=record.unit.spec.name,
         stem=file_stem(record.unit.image),
+        folder=record.unit.image.parent.name,
         width=width,
         height=height,
     )
