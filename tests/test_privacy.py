@@ -216,7 +216,8 @@ def test_pseudonymous_rejects_still_say_why_without_names(tmp_path: Path) -> Non
     Image.fromarray(np.zeros((30, 30), np.uint8)).save(folder / "other.png")
     out = tmp_path / "out"
     build(write_manifest(tmp_path, {"name": "s", "format": "image", "images": "Doe^John_MRN55555/[so]*[!k].png",
-                                    "masks": "Doe^John_MRN55555/*_mask.png", "modality": "xray", "unmasked": "keep"}), out)
+                                    "masks": "Doe^John_MRN55555/*_mask.png", "modality": "xray",
+                                    "unmasked": "keep"}), out)
     (line,) = published_rejects(out)
     assert line["stage"] == "mask" and "31" in line["reason"] and "Doe" not in json.dumps(line)
     assert "MRN55555" in rejects(out)[0]["file"]
