@@ -61,14 +61,16 @@ class ManifestError(ValueError):
 class Reject(Exception):
     """An input that cannot become a sample: which stage refused it and why."""
 
-    def __init__(self, stage: Stage | StageName, reason: str, rule: str | None = None) -> None:
+    def __init__(self, stage: Stage | StageName, reason: str, rule: str | None = None,
+                 skipped: str | None = None) -> None:
         self.stage = Stage(stage).value  # a typed stage; its plain value travels and is written
         super().__init__(f"{self.stage}: {reason}")
         self.reason = reason
         self.rule = rule  # the named curation rule that flagged the input, if any
+        self.skipped = skipped  # not a fault: a file passed over on purpose, counted by this kind (no reject line)
 
     def __reduce__(self) -> tuple:  # crosses process boundaries with its fields
-        return (Reject, (self.stage, self.reason, self.rule))
+        return (Reject, (self.stage, self.reason, self.rule, self.skipped))
 
 
 @dataclass(frozen=True)

@@ -100,3 +100,17 @@ def test_a_series_resliced_in_another_plane_keeps_its_masks(tmp_path: Path) -> N
         roi["label"] == "SpinalCord" for roi in r["rois"]))
     assert len(found) == len(rows_with_cord)
     assert sorted(511 - rows_with_cord) == found  # coronal index counts from posterior (RAS+: A increases)
+
+
+def test_file_by_file_rt_objects_and_side_files_are_counted_not_rejected(tmp_path: Path) -> None:
+    import json
+
+    need(ANON)
+    need(PYDICOM_RT)
+    build(write_manifest(tmp_path, {"name": "rt", "format": "dicom", "images": f"{PYDICOM_RT}/*"},
+                         {"name": "ct", "format": "dicom", "images": f"{ANON}/*"}), tmp_path / "out")
+    summary = json.loads((tmp_path / "out" / "build.json").read_text())
+    assert summary["skipped"] == {"DICOM RTDOSE (not an image)": 1, "DICOM RTPLAN (not an image)": 1,
+                                  "DICOM RTSTRUCT (not an image)": 2, "side file (not DICOM)": 2}
+    assert summary["files"] == {"seen": 4, "accepted": 4, "rejected": 0, "skipped": 6}
+    assert not rejects(tmp_path / "out")  # rtstruct.dcm has no preamble: still read as the dataset it is

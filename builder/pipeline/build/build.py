@@ -86,6 +86,12 @@ def _consume(results: Iterable[UnitResult], writer: DatasetWriter, ledger: Ledge
              state: Progress, progress: ProgressHook | None, provenance: Any) -> None:
     for result in results:
         unit = result.unit
+        if result.reject is not None and result.reject.skipped:  # passed over on purpose: counted, no line
+            ledger.skip(unit.spec.name, result.reject.skipped)
+            state.units_done += 1
+            if progress:
+                progress(state)
+            continue
         kept, dropped = _dedup(result, dedup)
         where = {"public": unit.label, "names": unit.names} if result.reject is not None or dropped else {}
         if result.reject is not None or (dropped and not kept):

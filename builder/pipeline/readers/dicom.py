@@ -40,6 +40,9 @@ ALLOWED_ATTRIBUTES: tuple[str, ...] = (
     "BurnedInAnnotation",
 )
 PLANE_BY_AXIS = ("sagittal", "coronal", "axial")
+#: DICOM objects that hold no image to build rows from: counted as skipped, by kind.
+NOT_IMAGES = frozenset({"RTPLAN", "RTDOSE", "RTRECORD", "RTIMAGE", "SR", "PR", "KO", "REG", "FID", "DOC", "PLAN",
+                        "RWV", "HC", "AU", "ECG", "EPS", "HD"})
 MAX_PIXELS = 2**28  # pixel values a file may declare (rows x columns x frames x samples)
 
 
@@ -101,7 +104,15 @@ def _open(path: Path) -> Any:
         size = None
     if size is not None and size > MAX_INFLATED:
         raise Reject("read", f"deflated dataset inflates past the limit of {MAX_INFLATED // 2**20} MiB")
-    return pydicom.dcmread(str(path), defer_size=None if size is not None else DEFER)
+    try:
+        return pydicom.dcmread(str(path), defer_size=None if size is not None else DEFER)
+    except pydicom.errors.InvalidDicomError:
+        # a dataset written without the 128-byte preamble and file meta (older tools, pydicom's own rtstruct.dcm):
+        # read as such only when what follows is a dataset (it names its SOP class or modality)
+        ds = pydicom.dcmread(str(path), defer_size=DEFER, force=True)
+        if "SOPClassUID" not in ds and "Modality" not in ds:
+            raise
+        return ds
 
 
 def _check_rescale(attrs: FrameAttributes) -> None:
@@ -164,6 +175,9 @@ class DicomReader:
         except Exception as exc:  # pydicom raises many types for broken files
             raise Reject("read", f"not a readable DICOM file ({type(exc).__name__}: {exc})") from None
         meta = {key: _plain(ds.get(key)) for key in ALLOWED_ATTRIBUTES if ds.get(key) not in (None, "")}
+        kind = str(meta.get("Modality", "")).strip().upper()
+        if kind in NOT_IMAGES or kind == "RTSTRUCT":  # beside the images in the same folders: counted, not rejects
+            raise Reject("read", f"a DICOM {kind} object holds no image", skipped=f"DICOM {kind} (not an image)")
         if burned_in_flag(ds) and not self.allow_burned_in:
             raise Reject("privacy", "BurnedInAnnotation is YES (text may be burned into pixels)")
         screening = screen(ds)

@@ -21,7 +21,7 @@ from builder.pipeline.sources.base import FileSource, enumerate_units, expand, r
 from builder.pipeline.sources.manifest import SourceSpec
 from builder.pipeline.sources.options import DicomOptions
 from builder.pipeline.sources.seg import pair_segmentations, seg_labelmaps
-from builder.pipeline.sources.series import series_units
+from builder.pipeline.sources.series import FOREIGN_SUFFIXES, series_units
 from builder.pipeline.sources.series_records import series_records
 
 __all__ = ["DICOM_MODALITIES", "DicomSource", "display", "kept_frames"]
@@ -55,7 +55,10 @@ class DicomSource(FileSource):
     def units(self, spec: SourceSpec) -> tuple[list[Unit], list[Problem]]:
         if spec.options.series == "volume":
             return series_units(spec)
-        units, problems = enumerate_units(spec)
+        listed, problems = enumerate_units(spec)
+        units = [u for u in listed if not u.image.name.lower().endswith(FOREIGN_SUFFIXES)]
+        problems += [Problem(u.rel, "side file (not DICOM)", skipped="side file (not DICOM)")
+                     for u in listed if u.image.name.lower().endswith(FOREIGN_SUFFIXES)]
         if spec.options.segmentations is None:
             return units, problems
         segs = expand(spec, spec.options.segmentations)

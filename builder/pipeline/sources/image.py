@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Iterator
 
+from builder.imaging import RASTER_SUFFIXES
 from builder.pipeline.data import Record, Unit
 from builder.pipeline.readers import READERS, read_labelmap_2d
 from builder.pipeline.sources.base import FileSource
@@ -18,6 +19,7 @@ class ImageSource(FileSource):
     """PNG/JPEG/TIFF images, each one sample; masks are label-map images."""
 
     options = ImageOptions
+    suffixes = RASTER_SUFFIXES  # other files a glob matches (notes, tables) are counted side files
 
     def records(self, unit: Unit) -> Iterator[Record]:
         pixels, _ = READERS["image"].read(unit.image)

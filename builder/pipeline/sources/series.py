@@ -21,15 +21,13 @@ import numpy as np
 from builder.errors import Problem
 from builder.imaging import RASTER_SUFFIXES
 from builder.pipeline.data import Unit
+from builder.pipeline.readers.dicom import NOT_IMAGES
 from builder.pipeline.sources.base import expand, mask_files, relative, skipped_kind
 from builder.pipeline.sources.manifest import SourceSpec
 from builder.pipeline.sources.options import VOLUME_SUFFIXES
 
 __all__ = ["NOT_IMAGES", "Header", "SliceGeometry", "geometry", "read_header", "series_units"]
 
-#: DICOM objects that hold no image to build rows from: counted as skipped, by kind.
-NOT_IMAGES = frozenset({"RTPLAN", "RTDOSE", "RTRECORD", "RTIMAGE", "SR", "PR", "KO", "REG", "FID", "DOC", "PLAN",
-                        "RWV", "HC", "AU", "ECG", "EPS", "HD"})
 #: Files beside a series that are of another format (a tool's exports, notes): side files, not DICOM.
 FOREIGN_SUFFIXES = (*VOLUME_SUFFIXES, *RASTER_SUFFIXES, ".json", ".csv", ".txt", ".md", ".xml", ".yaml", ".yml",
                     ".zip", ".gz", ".html", ".pdf")
