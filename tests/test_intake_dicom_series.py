@@ -114,3 +114,55 @@ def test_file_by_file_rt_objects_and_side_files_are_counted_not_rejected(tmp_pat
                                   "DICOM RTSTRUCT (not an image)": 2, "side file (not DICOM)": 2}
     assert summary["files"] == {"seen": 4, "accepted": 4, "rejected": 0, "skipped": 6}
     assert not rejects(tmp_path / "out")  # rtstruct.dcm has no preamble: still read as the dataset it is
+
+
+def test_a_label_volume_on_the_series_grid_masks_it(tmp_path: Path) -> None:
+    import nibabel as nib
+
+    need(ANON)
+    build(write_manifest(tmp_path, {"name": "ct", "format": "dicom", "series": "volume", "images": f"{ANON}/CT_*",
+                                    "masks": f"{ANON}/Mask.nii.gz", "labels": {1: "spinalcord", 2: "body"}}),
+          tmp_path / "out")
+    labels = np.asanyarray(nib.as_closest_canonical(nib.load(ANON / "Mask.nii.gz")).dataobj)  # independent: nibabel
+    rows = sorted(shard_rows(tmp_path / "out"), key=lambda r: r["slice_index"])
+    assert len(rows) == labels.shape[2] == 4
+    for k, row in enumerate(rows):
+        shown = labels[::-1, ::-1, k].T
+        for value, name in ((1, "spinalcord"), (2, "body")):
+            ys, xs = np.nonzero(shown == value)
+            assert {r["label"]: r["bbox"] for r in row["rois"]}[name] == [xs.min(), ys.min(), xs.max() + 1,
+                                                                           ys.max() + 1]
+    first = {r["label"]: r["bbox"] for r in rows[0]["rois"]}  # the README's DicomRTTool boxes at z 1000
+    assert first == {"body": [87.0, 198.0, 456.0, 369.0], "spinalcord": [243.0, 270.0, 260.0, 284.0]}
+
+
+def test_a_seg_of_some_slices_masks_those_slices_of_the_series(tmp_path: Path) -> None:
+    hd = pytest.importorskip("highdicom")
+    from pydicom.data import get_testdata_file
+    from pydicom.sr.codedict import codes
+    from pydicom.uid import generate_uid
+
+    (tmp_path / "in" / "seg").mkdir(parents=True)
+    series, sources = generate_uid(), []
+    for k, z in enumerate((-10.0, 0.0, 10.0)):  # written out of order on purpose: k is not the file order
+        ds = pydicom.dcmread(get_testdata_file("CT_small.dcm"))
+        ds.SOPInstanceUID, ds.SeriesInstanceUID = generate_uid(), series
+        ds.ImagePositionPatient = [0.0, 0.0, z]
+        ds.ImageOrientationPatient = [1, 0, 0, 0, 1, 0]
+        ds.save_as(tmp_path / "in" / f"slice_{2 - k}.dcm")
+        sources.append(ds)
+    mask = np.zeros((3, sources[0].Rows, sources[0].Columns), np.uint8)
+    mask[0, 10:20, 30:50] = 1
+    mask[2, 40:45, 5:25] = 1
+    description = hd.seg.SegmentDescription(
+        segment_number=1, segment_label="lesion", segmented_property_category=codes.SCT.Tissue,
+        segmented_property_type=codes.SCT.Liver, algorithm_type=hd.seg.SegmentAlgorithmTypeValues.MANUAL)
+    hd.seg.Segmentation(
+        source_images=sources, pixel_array=mask, segmentation_type=hd.seg.SegmentationTypeValues.BINARY,
+        segment_descriptions=[description], series_instance_uid=hd.UID(), series_number=2,
+        sop_instance_uid=hd.UID(), instance_number=1, manufacturer="test", manufacturer_model_name="test",
+        software_versions="1", device_serial_number="1").save_as(tmp_path / "in" / "seg" / "lesion.dcm")
+    build(write_manifest(tmp_path, {"name": "s", "format": "dicom", "series": "volume", "images": "in/*.dcm",
+                                    "segmentations": "in/seg/*.dcm"}), tmp_path / "out")
+    rows = {r["slice_index"]: [(roi["label"], roi["bbox"]) for roi in r["rois"]] for r in shard_rows(tmp_path / "out")}
+    assert rows == {0: [("lesion", [30.0, 10.0, 50.0, 20.0])], 1: [], 2: [("lesion", [5.0, 40.0, 25.0, 45.0])]}

@@ -24,7 +24,7 @@ from builder.pipeline.data import Unit
 from builder.pipeline.readers.dicom import NOT_IMAGES
 from builder.pipeline.sources.base import expand, mask_files, relative, skipped_kind
 from builder.pipeline.sources.manifest import SourceSpec
-from builder.pipeline.sources.options import VOLUME_SUFFIXES
+from builder.pipeline.sources.options import VOLUME_SUFFIXES, is_glob
 
 __all__ = ["NOT_IMAGES", "Header", "SliceGeometry", "geometry", "read_header", "series_units"]
 
@@ -114,11 +114,15 @@ def series_units(spec: SourceSpec) -> tuple[list[Unit], list[Problem]]:
     listing = _Listing(spec)
     named = set(expand(spec, spec.options.rtstruct)) if spec.options.rtstruct else set()
     paths = sorted(set(expand(spec, spec.options.images)) | named)
+    claimed = set(mask_files(spec)) | (set(expand(spec, spec.options.segmentations))
+                                       if spec.options.segmentations else set())
     groups: dict[tuple[Any, ...], list[Header]] = {}
     structures: list[Header] = []
     for path in paths:
         kind = skipped_kind(path, ()) or ("side file (not DICOM)" if path.name.lower().endswith(FOREIGN_SUFFIXES)
                                           else None)
+        if path in claimed:
+            continue
         header = None if kind else read_header(path)
         if kind:
             listing.skip(path, kind)
@@ -131,14 +135,44 @@ def series_units(spec: SourceSpec) -> tuple[list[Unit], list[Problem]]:
         else:
             groups.setdefault(_group_key(header), []).append(header)
     masks = _pair(listing, groups, structures)
+    masks.update(_label_maps(listing, groups))
+    masks.update(_segmentations(listing, groups))
     for key, members in groups.items():
         members.sort(key=lambda h: str(h.path))
         first = members[0].path
         listing.units.append(Unit(spec=spec, image=first, rel=relative(spec, first), split=spec.split,
                                   mask=masks.get(key), series=tuple(h.path for h in members)))
-    taken = set(mask_files(spec)) if getattr(spec.options, "masks", None) else set()
-    listing.units = [u for u in listing.units if u.image not in taken]
     return sorted(listing.units, key=lambda u: u.rel), listing.problems
+
+
+def _label_maps(listing: _Listing, groups: dict[tuple[Any, ...], list[Header]]) -> dict[tuple[Any, ...], Path]:
+    """``masks:`` label volumes on a series' grid: one file for every series, or one per series folder."""
+    spec = listing.spec
+    if not spec.options.masks:
+        return {}
+    files = mask_files(spec)
+    if not is_glob(spec.options.masks):
+        return {key: files[0] for key in groups}
+    by_folder = {path.parent: path for path in files}
+    found = {key: by_folder[members[0].path.parent] for key, members in groups.items()
+             if members[0].path.parent in by_folder}
+    for path in sorted(set(files) - set(found.values())):
+        listing.reject(path, "label volume in no series' folder")
+    return found
+
+
+def _segmentations(listing: _Listing, groups: dict[tuple[Any, ...], list[Header]]) -> dict[tuple[Any, ...], Path]:
+    """DICOM SEG objects (``segmentations:``) with the series whose images they reference."""
+    spec = listing.spec
+    if not spec.options.segmentations:
+        return {}
+    from builder.pipeline.sources.seg import pair_segmentations
+
+    members = {h.path: key for key, headers in groups.items() for h in headers}
+    pairs, problems = pair_segmentations(list(members), expand(spec, spec.options.segmentations),
+                                         lambda p: relative(spec, p))
+    listing.problems += problems
+    return {members[image]: seg for image, seg in pairs.items()}
 
 
 def _pair(listing: _Listing, groups: dict[tuple[Any, ...], list[Header]],
