@@ -56,10 +56,11 @@ def windowing(dtype: np.dtype, scale: tuple[float, float], window: tuple[float, 
 
     Every step is elementwise, so for 8- and 16-bit integers the whole map is a lookup table over every value the
     type holds (256 or 65,536 entries, built by the same arithmetic), and a slice is one ``lookup``: the same bytes,
-    without a slice-sized float array. Laid out by the value's bit pattern, the table takes a signed value's
-    negative index from its end, as ``np.take`` does. Other types are windowed slice by slice.
+    without a slice-sized float array. Laid out by the value's bit pattern in this machine's byte order, the table
+    takes a signed value's negative index from its end, as ``np.take`` does. Other types are windowed slice by
+    slice.
     """
-    dtype = np.dtype(dtype)
+    dtype = np.dtype(dtype).newbyteorder("=")  # the table is indexed by value: a big-endian volume's too (>i2)
     if dtype.kind not in "iu" or dtype.itemsize > 2:
         return lambda values: to_uint8(rescaled(values, *scale), window)
     patterns = np.arange(1 << (8 * dtype.itemsize), dtype=np.uint8 if dtype.itemsize == 1 else np.uint16)
