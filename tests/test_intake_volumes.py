@@ -159,3 +159,27 @@ def test_appledouble_files_are_counted_never_images(tmp_path: Path) -> None:
     assert summary["files"] == {"seen": 1, "accepted": 1, "rejected": 0, "skipped": 2}
     card = (tmp_path / "out" / "README.md").read_text()
     assert "2 files were passed over on purpose" in card
+
+
+@pytest.mark.parametrize("name", ["anatomical.nii", "example4d.nii.gz", "example_nifti2.nii.gz", "standard.nii.gz",
+                                  "reoriented_anat_moved.nii"])
+def test_the_volumes_nibabel_ships_give_nibabels_slices(name: str, tmp_path: Path) -> None:
+    """nibabel's own test volumes (NIfTI-1, NIfTI-2, 4D, reoriented): every axial slice of the first volume, in the
+    nearest RAS+ orientation nibabel gives (as_closest_canonical), through a monotone window."""
+    path = Path(nib.__file__).parent / "tests" / "data" / name
+    if not path.exists():
+        pytest.skip(f"nibabel {nib.__version__} does not ship {name}")
+    image = nib.as_closest_canonical(nib.load(path))
+    data = np.asanyarray(image.dataobj)
+    data = data[..., 0] if data.ndim == 4 else data
+    summary = build(write_manifest(tmp_path, {"name": "v", "format": "volume", "modality": "mri",
+                                              "images": str(path)}), tmp_path / "out")
+    rows = {r["slice_index"]: r for r in shard_rows(tmp_path / "out")}
+    blank = [k for k in range(data.shape[2]) if data[:, :, k].min() == data[:, :, k].max()]
+    assert summary["rows"]["total"] + summary["rejects"]["other"] >= data.shape[2] - len(blank) > 0
+    for k, row in rows.items():
+        shown = data[::-1, ::-1, k].T.astype(float)
+        stored = np.asarray(Image.open(BytesIO(row["image"]["bytes"]))).astype(int)
+        assert stored.shape == shown.shape
+        order = np.argsort(shown, axis=None, kind="stable")
+        assert (np.diff(stored.ravel()[order]) >= 0).all(), k
