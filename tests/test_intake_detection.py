@@ -15,20 +15,14 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import pytest
-from conftest import build, published_rejects, rejects, shard_rows, write_manifest
+from conftest import SHARED, build, need, published_rejects, rejects, shard_rows, write_manifest
 from PIL import Image
 
-INTAKE = Path(__file__).resolve().parent.parent.parent / "shared" / "data" / "intake-dev"
+INTAKE = SHARED / "intake-dev"
 COCO_DIR = INTAKE / "coco" / "colin27-aal"
 VOC = INTAKE / "voc" / "BCCD"
 YOLO = INTAKE / "yolo" / "BCCD"
 
-
-def need(path: Path) -> Path:
-    if not path.exists():
-        pytest.skip(f"reference data {path} is absent (it lives in ../shared/data beside the repository)")
-    return path
 
 
 def voc_boxes() -> dict[str, list[tuple[str, list[float]]]]:

@@ -13,18 +13,13 @@ from pathlib import Path
 import numpy as np
 import pydicom
 import pytest
-from conftest import build, rejects, run_cli, shard_rows, write_manifest
+from conftest import SHARED, build, need, rejects, run_cli, shard_rows, write_manifest
 from PIL import Image
 
-INTAKE = Path(__file__).resolve().parent.parent.parent / "shared" / "data" / "intake-dev"
+INTAKE = SHARED / "intake-dev"
 ANON = INTAKE / "dicom-rt" / "DicomRTTool" / "AnonDICOM"
 PYDICOM_RT = INTAKE / "dicom-rt" / "pydicom" / "test_files"
 
-
-def need(path: Path) -> Path:
-    if not path.exists():
-        pytest.skip(f"reference data {path} is absent (it lives in ../shared/data beside the repository)")
-    return path
 
 
 def reference_masks() -> tuple[list[Path], dict[str, np.ndarray]]:

@@ -13,19 +13,13 @@ from typing import Any
 
 import nibabel as nib
 import numpy as np
-import pytest
-from conftest import build, rejects, run_cli, shard_rows, write_manifest
+from conftest import SHARED, build, need, rejects, run_cli, shard_rows, write_manifest
 from PIL import Image
 
-INTAKE = Path(__file__).resolve().parent.parent.parent / "shared" / "data" / "intake-dev"
+INTAKE = SHARED / "intake-dev"
 V2 = INTAKE / "nnunet-v2" / "Dataset502_BraTS18"
 MSD = INTAKE / "msd" / "Task01_BrainTumour"
 
-
-def need(path: Path) -> Path:
-    if not path.exists():
-        pytest.skip(f"reference data {path} is absent (it lives in ../shared/data beside the repository)")
-    return path
 
 
 def displayed_boxes(label_file: Path) -> dict[int, list[float]]:

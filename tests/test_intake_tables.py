@@ -14,19 +14,13 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import pytest
-from conftest import build, rejects, shard_rows, write_manifest
+from conftest import SHARED, build, need, rejects, shard_rows, write_manifest
 
-INTAKE = Path(__file__).resolve().parent.parent.parent / "shared" / "data" / "intake-dev"
+INTAKE = SHARED / "intake-dev"
 FINDINGS = ["No Finding", "Enlarged Cardiomediastinum", "Cardiomegaly", "Lung Opacity", "Lung Lesion", "Edema",
             "Consolidation", "Pneumonia", "Atelectasis", "Pneumothorax", "Pleural Effusion", "Pleural Other",
             "Fracture", "Support Devices"]
 
-
-def need(path: Path) -> Path:
-    if not path.exists():
-        pytest.skip(f"reference data {path} is absent (it lives in ../shared/data beside the repository)")
-    return path
 
 
 def by_file(out: Path) -> dict[str, dict[str, Any]]:

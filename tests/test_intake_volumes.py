@@ -14,17 +14,12 @@ from typing import Any
 import nibabel as nib
 import numpy as np
 import pytest
-from conftest import build, rejects, shard_rows, write_manifest
+from conftest import SHARED, build, need, rejects, shard_rows, write_manifest
 from PIL import Image
 
-INTAKE = Path(__file__).resolve().parent.parent.parent / "shared" / "data" / "intake-dev"
+INTAKE = SHARED / "intake-dev"
 COLIN = INTAKE.parent / "colin27-aal"
 
-
-def need(path: Path) -> Path:
-    if not path.exists():
-        pytest.skip(f"reference data {path} is absent (it lives in ../shared/data beside the repository)")
-    return path
 
 
 def edges(box: list[int]) -> list[float]:

@@ -9,19 +9,13 @@ from pathlib import Path
 
 import nibabel as nib
 import numpy as np
-import pytest
-from conftest import build, rejects, run_cli, shard_rows, write_manifest
+from conftest import SHARED, build, need, rejects, run_cli, shard_rows, write_manifest
 from PIL import Image
 
 from builder.pipeline.sources.recipes import RECIPES
 
-INTAKE = Path(__file__).resolve().parent.parent.parent / "shared" / "data" / "intake-dev"
+INTAKE = SHARED / "intake-dev"
 
-
-def need(path: Path) -> Path:
-    if not path.exists():
-        pytest.skip(f"reference data {path} is absent (it lives in ../shared/data beside the repository)")
-    return path
 
 
 def recipe(tmp_path: Path, name: str, root: Path, **keys: object) -> dict:

@@ -89,6 +89,15 @@ class AdapterHooks:
         return []
 
 
+class FolderSource(AdapterHooks):
+    """Base of the formats that list a published dataset's folder themselves (COCO, VOC, YOLO)."""
+
+    modality_from_data = False
+    defaults: Mapping[str, Any] = {}
+    fields: frozenset[str] = frozenset()
+    rules: tuple[Rule, ...] = ()
+
+
 class FileSource(AdapterHooks):
     """Base of the formats whose inputs are the files an ``images`` glob matches."""
 

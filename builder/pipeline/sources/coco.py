@@ -23,7 +23,7 @@ import numpy as np
 from builder.errors import ManifestError, Problem, Reject
 from builder.pipeline.data import Box, Record, Shape, Unit
 from builder.pipeline.readers import READERS
-from builder.pipeline.sources.base import AdapterHooks, relative, skipped_kind
+from builder.pipeline.sources.base import FolderSource, relative, skipped_kind
 from builder.pipeline.sources.manifest import SourceSpec
 from builder.pipeline.sources.options import folder_of, path_of
 
@@ -76,12 +76,8 @@ def _instance(annotation: Mapping[str, Any], label: str) -> Shape | Box | None:
     return None
 
 
-class CocoSource(AdapterHooks):
+class CocoSource(FolderSource):
     options = CocoOptions
-    modality_from_data = False
-    defaults: Mapping[str, Any] = {}
-    fields: frozenset[str] = frozenset()
-    rules: tuple[Any, ...] = ()
 
     def units(self, spec: SourceSpec) -> tuple[list[Unit], list[Problem]]:
         options: CocoOptions = spec.options

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import json
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from itertools import count
 from pathlib import Path
 from types import MappingProxyType
@@ -26,7 +26,7 @@ from builder.pipeline.data import Record, Unit
 from builder.pipeline.readers import READERS
 from builder.pipeline.sources.base import FileSource, Rule, relative
 from builder.pipeline.sources.manifest import SourceSpec
-from builder.pipeline.sources.options import folder_of
+from builder.pipeline.sources.options import RootOptions
 from medtrinity_25m import REFERENCE_KEYS
 
 TYPES = {"CT": "ct", "MR": "mri"}
@@ -198,16 +198,8 @@ MEDPIX_DEFAULTS: Mapping[str, Any] = MappingProxyType({
 
 
 @dataclass(frozen=True)
-class MedpixOptions:
+class MedpixOptions(RootOptions):
     """``format: medpix``: the folder MedPix 2.0's authors publish."""
-
-    root: Path = field(default=Path("."), metadata={"parse": folder_of, "required": True})
-
-    def columns(self) -> set[str]:
-        return set()
-
-    def inputs(self) -> str:
-        return f"root {self.root}"
 
     @property
     def data_root(self) -> Path | None:

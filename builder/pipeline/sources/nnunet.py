@@ -29,7 +29,7 @@ from builder.errors import ManifestError, Problem
 from builder.pipeline.data import Unit
 from builder.pipeline.sources.base import relative, skipped_kind
 from builder.pipeline.sources.manifest import SourceSpec
-from builder.pipeline.sources.options import Slicing, folder_of, nested
+from builder.pipeline.sources.options import RootOptions, Slicing, nested
 from builder.pipeline.sources.volume import VolumeSource
 from builder.pipeline.values import choice, flag
 
@@ -48,10 +48,9 @@ def _channel(value: Any, root: Path, key: str) -> str:
 
 
 @dataclass(frozen=True)
-class NnunetOptions:
+class NnunetOptions(RootOptions):
     """``format: nnunet``: the dataset folder and which channel(s) become rows."""
 
-    root: Path = field(default=Path("."), metadata={"parse": folder_of, "required": True})
     channel: str = field(default="0", metadata={"parse": _channel})
     channels: str = field(default="one", metadata={"parse": lambda v, r, k: choice(v, k, ("one", "all"))})
     include_test: bool = field(default=True, metadata={"parse": flag})
@@ -62,13 +61,6 @@ class NnunetOptions:
 
     def columns(self) -> set[str]:
         return {"case", "channel_name"}
-
-    def inputs(self) -> str:
-        return f"root {self.root}"
-
-    @property
-    def data_root(self) -> Path:
-        return self.root
 
     @property
     def label_names(self) -> dict[int, str]:

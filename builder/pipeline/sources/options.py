@@ -294,6 +294,27 @@ class DicomOptions(FileOptions):
     modality_map: Mapping[str, str] = field(default_factory=dict, metadata={"parse": _modality_map})
 
 
+@dataclass(frozen=True)
+class RootOptions:
+    """Formats that read a dataset's folder as published (``root:``): MedPix, nnU-Net, VOC, YOLO."""
+
+    root: Path = field(default=Path("."), metadata={"parse": folder_of, "required": True})
+
+    def columns(self) -> set[str]:
+        return set()
+
+    def inputs(self) -> str:
+        return f"root {self.root}"
+
+    @property
+    def data_root(self) -> Path | None:
+        return self.root
+
+    @property
+    def label_names(self) -> Mapping[int, str]:
+        return {}
+
+
 def parse_options(cls: type, raw: Mapping[str, Any], root: Path) -> Any:
     """``cls`` from the manifest keys that name its fields; each field's ``parse`` checks its value."""
     values: dict[str, Any] = {}

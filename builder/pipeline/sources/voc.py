@@ -12,17 +12,17 @@ without its XML, are reject lines; the rest of the folder is counted.
 from __future__ import annotations
 
 import xml.etree.ElementTree as ElementTree
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator, Mapping
+from typing import Iterator
 
 from builder.errors import Problem, Reject
 from builder.imaging import RASTER_SUFFIXES
 from builder.pipeline.data import Box, Record, Unit
 from builder.pipeline.readers import READERS
-from builder.pipeline.sources.base import AdapterHooks, relative, skipped_kind
+from builder.pipeline.sources.base import FolderSource, relative, skipped_kind
 from builder.pipeline.sources.manifest import SourceSpec
-from builder.pipeline.sources.options import folder_of
+from builder.pipeline.sources.options import RootOptions
 
 __all__ = ["VocOptions", "VocSource", "read_voc"]
 
@@ -30,24 +30,8 @@ SPLITS = ("train", "val", "test")
 
 
 @dataclass(frozen=True)
-class VocOptions:
+class VocOptions(RootOptions):
     """``format: voc``: the folder holding ``Annotations/``, ``JPEGImages/`` and ``ImageSets/``."""
-
-    root: Path = field(default=Path("."), metadata={"parse": folder_of, "required": True})
-
-    def columns(self) -> set[str]:
-        return set()
-
-    def inputs(self) -> str:
-        return f"root {self.root}"
-
-    @property
-    def data_root(self) -> Path:
-        return self.root
-
-    @property
-    def label_names(self) -> Mapping[int, str]:
-        return {}
 
 
 def read_voc(path: Path) -> tuple[str, tuple[Box, ...]]:
@@ -80,12 +64,8 @@ def _splits(root: Path) -> dict[str, str]:
     return found
 
 
-class VocSource(AdapterHooks):
+class VocSource(FolderSource):
     options = VocOptions
-    modality_from_data = False
-    defaults: Mapping[str, Any] = {}
-    fields: frozenset[str] = frozenset()
-    rules: tuple[Any, ...] = ()
 
     def units(self, spec: SourceSpec) -> tuple[list[Unit], list[Problem]]:
         root: Path = spec.options.root

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 from typing import Any, Iterator, Mapping
@@ -25,9 +25,9 @@ from builder.errors import ManifestError, Problem, Reject
 from builder.imaging import RASTER_SUFFIXES
 from builder.pipeline.data import Box, Record, Unit
 from builder.pipeline.readers import READERS
-from builder.pipeline.sources.base import AdapterHooks, relative, skipped_kind
+from builder.pipeline.sources.base import FolderSource, relative, skipped_kind
 from builder.pipeline.sources.manifest import SourceSpec
-from builder.pipeline.sources.options import folder_of
+from builder.pipeline.sources.options import RootOptions
 from builder.yamlsafe import YamlError, load_yaml
 
 __all__ = ["YoloOptions", "YoloSource", "boxes_of"]
@@ -36,24 +36,8 @@ SPLIT_KEYS = {"train": "train", "val": "val", "test": "test"}
 
 
 @dataclass(frozen=True)
-class YoloOptions:
+class YoloOptions(RootOptions):
     """``format: yolo``: the folder holding ``data.yaml`` (or ``classes.txt`` and ``images/``)."""
-
-    root: Path = field(default=Path("."), metadata={"parse": folder_of, "required": True})
-
-    def columns(self) -> set[str]:
-        return set()
-
-    def inputs(self) -> str:
-        return f"root {self.root}"
-
-    @property
-    def data_root(self) -> Path:
-        return self.root
-
-    @property
-    def label_names(self) -> Mapping[int, str]:
-        return {}
 
 
 def _names(value: Any) -> dict[int, str]:
@@ -129,12 +113,8 @@ def boxes_of(text: str, names: Mapping[int, str], width: int, height: int) -> tu
     return tuple(boxes)
 
 
-class YoloSource(AdapterHooks):
+class YoloSource(FolderSource):
     options = YoloOptions
-    modality_from_data = False
-    defaults: Mapping[str, Any] = {}
-    fields: frozenset[str] = frozenset()
-    rules: tuple[Any, ...] = ()
 
     def units(self, spec: SourceSpec) -> tuple[list[Unit], list[Problem]]:
         root: Path = spec.options.root
