@@ -161,3 +161,21 @@ def test_a_seg_of_some_slices_masks_those_slices_of_the_series(tmp_path: Path) -
                                     "segmentations": "in/seg/*.dcm"}), tmp_path / "out")
     rows = {r["slice_index"]: [(roi["label"], roi["bbox"]) for roi in r["rois"]] for r in shard_rows(tmp_path / "out")}
     assert rows == {0: [("lesion", [30.0, 10.0, 50.0, 20.0])], 1: [], 2: [("lesion", [5.0, 40.0, 25.0, 45.0])]}
+
+
+def test_slices_without_a_series_uid_group_by_folder_and_geometry(tmp_path: Path) -> None:
+    from pydicom.data import get_testdata_file
+    from pydicom.uid import generate_uid
+
+    for folder in ("a", "b"):
+        (tmp_path / "in" / folder).mkdir(parents=True)
+        for k in range(3):
+            ds = pydicom.dcmread(get_testdata_file("CT_small.dcm"))
+            ds.SOPInstanceUID = generate_uid()
+            del ds.SeriesInstanceUID
+            ds.ImagePositionPatient = [0.0, 0.0, 5.0 * k]
+            ds.ImageOrientationPatient = [1, 0, 0, 0, 1, 0]
+            ds.save_as(tmp_path / "in" / folder / f"{k}.dcm")
+    summary = build(write_manifest(tmp_path, {"name": "s", "format": "dicom", "series": "volume",
+                                              "images": "in/*/*.dcm"}), tmp_path / "out")
+    assert summary["files"]["accepted"] == 2 and summary["rows"]["total"] == 6  # two volumes of three slices

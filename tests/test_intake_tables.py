@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pytest
 from conftest import SHARED, build, need, rejects, shard_rows, write_manifest
 
 INTAKE = SHARED / "intake-dev"
@@ -142,3 +143,23 @@ def test_totalsegmentator_meta_csv_joins_by_subject_folder(tmp_path: Path) -> No
         tmp_path / "out")
     rows = shard_rows(tmp_path / "out")
     assert len(rows) == 20 and {r["case_id"] for r in rows} == {"s0001"} and not rejects(tmp_path / "out")
+
+
+@pytest.mark.parametrize(("form", "cells", "want"), [
+    ("xyxy", "2,3,9,8", [2.0, 3.0, 9.0, 8.0]),
+    ("xywh", "2,3,7,5", [2.0, 3.0, 9.0, 8.0]),
+    ("voc", "3,4,9,8", [2.0, 3.0, 9.0, 8.0]),  # 1-based inclusive
+    ("cxcywh_norm", "0.275,0.55,0.35,0.5", [2.0, 3.0, 9.0, 8.0]),  # of a 20 x 10 image
+])
+def test_every_box_form_gives_the_same_pixel_edges(form: str, cells: str, want: list[float], tmp_path: Path) -> None:
+    from PIL import Image
+
+    (tmp_path / "img").mkdir()
+    Image.fromarray(np.full((10, 20), 90, np.uint8)).save(tmp_path / "img" / "a.png")
+    roles = {"xyxy": "x_min,y_min,x_max,y_max", "voc": "x_min,y_min,x_max,y_max"}.get(form, "x,y,w,h")
+    (tmp_path / "boxes.csv").write_text(f"image,{roles},kind\na.png,{cells},cyst\n")
+    build(write_manifest(tmp_path, {"name": "t", "format": "image", "modality": "ultrasound", "images": "img/*.png",
+                                    "boxes": {"file": "boxes.csv", "box": form, "columns": {"label": "kind"}}}),
+          tmp_path / "out")
+    ((label, box),) = [(r["label"], r["bbox"]) for r in shard_rows(tmp_path / "out")[0]["rois"]]
+    assert label == "cyst" and np.allclose(box, want)
