@@ -115,7 +115,8 @@ def test_resuming_with_a_shuffle_buffer_is_not_exact(sharded: Path, workers: int
 def test_export_llava_points_at_images_and_carries_descriptions(sharded: Path, tmp_path: Path) -> None:
     dest = tmp_path / "llava"
     run_cli("export", "llava", sharded, "--out", dest, "--vqa")
-    records = json.loads((dest / "llava.json").read_text())
+    records = json.loads((dest / "llava_train.json").read_text())
+    assert sorted(p.name for p in dest.glob("llava_*")) == ["llava_train.json"]  # one file per split
     captions = {row["id"]: row["caption"] for row in load_dataset(str(sharded), "xray", split="train")}
     main = [r for r in records if r["id"] in captions]
     assert len(main) == N and len(records) == N * 6
@@ -130,12 +131,13 @@ def test_export_llava_points_at_images_and_carries_descriptions(sharded: Path, t
 def test_export_coco_has_the_required_keys_and_rle_masks(sharded: Path, tmp_path: Path) -> None:
     dest = tmp_path / "coco"
     run_cli("export", "coco", sharded, "--out", dest)
-    coco = json.loads((dest / "annotations.json").read_text())
+    coco = json.loads((dest / "annotations" / "instances_train.json").read_text())
     assert {"images", "annotations", "categories"} <= set(coco)
     ids = {image["id"] for image in coco["images"]}
     categories = {c["id"] for c in coco["categories"]}
     for image in coco["images"]:
-        assert {"id", "file_name", "width", "height"} <= set(image) and (dest / image["file_name"]).is_file()
+        assert {"id", "file_name", "width", "height"} <= set(image)
+        assert (dest / "images" / image["file_name"]).is_file()
     for ann in coco["annotations"]:
         assert {"id", "image_id", "category_id", "bbox", "area", "iscrowd"} <= set(ann)
         assert ann["image_id"] in ids and ann["category_id"] in categories and len(ann["bbox"]) == 4
@@ -143,6 +145,18 @@ def test_export_coco_has_the_required_keys_and_rle_masks(sharded: Path, tmp_path
         assert sum(rle["counts"]) == rle["size"][0] * rle["size"][1]
         assert sum(rle["counts"][1::2]) == ann["area"]
     assert len(coco["annotations"]) == N
+    # the real client: pycocotools evaluates the file against itself, boxes and masks, at AP 1.0
+    from pycocotools.coco import COCO
+    from pycocotools.cocoeval import COCOeval
+
+    truth = COCO(str(dest / "annotations" / "instances_train.json"))
+    found = truth.loadRes([{**ann, "score": 1.0} for ann in coco["annotations"]])
+    for kind in ("bbox", "segm"):
+        evaluation = COCOeval(truth, found, iouType=kind)
+        evaluation.evaluate()
+        evaluation.accumulate()
+        evaluation.summarize()
+        assert evaluation.stats[0] == pytest.approx(1.0)
 
 
 def test_export_folder_loads_back_with_imagefolder(sharded: Path, tmp_path: Path) -> None:
@@ -153,3 +167,29 @@ def test_export_folder_loads_back_with_imagefolder(sharded: Path, tmp_path: Path
     row = ds[0]
     assert row["image"].size == (row["width"], row["height"]) and row["caption"]
     assert json.loads(row["rois"])[0]["label"] == "lesion"
+
+
+def test_every_coco_annotation_has_a_segmentation_and_the_export_reads_back(demo_out: Path, tmp_path: Path) -> None:
+    """Box-only ROIs (the demo's fundus boxes) get their box as a polygon: COCOeval's segm and torchvision's v2
+    wrapper need the key. Each split has its file, and format coco reads the export as the same boxes."""
+    from pycocotools.coco import COCO
+    from pycocotools.cocoeval import COCOeval
+
+    dest = tmp_path / "coco"
+    run_cli("export", "coco", demo_out, "--out", dest)
+    files = sorted((dest / "annotations").glob("instances_*.json"))
+    assert files and all(f.stem.removeprefix("instances_") for f in files)
+    for path in files:
+        doc = json.loads(path.read_text())
+        assert all("segmentation" in ann for ann in doc["annotations"])
+        truth = COCO(str(path))
+        if doc["annotations"]:
+            evaluation = COCOeval(truth, truth.loadRes([{**a, "score": 1.0} for a in doc["annotations"]]), "segm")
+            evaluation.evaluate()
+            evaluation.accumulate()
+    (back,) = [f for f in files if f.stem == "instances_train"]
+    manifest = tmp_path / "back.yaml"
+    manifest.write_text(json.dumps({"sources": [{"name": "back", "format": "coco", "modality": "fundus",
+                                                 "annotations": str(back), "images": str(dest / "images")}]}))
+    result = run_cli("build", manifest, "--out", tmp_path / "out", "--workers", "1", "--quiet", ok=False)
+    assert result.exit_code == 0, result.output

@@ -126,7 +126,7 @@ def test_export_llava_draws_rois_and_an_llm_writes_vqa(demo_out: Path, tmp_path:
     with ChatServer(answer) as server:
         run_cli("export", "llava", demo_out, "--out", dest, "--vqa", "llm", "--vqa-pairs", "2", "--draw-rois",
                 "--llm-base-url", server.url, "--llm-model", "m")
-    records = jsonlib.loads((dest / "llava.json").read_text())
+    records = jsonlib.loads((dest / "llava_train.json").read_text())
     rows = {r["id"]: r for r in shard_rows(demo_out)}
     with_rois = [i for i, r in rows.items() if r["rois"]]
     qa = [r for r in records if "-qa" in r["id"]]

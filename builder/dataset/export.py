@@ -1,9 +1,9 @@
 """``medtri-build export``: a built dataset in the layouts training code expects.
 
-- ``llava``: LLaVA conversation records (``llava.json``, or ``.jsonl``) pointing at
+- ``llava``: LLaVA conversation records, one file per split (``llava_<split>.json``) pointing at
   ``images/<id>.png``: a human turn with ``<image>`` and an instruction, the
   multigranular description as the answer; ``--vqa`` adds one question per attribute.
-- ``coco``: ``annotations.json`` in COCO detection format, ROIs as boxes
+- ``coco``: ``annotations/instances_<split>.json`` in COCO detection format, ROIs as boxes
   (``[x, y, width, height]``) and, for drawn masks, uncompressed RLE segmentations;
   images under ``images/``.
 - ``folder``: the ``imagefolder`` layout, ``<split>/<id>.png`` with a typed
@@ -86,7 +86,8 @@ class LlavaOptions:
     vqa_pairs: int = option(3, help="--vqa llm: pairs per row.")
     llm: LLMConfig = field(default_factory=LLMConfig)  # --vqa llm: the model's server
     draw_rois: bool = option(False, help="Draw each ROI's box into the exported images.")
-    jsonl: bool = option(False, help="Write JSON lines instead of one JSON list.")
+    jsonl: bool = option(False, help="Also write each split as JSON Lines (llava_<split>.jsonl: one record a line, "
+                                     "for streaming readers; LLaVA's own loader reads the .json).")
 
 
 def export_llava(out: Path, dest: Path, config: str | None = None, options: LlavaOptions = LlavaOptions()) -> int:
@@ -114,13 +115,22 @@ def export_llava(out: Path, dest: Path, config: str | None = None, options: Llav
             images[row["id"]] = (image, meta)
     if mode == "llm":
         records += _llm_pairs(llm, options.vqa_pairs, asked, images, dest)
-    target = dest / ("llava.jsonl" if jsonl else "llava.json")
-    with open(target, "w", encoding="utf-8") as fh:
-        if jsonl:
-            fh.writelines(json.dumps(r, ensure_ascii=False) + "\n" for r in records)
-        else:
-            json.dump(records, fh, ensure_ascii=False, indent=1)
+    _write_llava(dest, records, jsonl)
     return len(records)
+
+
+def _write_llava(dest: Path, records: list[dict[str, Any]], jsonl: bool) -> None:
+    """One LLaVA file per split (``llava_<split>.json``: a JSON list, what LLaVA's loader reads), so training reads
+    the train split alone; with ``jsonl`` each split also as JSON Lines."""
+    by_split: dict[str, list[dict[str, Any]]] = {}
+    for record in records:
+        by_split.setdefault(record["split"], []).append(record)
+    for split, found in by_split.items():
+        with open(dest / f"llava_{split}.json", "w", encoding="utf-8") as fh:
+            json.dump(found, fh, ensure_ascii=False, indent=1)
+        if jsonl:
+            with open(dest / f"llava_{split}.jsonl", "w", encoding="utf-8") as fh:
+                fh.writelines(json.dumps(r, ensure_ascii=False) + "\n" for r in found)
 
 
 def _llm_pairs(llm: Any, pairs: int, asked: list[tuple[str, str]], images: dict[str, Any],
@@ -153,31 +163,40 @@ def rle(mask: np.ndarray) -> dict[str, Any]:
 
 
 def export_coco(out: Path, dest: Path, config: str | None = None, options: Any = None) -> int:
+    """``annotations/instances_<split>.json`` (one COCO file per split, categories shared) and ``images/<split>/``.
+
+    Every annotation has a ``segmentation`` (COCOeval's ``segm`` and torchvision's v2 wrapper need one): the
+    ROI's mask as uncompressed RLE where the row has a mask, else its box as a polygon."""
     categories: dict[str, int] = {}
-    images: list[dict[str, Any]] = []
-    annotations: list[dict[str, Any]] = []
+    splits: dict[str, tuple[list[dict[str, Any]], list[dict[str, Any]]]] = {}
     for number, (split, row) in enumerate(rows(out, config), 1):
-        name = _write_image(row, dest / "images")
-        images.append({"id": number, "file_name": f"images/{name}", "width": row["width"], "height": row["height"],
+        images, annotations = splits.setdefault(split, ([], []))
+        name = _write_image(row, dest / "images" / split)
+        images.append({"id": number, "file_name": f"{split}/{name}", "width": row["width"], "height": row["height"],
                        "row_id": row["id"], "split": split, "modality": row["modality"]})
         labels = np.asarray(Image.open(io.BytesIO(row["mask"]["bytes"]))) if row["mask"] else None
         for index, roi in enumerate(row["rois"]):
-            x0, y0, x1, y1 = roi["bbox"]
-            annotation = {"id": len(annotations) + 1, "image_id": number,
-                          "category_id": categories.setdefault(roi["label"], len(categories) + 1),
-                          "bbox": [x0, y0, x1 - x0, y1 - y0], "area": (x1 - x0) * (y1 - y0), "iscrowd": 0,
-                          "origin": roi["origin"], "score": roi["score"]}
-            if labels is not None and roi["origin"] == "annotation" and (labels == index + 1).any():
-                annotation["segmentation"] = rle(labels == index + 1)
-                annotation["area"] = int((labels == index + 1).sum())
-            annotations.append(annotation)
-    document = {
-        "info": {"description": f"{out.name} exported by medtri-build", "version": "1.0"},
-        "licenses": [], "images": images, "annotations": annotations,
-        "categories": [{"id": i, "name": name, "supercategory": "roi"} for name, i in categories.items()],
-    }
-    (dest / "annotations.json").write_text(json.dumps(document), encoding="utf-8")
-    return len(images)
+            annotations.append(_annotation(roi, index, labels, number, len(annotations) + 1,
+                                           categories.setdefault(roi["label"], len(categories) + 1)))
+    (dest / "annotations").mkdir(parents=True, exist_ok=True)
+    named = [{"id": i, "name": name, "supercategory": "roi"} for name, i in categories.items()]
+    for split, (images, annotations) in splits.items():
+        document = {"info": {"description": f"{out.name} ({split}) exported by medtri-build", "version": "1.0"},
+                    "licenses": [], "images": images, "annotations": annotations, "categories": named}
+        (dest / "annotations" / f"instances_{split}.json").write_text(json.dumps(document), encoding="utf-8")
+    return sum(len(images) for images, _ in splits.values())
+
+
+def _annotation(roi: dict[str, Any], index: int, labels: np.ndarray | None, image: int, number: int,
+                category: int) -> dict[str, Any]:
+    x0, y0, x1, y1 = roi["bbox"]
+    annotation = {"id": number, "image_id": image, "category_id": category, "bbox": [x0, y0, x1 - x0, y1 - y0],
+                  "area": (x1 - x0) * (y1 - y0), "iscrowd": 0, "origin": roi["origin"], "score": roi["score"],
+                  "segmentation": [[x0, y0, x1, y0, x1, y1, x0, y1]]}  # the box as a polygon, where no mask
+    if labels is not None and roi["origin"] == "annotation" and (labels == index + 1).any():
+        annotation["segmentation"] = rle(labels == index + 1)
+        annotation["area"] = int((labels == index + 1).sum())
+    return annotation
 
 
 FOLDER_FIELDS = ("id", "modality", "organ", "disease", "coarse_caption", "caption", "source", "source_file",
