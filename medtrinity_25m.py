@@ -165,8 +165,8 @@ def webdataset_member(column: str) -> str:
 
 #: A WebDataset sample: ``<id>.png``, ``<id>.mask.png`` and ``<id>.restored.png`` (optional), ``<id>.json``
 #: (every other field).
-WEBDATASET_ROW: dict[str, Any] = {**{webdataset_member(c): "image" for c in IMAGE_COLUMNS}, "json": {
-    name: spec for name, spec in ROW.items() if name not in IMAGE_COLUMNS}}
+WEBDATASET_ROW: dict[str, Any] = {**{webdataset_member(c): "image" for c in IMAGE_COLUMNS}, "txt": "string",
+                                  "json": {name: spec for name, spec in ROW.items() if name not in IMAGE_COLUMNS}}
 
 
 def _feature_dict(spec: Any) -> Any:

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import build, run_cli, write_manifest
+from conftest import build, run_cli, shard_rows, write_manifest
 from datasets import load_dataset
 from datasets.distributed import split_dataset_by_node
 from PIL import Image
@@ -193,3 +193,26 @@ def test_every_coco_annotation_has_a_segmentation_and_the_export_reads_back(demo
                                                  "annotations": str(back), "images": str(dest / "images")}]}))
     result = run_cli("build", manifest, "--out", tmp_path / "out", "--workers", "1", "--quiet", ok=False)
     assert result.exit_code == 0, result.output
+
+
+def test_webdataset_shards_load_in_datasets_builder_and_a_two_worker_loader(demo_out: Path) -> None:
+    """Real clients on the demo's WebDataset folders: datasets' webdataset builder without features given (every
+    sample has the same members), webdataset's own pipeline in a DataLoader with two workers (enough shards), and
+    the sizes.json open_clip reads."""
+    import torch
+    import webdataset as wds
+
+    parquet_ids = {config: {r["id"] for r in shard_rows(demo_out, config)} for config in
+                   [p.name for p in (demo_out / "webdataset").iterdir() if p.is_dir()]}
+    for config, ids in parquet_ids.items():
+        tars = sorted(str(p) for p in (demo_out / "webdataset" / config).glob("train-*.tar"))
+        ds = load_dataset("webdataset", data_files={"train": tars}, split="train")
+        assert {"png", "mask.png", "txt", "json"} <= set(ds.column_names) and len(ds) == len(ids)
+        sizes = json.loads((demo_out / "webdataset" / config / "sizes.json").read_text())
+        assert sum(sizes.values()) == len(ids) and set(sizes) == {Path(t).name for t in tars}
+    tars = sorted(str(p) for p in (demo_out / "webdataset" / "ct").glob("train-*.tar"))
+    assert len(tars) >= 2
+    pipeline = wds.WebDataset(tars, shardshuffle=False, nodesplitter=None).decode("pil").to_tuple("__key__", "txt")
+    seen = [key for keys, _ in torch.utils.data.DataLoader(pipeline, num_workers=2, batch_size=None)
+            for key in ([keys] if isinstance(keys, str) else keys)]
+    assert sorted(seen) == sorted(parquet_ids["ct"])

@@ -79,6 +79,8 @@ class OutputFormat:
     features: dict[str, Any]  # the row the card declares for this layout (medtrinity_25m.ROW: plain data)
     rows: Callable[[Path, bool], RowCheck]  # (path, decode) -> (id, problem) per row
     options: type = NoOptions  # the format's own settings (none yet: ShardLimits are every format's)
+    lanes: int = 1  # a split's rows of a work group go round-robin to this many shards (one per reader's worker)
+    sidecars: Callable[[list[dict[str, Any]]], dict[str, str]] | None = None  # published shards -> {path: text}
 
     def final_name(self, split: str, index: int, total: int) -> str:
         return self.final_pattern.format(split=split, index=index, total=total)

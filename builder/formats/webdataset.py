@@ -1,16 +1,24 @@
 """WebDataset shards: ``<stem>-pNNN.tar`` parts, renamed by the engine at the end.
 
-Each sample is ``<id>.png`` (the image), ``<id>.mask.png`` (when the row has a
-mask) and ``<id>.json`` (every other field). Member names are the row ids,
+Each sample is ``<id>.png`` (the image), ``<id>.mask.png`` (the mask; an empty
+one when the row has none, so every sample has the same members), ``<id>.txt``
+(the caption) and ``<id>.json`` (every other field); ``sizes.json`` beside the
+shards counts each shard's samples (open_clip reads it). A work group spreads a
+split's rows over up to ``LANES`` shards. Member names are the row ids,
 which hold no dot or slash, so every member stays inside the archive's folder.
 """
 
 from __future__ import annotations
 
+import io
 import json
 import tarfile
+from functools import lru_cache
 from pathlib import Path
 from typing import Any, BinaryIO
+
+import numpy as np
+from PIL import Image
 
 from builder.formats.base import (
     OutputFormat,
@@ -24,15 +32,40 @@ from builder.formats.base import (
 )
 from medtrinity_25m import IMAGE_COLUMNS, WEBDATASET_ROW, webdataset_member
 
+LANES = 8  # shards per split at least (of a group with as many rows): a DataLoader's workers, or a GPU's, each need one
+ALWAYS = ("image", "mask")  # members every sample has: a row without a mask gets an empty one of its size
+
+
+@lru_cache(maxsize=64)
+def empty_mask(width: int, height: int) -> bytes:
+    """An all-zero 8-bit PNG: the mask of a row without ROIs drawn as a mask, so every sample has the same members
+    (datasets' webdataset builder refuses samples that differ)."""
+    buffer = io.BytesIO()
+    Image.fromarray(np.zeros((height, width), np.uint8)).save(buffer, format="PNG")
+    return buffer.getvalue()
+
 
 def sample_of(row: dict[str, Any]) -> dict[str, Any]:
     sample: dict[str, Any] = {"__key__": row["id"]}
     for column in IMAGE_COLUMNS:
         if row.get(column):
             sample[webdataset_member(column)] = row[column]["bytes"]
+        elif column in ALWAYS:
+            sample[webdataset_member(column)] = empty_mask(int(row["width"]), int(row["height"]))
+    sample["txt"] = (row.get("caption") or "").encode()  # what open_clip and img2dataset-style loaders read
     meta = {k: v for k, v in row.items() if k not in IMAGE_COLUMNS}
     sample["json"] = json.dumps(meta, ensure_ascii=False, sort_keys=True).encode()
     return sample
+
+
+def sizes(shards: list[dict[str, Any]]) -> dict[str, str]:
+    """``webdataset/<modality>/sizes.json``: samples per shard file, as open_clip's loader reads it."""
+    by_folder: dict[str, dict[str, int]] = {}
+    for shard in shards:
+        if shard["format"] == "webdataset":
+            folder, _, name = shard["path"].rpartition("/")
+            by_folder.setdefault(f"{folder}/sizes.json", {})[name] = int(shard["rows"])
+    return {path: json.dumps(dict(sorted(found.items())), indent=1) + "\n" for path, found in by_folder.items()}
 
 
 class TarShardWriter(ShardStream):
@@ -87,4 +120,4 @@ def check_rows(path: Path, decode: bool) -> RowCheck:
 
 WEBDATASET = OutputFormat(name="webdataset", folder="webdataset", extension="tar",
                           final_pattern="{split}-{index:06d}.tar", writer=TarShardWriter,
-                          features=WEBDATASET_ROW, rows=check_rows)
+                          features=WEBDATASET_ROW, rows=check_rows, lanes=LANES, sidecars=sizes)

@@ -84,8 +84,11 @@ def finish(manifest: Manifest, options: BuildOptions, journal: Journal, records:
         raise BuildError(f"{len(twice)} row id(s) would be published twice ({shown}): the same input is listed "
                          "more than once (e.g. one image in two splits); nothing was published. Fix the inputs and "
                          "build again with --overwrite")
-    journal.plan(records, [BUILD_JSON, "README.md", REJECTS, LOCAL_REJECTS, PROVENANCE])
+    sidecars = _sidecars(options, journal.entries(records))  # a format's files beside its shards (sizes.json)
+    journal.plan(records, [BUILD_JSON, "README.md", REJECTS, LOCAL_REJECTS, PROVENANCE, *sidecars])
     shards = journal.publish(records)
+    for path, text in sidecars.items():
+        (out / path).write_text(text, encoding="utf-8")
     (out / PROVENANCE).parent.mkdir(parents=True, exist_ok=True)
     ledger = _rejects(out, records)
     _provenance(out, journal, records)
@@ -93,11 +96,19 @@ def finish(manifest: Manifest, options: BuildOptions, journal: Journal, records:
     summary = _summary(manifest, options, ledger, shards, started, sources)
     summary.update(text_info)
     _write_card(options, ledger, shards, sources, text_info["describer"]["name"])
-    summary["published"] = ["README.md", REJECTS, *sorted(s["path"] for s in shards)]
+    summary["published"] = ["README.md", REJECTS, *sorted([*(s["path"] for s in shards), *sidecars])]
     summary["local"] = [LOCK, LOCAL_REJECTS, PROVENANCE]
     journal.write_last(BUILD_JSON, redact(json.dumps(summary, indent=2)) + "\n")  # whole or absent
     journal.remove()
     return summary
+
+
+def _sidecars(options: BuildOptions, shards: list[dict[str, Any]]) -> dict[str, str]:
+    found: dict[str, str] = {}
+    for name in options.formats:
+        make = FORMATS[name].sidecars
+        found.update(make(shards) if make is not None else {})
+    return found
 
 
 def sources_table(manifest: Manifest, ledger: Ledger) -> list[dict[str, Any]]:

@@ -103,6 +103,11 @@ class Journal:
         files = [final.relative_to(self.out).as_posix() for _, final in self._targets(records)] + others
         _write_whole(self.root / PLAN, json.dumps(sorted(files)))
 
+    def entries(self, records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """build.json's shard entries as :meth:`publish` will give them (their final paths), before it runs."""
+        return [{"path": final.relative_to(self.out).as_posix(), **{k: v for k, v in shard.items() if k != "staged"}}
+                for shard, final in self._targets(records)]
+
     def publish(self, records: list[dict[str, Any]]) -> list[dict[str, Any]]:
         """Rename every staged shard to its public name; idempotent. Return build.json's shard entries."""
         entries = []

@@ -18,15 +18,20 @@ class DatasetWriter:
     def __init__(self, out: Path, formats: tuple[str, ...], limits: ShardLimits, tag: str = "g00000",
                  on_shard: ShardHook | None = None) -> None:
         self.out, self.formats, self.limits, self.tag, self.on_shard = out, formats, limits, tag, on_shard
-        self.writers: dict[tuple[str, str, str], ShardWriter] = {}
+        self.writers: dict[tuple[str, str, str, int], ShardWriter] = {}
+        self.counts: dict[tuple[str, str, str], int] = {}
 
     def write(self, row: dict[str, Any], split: str) -> None:
         for fmt in self.formats:
-            key = (fmt, row["modality"], split)
+            spec = FORMATS[fmt]
+            counted = (fmt, row["modality"], split)
+            lane = self.counts.get(counted, 0) % spec.lanes  # round-robin over the format's lanes
+            self.counts[counted] = self.counts.get(counted, 0) + 1
+            key = (fmt, row["modality"], split, lane)
             if key not in self.writers:
-                spec = FORMATS[fmt]
+                stem = f"{split}-{self.tag}" + (f"-l{lane:02d}" if spec.lanes > 1 else "")
                 self.writers[key] = spec.writer(self.out / spec.folder / row["modality"], row["modality"], split,
-                                                f"{split}-{self.tag}", self.limits, self.on_shard)
+                                                stem, self.limits, self.on_shard)
             self.writers[key].write(row)
 
     def close(self) -> list[Shard]:
