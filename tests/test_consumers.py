@@ -216,3 +216,31 @@ def test_webdataset_shards_load_in_datasets_builder_and_a_two_worker_loader(demo
     seen = [key for keys, _ in torch.utils.data.DataLoader(pipeline, num_workers=2, batch_size=None)
             for key in ([keys] if isinstance(keys, str) else keys)]
     assert sorted(seen) == sorted(parquet_ids["ct"])
+
+
+def test_a_16_bit_source_is_stored_as_an_8_bit_display_image_unless_asked(tmp_path: Path) -> None:
+    """A 16-bit raster (values up to 4000) as trainers read it: PIL's convert("RGB") and CLIP's processor keep its
+    contrast; bit_depth: stored keeps the 16 bits."""
+    import io
+
+    import numpy as np
+    from PIL import Image
+
+    (tmp_path / "img").mkdir()
+    ramp = (np.arange(64 * 48, dtype=np.uint32).reshape(48, 64) * 4000 // (64 * 48)).astype(np.uint16)
+    Image.fromarray(ramp).save(tmp_path / "img" / "a.png")
+    source = {"name": "s", "format": "image", "modality": "xray", "images": "img/*.png"}
+    build(write_manifest(tmp_path / "d", {**source, "images": str(tmp_path / "img" / "*.png")}), tmp_path / "display")
+    build(write_manifest(tmp_path / "s", {**source, "images": str(tmp_path / "img" / "*.png"),
+                                          "bit_depth": "stored"}), tmp_path / "stored")
+    (shown,) = shard_rows(tmp_path / "display")
+    (kept,) = shard_rows(tmp_path / "stored")
+    display = Image.open(io.BytesIO(shown["image"]["bytes"]))
+    assert display.mode == "L" and np.corrcoef(np.asarray(display).ravel(), ramp.ravel())[0, 1] > 0.99
+    rgb = np.asarray(display.convert("RGB"))
+    assert (rgb == 255).mean() < 0.05  # a 16-bit PNG through convert("RGB") is about all white
+    assert np.array_equal(np.asarray(Image.open(io.BytesIO(kept["image"]["bytes"]))), ramp)
+    assert (np.asarray(Image.open(io.BytesIO(kept["image"]["bytes"])).convert("RGB")) == 255).mean() > 0.5
+    transformers = pytest.importorskip("transformers")
+    pixels = transformers.CLIPImageProcessor()(display.convert("RGB"), return_tensors="np")["pixel_values"]
+    assert pixels.std() > 0.1  # the processor sees the ramp, not a flat white image

@@ -66,13 +66,15 @@ def test_tars_read_back_with_webdataset_and_datasets(demo_out: Path) -> None:
         meta = sample["json"]
         assert meta["id"] == sample["__key__"]
         assert sample["png"].size == (meta["width"], meta["height"])
-        assert ("mask.png" in sample) == (meta["source"] in ("synthetic-ct-phantom", "synthetic-dermoscopy"))
+        assert "mask.png" in sample and sample["txt"] == (meta["caption"] or "")  # every sample: the same members
+        has_mask = meta["source"] in ("synthetic-ct-phantom", "synthetic-dermoscopy")
+        assert (np.asarray(sample["mask.png"]).max() > 0) == (has_mask and bool(meta["rois"]))
     ct = sorted(str(p) for p in (demo_out / "webdataset" / "ct").glob("*.tar"))
     ds = load_dataset("webdataset", data_files={"train": ct}, split="train", features=WEBDATASET_FEATURES)
     assert len(ds) == summary["rows"]["by_modality"]["ct"]
     assert isinstance(ds.features["png"], Image)
     assert {row["json"]["modality"] for row in ds} == {"ct"}
-    assert sum(row["mask.png"] is not None for row in ds) == sum(
+    assert sum(np.asarray(row["mask.png"]).max() > 0 for row in ds) == sum(
         r["mask"] is not None for r in load_dataset(str(demo_out), "ct", split="train"))
 
 

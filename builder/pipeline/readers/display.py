@@ -66,3 +66,13 @@ def windowing(dtype: np.dtype, scale: tuple[float, float], window: tuple[float, 
     patterns = np.arange(1 << (8 * dtype.itemsize), dtype=np.uint8 if dtype.itemsize == 1 else np.uint16)
     table = to_uint8(rescaled(patterns.view(dtype), *scale), window)
     return lambda values: lookup(table, values)
+
+
+def for_display(pixels: np.ndarray) -> np.ndarray:
+    """An image as vision-language trainers read it: 8-bit. 16-bit grey is windowed by its 0.5-99.5 percentiles
+    (as a DICOM frame without a window is); 16-bit colour keeps its top 8 bits; 8-bit is returned as it is."""
+    if pixels.dtype == np.uint8:
+        return pixels
+    if pixels.ndim == 3:
+        return (pixels.astype(np.uint32) >> 8).astype(np.uint8)
+    return to_uint8(pixels, auto_window(pixels))

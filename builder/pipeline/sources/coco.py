@@ -23,6 +23,7 @@ import numpy as np
 from builder.errors import ManifestError, Problem, Reject
 from builder.pipeline.data import Box, Record, Shape, Unit
 from builder.pipeline.readers import READERS
+from builder.pipeline.readers.display import for_display
 from builder.pipeline.sources.base import FolderSource, relative, skipped_kind
 from builder.pipeline.sources.manifest import SourceSpec
 from builder.pipeline.sources.options import folder_of, path_of
@@ -109,7 +110,7 @@ class CocoSource(FolderSource):
         return units, problems
 
     def records(self, unit: Unit) -> Iterator[Record]:
-        pixels, _ = READERS["image"].read(unit.image)
+        pixels = for_display(READERS["image"].read(unit.image)[0])
         labelmap, names = rasterise(unit.shapes, pixels.shape[0], pixels.shape[1])
         yield Record(unit=unit, pixels=pixels, labelmap=labelmap, modality=unit.spec.modality or "",
                      label_names=names)

@@ -8,6 +8,7 @@ from typing import Iterator
 from builder.imaging import RASTER_SUFFIXES
 from builder.pipeline.data import Record, Unit
 from builder.pipeline.readers import READERS, read_labelmap_2d
+from builder.pipeline.readers.display import for_display
 from builder.pipeline.sources.base import FileSource
 from builder.pipeline.sources.options import ImageOptions
 
@@ -23,6 +24,8 @@ class ImageSource(FileSource):
 
     def records(self, unit: Unit) -> Iterator[Record]:
         pixels, _ = READERS["image"].read(unit.image)
+        if unit.spec.options.bit_depth == "display":
+            pixels = for_display(pixels)
         labelmap = read_labelmap_2d(unit.mask, pixels.shape[:2], unit.spec.options.mask_threshold) if unit.mask \
             else None
         yield Record(unit=unit, pixels=pixels, labelmap=labelmap, modality=unit.spec.modality or "")

@@ -202,7 +202,15 @@ class FileOptions:
 
 @dataclass(frozen=True)
 class ImageOptions(FileOptions):
-    """``format: image``: PNG, JPEG, TIFF, BMP."""
+    """``format: image``: PNG, JPEG, TIFF, BMP.
+
+    ``bit_depth``: ``display`` (default) stores a 16-bit image as an 8-bit display image, windowed by its
+    percentiles, as vision-language trainers read images (a 16-bit PNG is clipped at 255 by PIL's
+    ``convert("RGB")``: most of it white); ``stored`` keeps the file's 16 bits.
+    """
+
+    bit_depth: str = field(default="display", metadata={"parse": lambda v, r, k: choice(v, k, ("display",
+                                                                                                "stored"))})
 
 
 def _volume(value: Any, root: Path, key: str) -> str:

@@ -20,6 +20,7 @@ from builder.errors import Problem, Reject
 from builder.imaging import RASTER_SUFFIXES
 from builder.pipeline.data import Box, Record, Unit
 from builder.pipeline.readers import READERS
+from builder.pipeline.readers.display import for_display
 from builder.pipeline.sources.base import FolderSource, relative, skipped_kind
 from builder.pipeline.sources.manifest import SourceSpec
 from builder.pipeline.sources.options import RootOptions
@@ -98,5 +99,5 @@ class VocSource(FolderSource):
         return units, problems
 
     def records(self, unit: Unit) -> Iterator[Record]:
-        pixels, _ = READERS["image"].read(unit.image)
+        pixels = for_display(READERS["image"].read(unit.image)[0])
         yield Record(unit=unit, pixels=pixels, labelmap=None, modality=unit.spec.modality or "")

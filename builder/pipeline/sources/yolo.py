@@ -25,6 +25,7 @@ from builder.errors import ManifestError, Problem, Reject
 from builder.imaging import RASTER_SUFFIXES
 from builder.pipeline.data import Box, Record, Unit
 from builder.pipeline.readers import READERS
+from builder.pipeline.readers.display import for_display
 from builder.pipeline.sources.base import FolderSource, relative, skipped_kind
 from builder.pipeline.sources.manifest import SourceSpec
 from builder.pipeline.sources.options import RootOptions
@@ -142,7 +143,7 @@ class YoloSource(FolderSource):
         return units, problems
 
     def records(self, unit: Unit) -> Iterator[Record]:
-        pixels, _ = READERS["image"].read(unit.image)
+        pixels = for_display(READERS["image"].read(unit.image)[0])
         labels = _labels_of(unit.image)
         boxes: tuple[Box, ...] = ()
         if labels.is_file():
