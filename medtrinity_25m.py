@@ -315,13 +315,16 @@ def __getattr__(name: str) -> Any:
 
 def stream(path: str, config: str = "all", split: str = "train",
            columns: tuple[str, ...] = ("id", "image", "mask", "rois", "caption", "modality"),
-           **kwargs: Any) -> datasets.IterableDataset:
+           channels: int | None = None, **kwargs: Any) -> datasets.IterableDataset:
     """``load_dataset(..., streaming=True)`` tuned for training loops.
 
     Only ``columns`` are read, and images (and masks) are decoded straight from
     their PNG bytes to numpy arrays (``HxW`` or ``HxWx3``) where the iteration
-    runs: in the ``DataLoader``'s workers. Each shard is a unit of work: keep
-    ``num_shards >= num_workers x world_size``. See BENCHMARKS.md for the speed.
+    runs: in the ``DataLoader``'s workers. ``channels`` (1 or 3) gives every
+    image one shape (``HxW`` grey by luma, or ``HxWx3``), so a config that mixes
+    grey and colour images batches (MONAI's and torch's collate need one). Each
+    shard is a unit of work: keep ``num_shards >= num_workers x world_size``.
+    See BENCHMARKS.md for the speed.
     """
     import io
 
@@ -335,9 +338,14 @@ def stream(path: str, config: str = "all", split: str = "train",
     for column in images:
         ds = ds.cast_column(column, Image(decode=False))
 
+    def image(data: bytes, column: str) -> Any:
+        opened: PIL.Image.Image = PIL.Image.open(io.BytesIO(data))
+        if channels is not None and column == "image":
+            opened = opened.convert("L" if channels == 1 else "RGB")
+        return np.asarray(opened)
+
     def decode(row: dict[str, Any]) -> dict[str, Any]:
-        return {c: None if row[c] is None else np.asarray(PIL.Image.open(io.BytesIO(row[c]["bytes"])))
-                for c in images}
+        return {c: None if row[c] is None else image(row[c]["bytes"], c) for c in images}
 
     return ds.map(decode) if images else ds
 

@@ -244,3 +244,26 @@ def test_a_16_bit_source_is_stored_as_an_8_bit_display_image_unless_asked(tmp_pa
     transformers = pytest.importorskip("transformers")
     pixels = transformers.CLIPImageProcessor()(display.convert("RGB"), return_tensors="np")["pixel_values"]
     assert pixels.std() > 0.1  # the processor sees the ramp, not a flat white image
+
+
+def test_folder_export_writes_masks_beside_images_and_one_channel_mode(demo_out: Path, tmp_path: Path) -> None:
+    """imagefolder loads the masks as a second image column (mask_file_name); --channels 3 gives every image of a
+    config that mixes grey and colour one mode, so torch's collate (as MONAI's DataLoader) batches them."""
+    import numpy as np
+    import torch
+
+    dest = tmp_path / "folder"
+    run_cli("export", "folder", demo_out, "--out", dest, "--config", "ct", "--channels", "3")
+    ds = load_dataset("imagefolder", data_dir=str(dest), split="train")
+    parquet = {r["id"]: r for r in shard_rows(demo_out, "ct")}
+    assert len(ds) == len(parquet) and {"image", "mask"} <= set(ds.features)
+    for row in ds:
+        assert row["image"].mode == "RGB" and (row["mask"] is None) == (parquet[row["id"]]["mask"] is None)
+        if row["mask"] is not None:
+            assert row["mask"].size == row["image"].size
+    same = [torch.from_numpy(np.asarray(r["image"].resize((32, 32)))) for r in ds]
+    assert torch.utils.data.default_collate(same).shape == (len(same), 32, 32, 3)
+    from medtrinity_25m import stream
+
+    shapes = {row["image"].ndim for row in stream(str(demo_out), "all", channels=3)}
+    assert shapes == {3}

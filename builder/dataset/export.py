@@ -210,14 +210,41 @@ def folder_schema() -> Any:
     test split) has the same type as in the others, so ``imagefolder`` loads every build."""
     import pyarrow as pa
 
-    fields = [("file_name", pa.string())]
+    fields = [("file_name", pa.string()), ("mask_file_name", pa.string())]
     fields += [(name, pa.int32() if name in FOLDER_INTS else pa.string()) for name in FOLDER_FIELDS]
     fields += [("rois", pa.string()), ("attributes", pa.string())]
     return pa.schema(fields)
 
 
+@dataclass(frozen=True)
+class FolderOptions:
+    """``export folder``: the images' channels."""
+
+    channels: Literal["keep", "1", "3"] = option(
+        "keep", help="Image channels: keep each as stored, 1 (grey) or 3 (RGB): one mode for every image, so a "
+                     "DataLoader can batch a config that mixes grey and colour images.")
+
+
+def with_channels(data: bytes, channels: str) -> bytes:
+    """PNG bytes of an image in ``channels`` (1: grey by luma, 3: RGB), or as they are (``keep``)."""
+    if channels == "keep":
+        return data
+    image: Image.Image = Image.open(io.BytesIO(data))
+    mode = "L" if channels == "1" else "RGB"
+    if image.mode == mode:
+        return data
+    if image.mode.startswith("I") and mode == "RGB":  # 16-bit grey: its top 8 bits, then three channels
+        image = Image.fromarray((np.asarray(image).astype(np.uint32) >> 8).astype(np.uint8))
+    buffer = io.BytesIO()
+    image.convert(mode).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
 def export_folder(out: Path, dest: Path, config: str | None = None, options: Any = None) -> int:
-    """``<split>/<id>.png`` and ``<split>/metadata.parquet`` (typed: the same schema in every split)."""
+    """``<split>/<id>.png``, ``<split>/masks/<id>.png`` (the label map, where the row has one) and
+    ``<split>/metadata.parquet`` (typed, the same schema in every split; ``mask_file_name`` makes ``imagefolder``
+    load the masks as a second image column)."""
+    channels = options.channels if isinstance(options, FolderOptions) else "keep"
     import pyarrow as pa
     import pyarrow.parquet as pq
 
@@ -233,11 +260,15 @@ def export_folder(out: Path, dest: Path, config: str | None = None, options: Any
     count = 0
     try:
         for split, row in rows(out, config):
-            name = _write_image(row, dest / split)
+            name = _write_image({**row, "image": {"bytes": with_channels(row["image"]["bytes"], channels)}},
+                                dest / split)
+            mask = _write_image({"id": row["id"], "image": row["mask"]}, dest / split / "masks") if row["mask"] \
+                else None
             if split not in writers:
                 writers[split] = pq.ParquetWriter(dest / split / "metadata.parquet", schema)
             batches.setdefault(split, []).append(
-                {"file_name": name, **{k: row[k] for k in FOLDER_FIELDS},
+                {"file_name": name, "mask_file_name": f"masks/{mask}" if mask else None,
+                 **{k: row[k] for k in FOLDER_FIELDS},
                  "rois": json.dumps(row["rois"]), "attributes": json.dumps(row["attributes"])})
             if len(batches[split]) >= BATCH:
                 flush(split)
@@ -274,6 +305,6 @@ class Exporter:
 EXPORTERS: Registry[Exporter] = Registry("exporters", {
     "llava": Exporter(export_llava, LlavaOptions, "records"),
     "coco": Exporter(export_coco),
-    "folder": Exporter(export_folder),
+    "folder": Exporter(export_folder, FolderOptions),
     "medpix": Exporter(export_medpix),
 })
