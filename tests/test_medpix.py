@@ -40,6 +40,10 @@ def test_ct_and_mri_rows_plus_rejects_account_for_every_image(medpix_build: tupl
     assert summary["files"]["accepted"] + summary["files"]["rejected"] == 200
 
 
+NOT_ORGANS = {"Generalized", "Multisystem", "Pathology", "Pediatrics", "Vascular", "Hematopoietic", "Endocrine",
+              "Obstetrics", "Nerve, peripheral"}
+
+
 def test_fields_match_the_source_json(medpix_build: tuple[Path, dict]) -> None:
     out, _ = medpix_build
     descriptions = {d["image"]: d for d in _jsonl(TEST / "descriptions_test.jsonl")}
@@ -50,8 +54,11 @@ def test_fields_match_the_source_json(medpix_build: tuple[Path, dict]) -> None:
         case = cases[source["U_id"]]
         assert row["modality"] == {"CT": "ct", "MR": "mri"}[source["Type"]]
         assert row["case_id"] == source["U_id"]
-        assert row["organ"] == source["Location"]
-        assert row["location"] == source["Location Category"]
+        # a MedPix location that names a specialty or a system spread over the body is never stated as an organ
+        assert (row["organ"] == "unspecified") == (source["Location"] in NOT_ORGANS), source["Location"]
+        assert row["organ"] != source["Location"] or row["organ"] == "unspecified"
+        assert (row["location"].startswith(source["Location Category"]) and source["Location"] in row["location"]) \
+            or row["location"] == source["Location Category"] == source["Location"]
         assert row["disease"] == case["Case"]["Case Diagnosis"]
         assert row["details"]["modality_detail"] == source["Description"]["Modality"]
         assert row["details"]["plane"] == source["Description"]["Plane"]
@@ -119,3 +126,17 @@ def test_the_consolidated_json_files_read_like_the_split_files(tmp_path: Path) -
     assert summary["rows"]["by_split"] == {"train": 200}  # one split: the manifest's
     row = load_dataset(str(out), "all", split="train")[0]
     assert row["reference"]["findings"] and row["disease"]
+
+
+def test_no_category_is_stated_as_an_organ_and_no_text_repeats_itself(medpix_build: tuple[Path, dict]) -> None:
+    import re
+
+    out, _ = medpix_build
+    for row in load_dataset(str(out), "all", split="test"):
+        texts = [row["caption"], row["coarse_caption"], *(row["attributes"] or {}).values()]
+        for text in filter(None, texts):
+            assert not re.search(r"(?<!\.)\.\s*\.(?!\.)|[,;:]\s*[,;:]", text), text  # no "..", ", ,", ";,"
+            assert not re.search(r"\b(\w+)\s+\1\b", text, re.I), text  # no word twice in a row
+            assert not re.search(r"\b([A-Z][\w ]+), \1\b", text), text  # no item twice in a row
+            for category in NOT_ORGANS:
+                assert f"Organ or region: {category}" not in text and f"of the {category}" not in text

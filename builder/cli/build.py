@@ -162,8 +162,9 @@ def demo_cmd(ctx: click.Context, out: Path, quiet: bool, **_: Any) -> None:
         manifest = assemble(Path(tmp))
         # an earlier demo is disposable; any other folder is refused
         run_build(manifest, options_of(ctx, out=out, repo=out.resolve().name, demo=True, overwrite=True), quiet)
+    # the first caption a newcomer reads is one that shows what the tool does: a slice with its annotated regions
     click.echo(f'\nopen it:  {shlex.quote(sys.executable)} -c "from datasets import load_dataset; '
-               f"print(load_dataset('{out}', 'ct')['train'][0]['caption'])\"")
+               f"print(next(r['caption'] for r in load_dataset('{out}', 'ct', split='train') if r['rois']))\"")
 
 
 @main.command("recipes")

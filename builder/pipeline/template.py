@@ -93,3 +93,20 @@ class _Values(Mapping[str, object]):
 
     def __len__(self) -> int:
         return len(self._given)
+
+
+_DOUBLED_STOP = re.compile(r"(?<!\.)\.\s*\.(?!\.)")  # ".." and ". ." (an ellipsis "..." stays)
+_DOUBLED_MARK = re.compile(r"([,;:])(\s*[,;:.])+")  # ", ," ";," ",." -> the first mark
+_STOP_MARK = re.compile(r"\.(\s*[,;:])")  # "Abdomen.," -> "Abdomen,"
+_REPEATED_ITEM = re.compile(r"\b([A-Za-z][\w' -]*?)(, \1)+\b", re.I)  # "Abdomen, Abdomen" -> "Abdomen"
+_REPEATED_WORD = re.compile(r"\b(\w+)(\s+\1)+\b", re.I)  # "the the" -> "the"
+
+
+def tidy(text: str) -> str:
+    """Text as a person would write it: no doubled full stops or marks, no item or word said twice in a row (a
+    diagnosis ending in "." inside a sentence, a category equal to its organ)."""
+    text = _STOP_MARK.sub(r"\1", text)
+    text = _DOUBLED_STOP.sub(".", text)
+    text = _DOUBLED_MARK.sub(lambda m: m.group(1), text)
+    text = _REPEATED_ITEM.sub(r"\1", text)
+    return _REPEATED_WORD.sub(r"\1", text)

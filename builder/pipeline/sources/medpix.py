@@ -40,9 +40,19 @@ KNOWN_LOCATIONS = frozenset({
     "Nerve, peripheral", "Obstetrics", "Ophthalmology", "Pathology", "Pediatrics", "Spine", "Vascular",
 })
 LOCATION_CATEGORIES = ("Head", "Thorax", "Abdomen", "Spine and Muscles", "Reproductive and Urinary System")
+#: What each MedPix location says of the organ: an organ or region, or nothing where it names a specialty or a
+#: system spread over the body (Generalized, Pathology, Pediatrics, Vascular, ...): those are never stated as organs.
+ORGANS = {
+    "Abdomen": "abdomen", "Brain and Neuro": "brain", "Breast and Mammography": "breast",
+    "Cardiovascular": "heart", "Chest, Pulmonary": "lungs", "Dental, Oral, or Tooth": "teeth and oral cavity",
+    "Eye and Orbit": "eye and orbit", "Gastrointestinal": "gastrointestinal tract",
+    "Genitourinary": "genitourinary tract", "Head and Neck": "head and neck", "Nerve, central": "brain",
+    "Ophthalmology": "eye", "Spine": "spine", "Musculoskeletal": "bones and joints",
+}
 #: The template fields a MedPix unit provides (its ``meta``).
 FIELDS = frozenset({
     "type", "u_id", "image", "location", "location_category", "age", "sex", "caption", "modality_detail",
+    "organ_region",
     "plane_given", "acr_codes", "figure_part", "title", "history", "exam", "findings",
     "differential_diagnosis", "diagnosis", "diagnosis_by", "discussion", "topic_title", "topic_category",
     "disease_discussion", "subset",
@@ -101,6 +111,7 @@ def flatten(description: Mapping[str, Any], case: Mapping[str, Any] | None) -> d
         "u_id": _value(description.get("U_id")),
         "image": _value(description.get("image")),
         "location": _value(description.get("Location")),
+        "organ_region": ORGANS.get(_value(description.get("Location")) or "", ""),
         "location_category": _value(description.get("Location Category")),
         "age": _value(details.get("Age")),
         "sex": _value(details.get("Sex")),
@@ -185,8 +196,8 @@ RULES = (
 
 
 MEDPIX_DEFAULTS: Mapping[str, Any] = MappingProxyType({
-    "organ": "{location}",
-    "location": "{location_category}",
+    "organ": "{organ_region}",
+    "location": "{location_category}[, {location}]",
     "disease": "{diagnosis}",
     "case_id": "{u_id}",
     "caption": "{modality_name}[ ({modality_detail})][, {view}][; {location_category}, {organ}]"

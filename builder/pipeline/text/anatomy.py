@@ -14,7 +14,8 @@ with ``_`` or ``-`` between words (plain labels such as "liver" pass unchanged):
    ``Orb`` orbital part);
 4. the structure gets its anatomical noun (``Frontal`` frontal gyrus, ``Cingulum``
    cingulate gyrus, ``Calcarine`` calcarine fissure, ``Cerebelum`` cerebellum, ...);
-   numbers become lobules ("cerebellum, lobules 4 and 5").
+   numbers become lobules of the cerebellum ("cerebellum, lobules 4 and 5") and stay with any other structure
+   ("Brodmann_area_20" -> "brodmann area 20").
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from __future__ import annotations
 import re
 from functools import lru_cache
 
-__all__ = ["plain_label"]
+__all__ = ["name_list", "plain_label"]
 
 SIDES = {"l": "left", "r": "right", "left": "left", "right": "right", "lh": "left", "rh": "right"}
 MODIFIERS = {"sup": "superior", "mid": "middle", "inf": "inferior", "med": "medial", "medial": "medial",
@@ -41,6 +42,9 @@ NOUNS = {
 PAIRS = {("temporal", "pole"): "temporal pole", ("paracentral", "lobule"): "paracentral lobule",
          ("motor", "area"): "motor area"}
 _WORD = re.compile(r"[_\-]+")
+#: The position prefixes of FreeSurfer's (Desikan-Killiany) run-together parcel names ("superiorfrontal").
+_COMPOUND = re.compile(r"^(superior|inferior|middle|medial|lateral|rostral|caudal|posterior|anterior|transverse|"
+                       r"isthmus|pars)(?=[a-z]{3,})")
 
 
 ROMAN = {"1": "I", "2": "II", "3": "III"}
@@ -64,6 +68,13 @@ def plain_label(label: str) -> str:
         side = SIDES[words.pop().lower()]
     elif words and words[0].lower() in SIDES:
         side = SIDES[words.pop(0).lower()]
+    for index, word in enumerate(words):  # FreeSurfer's ctx-lh-...: a hemisphere inside the name
+        if not side and word.lower() in ("lh", "rh", "left", "right"):
+            side = SIDES[words.pop(index).lower()]
+            break
+    cortex = bool(words) and words[0].lower() == "ctx"
+    if cortex:  # FreeSurfer's cortical parcels: ctx-lh-superiorfrontal -> left superior frontal cortex
+        words = [_COMPOUND.sub(r"\1 ", w) for w in words[1:]] + ["cortex"]
     modifiers, parts, numbers, nouns = [], [], [], []
     index = 0
     while index < len(words):
@@ -80,10 +91,23 @@ def plain_label(label: str) -> str:
                 parts.append(PARTS[low])
         elif low.startswith("crus"):
             parts.append(f"crus {ROMAN.get(low[4:], low[4:])}".strip())
+        elif low[:1].isdigit() and any(n in ("cerebellum", "vermis") for n in nouns):
+            numbers.append(word)  # the cerebellum's lobules
         elif low[:1].isdigit():
-            numbers.append(word)
+            nouns.append(word)  # a numbered area: "Brodmann area 20", "segment 4"
         else:
             nouns.append(NOUNS.get(low, low))
         index += 1
     text = " ".join(w for w in [side, *modifiers, *nouns] if w)
     return text + "".join(f", {p}" for p in parts) + _lobules(numbers)
+
+
+def name_list(names: list[str], limit: int = 8, noun: str = "regions") -> str:
+    """Names as one unambiguous list: commas between them, or semicolons when a name holds a comma itself ("left
+    cerebellum, crus II; right cerebellum, crus II"); past ``limit``, the first ones and "and N more regions"."""
+    unique = list(dict.fromkeys(names))
+    separator = "; " if any("," in name for name in unique) else ", "
+    shown = separator.join(unique[:limit])
+    rest = len(unique) - limit
+    more = f" and {rest} more {noun if rest > 1 else noun.rstrip('s')}" if rest > 0 else ""
+    return shown + (separator.strip() + more if more and separator == "; " else more)

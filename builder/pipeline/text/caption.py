@@ -11,8 +11,8 @@ from typing import Any, Sequence
 
 from builder.errors import Reject
 from builder.pipeline.data import Record, Roi, file_stem
-from builder.pipeline.template import DEFAULT_CAPTION, Template, TemplateError
-from builder.pipeline.text.anatomy import plain_label
+from builder.pipeline.template import DEFAULT_CAPTION, Template, TemplateError, tidy
+from builder.pipeline.text.anatomy import name_list, plain_label
 from builder.pipeline.text.styles import STYLES
 from medtrinity_25m import MODALITY_NAMES
 
@@ -29,11 +29,7 @@ class Subject:
 
 
 def region_list(rois: Sequence[Roi]) -> str:
-    names = list(dict.fromkeys(plain_label(roi.label) for roi in rois))
-    if len(names) > MAX_REGIONS_IN_CAPTION:
-        rest = len(names) - MAX_REGIONS_IN_CAPTION
-        return ", ".join(names[:MAX_REGIONS_IN_CAPTION]) + f" and {rest} more"
-    return ", ".join(names)
+    return name_list([plain_label(roi.label) for roi in rois], MAX_REGIONS_IN_CAPTION)
 
 
 def view_text(plane: str | None, slice_index: int | None, volume: int | None = None) -> str:
@@ -70,7 +66,7 @@ def template_values(record: Record, rois: Sequence[Roi]) -> dict[str, Any]:
 
 def render(template: str, values: dict[str, Any], key: str) -> str:
     try:
-        return Template(template).render(values)
+        return tidy(Template(template).render(values))
     except TemplateError as exc:
         raise Reject("caption", f"'{key}' rule: {exc}") from None
 

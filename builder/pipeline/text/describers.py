@@ -16,7 +16,8 @@ from typing import Any, Protocol, Sequence
 from builder.errors import Reject
 from builder.pipeline.data import DescribeRequest, Roi, RoiStats
 from builder.pipeline.roi import patient_side, relation_words
-from builder.pipeline.text.anatomy import plain_label
+from builder.pipeline.template import tidy
+from builder.pipeline.text.anatomy import name_list, plain_label
 from builder.pipeline.text.medtrinity import paragraph
 from builder.pipeline.text.styles import STYLES, cap, percent
 from medtrinity_25m import ATTRIBUTE_KEYS, MODALITY_NAMES
@@ -66,8 +67,8 @@ def set_text(row: dict[str, Any], attributes: dict[str, str], describer: str) ->
     """
     if not str(attributes.get("modality") or "").strip():
         raise Reject("describe", f"describer {describer!r} gave no modality")
-    row["attributes"] = {key: (str(attributes.get(key) or "").strip() or None) for key in ATTRIBUTE_KEYS}
-    row["caption"] = str(attributes.get("caption") or "").strip() or \
+    row["attributes"] = {key: (tidy(str(attributes.get(key) or "").strip()) or None) for key in ATTRIBUTE_KEYS}
+    row["caption"] = tidy(str(attributes.get("caption") or "").strip()) or \
         join_caption({k: v or "" for k, v in row["attributes"].items()})
 
 
@@ -142,8 +143,7 @@ class TemplateDescriber(DescriberHooks):
         parts = [f"Organ or region: {r.organ}."] if r.organ and r.organ != "unspecified" else []
         if r.rois:
             names = list(dict.fromkeys(_name(roi) for roi in r.rois))
-            shown = ", ".join(names[:8]) + (f" and {len(names) - 8} more" if len(names) > 8 else "")
-            parts.append(f"Annotated structure{'s' if len(names) > 1 else ''}: {shown}.")
+            parts.append(f"Annotated structure{'s' if len(names) > 1 else ''}: {name_list(names)}.")
         if r.disease and r.finding_shown is not False:
             parts.append(f"The source records the finding as {r.disease}.")
         elif r.disease:  # a slice of a study whose finding this slice does not show
