@@ -267,3 +267,77 @@ def test_folder_export_writes_masks_beside_images_and_one_channel_mode(demo_out:
 
     shapes = {row["image"].ndim for row in stream(str(demo_out), "all", channels=3)}
     assert shapes == {3}
+
+
+@pytest.fixture(scope="module")
+def mixed(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A build that mixes sources, splits and bit depths: 16-bit radiographs with box tables in train and test,
+    8-bit colour dermoscopy with masks in train, both formats."""
+    import numpy as np
+    from PIL import Image
+
+    folder = tmp_path_factory.mktemp("mixed")
+    (folder / "xr").mkdir()
+    (folder / "derm").mkdir()
+    rows = []
+    for i in range(12):
+        ramp = (np.arange(40 * 56, dtype=np.uint32).reshape(40, 56) * (1000 + 300 * i) // (40 * 56))
+        Image.fromarray(ramp.astype(np.uint16)).save(folder / "xr" / f"x{i:02d}.png")
+        rows.append(f"x{i:02d}.png,{4 + i},{5},{30 + i},{25},nodule")
+        rgb = np.zeros((32, 48, 3), np.uint8)
+        rgb[..., 0] = 120 + i
+        Image.fromarray(rgb).save(folder / "derm" / f"d{i:02d}.png")
+        mask = np.zeros((32, 48), np.uint8)
+        mask[8:20, 10:30] = 1
+        Image.fromarray(mask).save(folder / "derm" / f"d{i:02d}_mask.png")
+    (folder / "boxes.csv").write_text("image,x_min,y_min,x_max,y_max,label\n" + "\n".join(rows) + "\n")
+    manifest = write_manifest(folder, {
+        "name": "xr", "format": "image", "modality": "xray", "images": "xr/*.png", "boxes": "boxes.csv",
+        "split": {"by": "{stem}", "ratios": {"train": 0.6, "test": 0.4}}}, {
+        "name": "derm", "format": "image", "modality": "dermoscopy", "images": "derm/d??.png",
+        "masks": "derm/*_mask.png", "labels": {1: "lesion"}})
+    out = folder / "out"
+    build(manifest, out, "--format", "both")
+    return out
+
+
+def test_the_clients_read_a_build_mixing_sources_splits_and_bit_depths(mixed: Path, tmp_path: Path) -> None:
+    import numpy as np
+    import torch
+    import webdataset as wds
+    from PIL import Image
+    from pycocotools.coco import COCO
+
+    summary = json.loads((mixed / "build.json").read_text())
+    assert set(summary["rows"]["by_split"]) == {"train", "test"}
+    for config in ("xray", "dermoscopy"):  # datasets' webdataset builder, every split, no features given
+        for split in summary["rows"]["by_split"]:
+            tars = sorted(str(p) for p in (mixed / "webdataset" / config).glob(f"{split}-*.tar"))
+            if tars:
+                assert len(load_dataset("webdataset", data_files={split: tars}, split=split)) > 0
+        tars = sorted(str(p) for p in (mixed / "webdataset" / config).glob("*.tar"))
+        loader = torch.utils.data.DataLoader(wds.WebDataset(tars, shardshuffle=False, nodesplitter=None)
+                                             .decode("pil").to_tuple("png", "txt"), num_workers=2, batch_size=None)
+        images = [image for image, _ in loader]
+        assert images and all(image.mode in ("L", "RGB") for image in images)
+        assert all((np.asarray(image.convert("RGB")) == 255).mean() < 0.5 for image in images)  # not clipped white
+    run_cli("export", "llava", mixed, "--out", tmp_path / "llava")
+    assert sorted(p.name for p in (tmp_path / "llava").glob("llava_*.json")) == ["llava_test.json",
+                                                                                  "llava_train.json"]
+    run_cli("export", "coco", mixed, "--out", tmp_path / "coco")
+    for split in ("train", "test"):
+        api = COCO(str(tmp_path / "coco" / "annotations" / f"instances_{split}.json"))
+        assert all("segmentation" in ann for ann in api.dataset["annotations"])
+        for ann in api.dataset["annotations"]:
+            assert api.annToMask(ann).sum() > 0
+    run_cli("export", "folder", mixed, "--out", tmp_path / "folder", "--channels", "3")
+    ds = load_dataset("imagefolder", data_dir=str(tmp_path / "folder"), split="train")
+    assert {row["image"].mode for row in ds} == {"RGB"}
+    assert any(row["mask"] is not None for row in ds)
+    assert Image.open(io_bytes(shard_rows(mixed, "xray")[0]["image"]["bytes"])).mode == "L"
+
+
+def io_bytes(data: bytes) -> object:
+    import io
+
+    return io.BytesIO(data)
