@@ -8,7 +8,7 @@ from typing import Any, Callable
 
 from builder.errors import ManifestError
 
-__all__ = ["choice", "flag", "fraction", "integer", "text"]
+__all__ = ["choice", "flag", "fraction", "integer", "json_file", "text"]
 
 
 def flag(value: Any, root: Path, key: str) -> bool:
@@ -42,3 +42,13 @@ def text(value: Any, root: Path, key: str) -> str:
     if not isinstance(value, str):
         raise ManifestError(key, "must be a string")
     return value
+
+
+def json_file(path: Path, key: str, what: str) -> Any:
+    """The JSON a manifest key names (a BOM allowed), or a ManifestError saying it is not a readable ``what``."""
+    import json
+
+    try:
+        return json.loads(path.read_text(encoding="utf-8-sig"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ManifestError(key, f"{path} is not a readable {what} ({exc})") from None

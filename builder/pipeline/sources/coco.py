@@ -13,7 +13,6 @@ lines; a file of the folder the JSON does not list is a counted skip.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator, Mapping
@@ -27,6 +26,7 @@ from builder.pipeline.readers.display import for_display
 from builder.pipeline.sources.base import FolderSource, relative, skipped_kind
 from builder.pipeline.sources.manifest import SourceSpec
 from builder.pipeline.sources.options import folder_of, path_of
+from builder.pipeline.values import json_file
 
 __all__ = ["CocoOptions", "CocoSource", "rasterise"]
 
@@ -54,10 +54,7 @@ class CocoOptions:
 
 
 def _load(path: Path) -> dict[str, Any]:
-    try:
-        doc = json.loads(path.read_text(encoding="utf-8-sig"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise ManifestError("annotations", f"{path} is not a readable COCO JSON ({exc})") from None
+    doc = json_file(path, "annotations", "COCO JSON")
     if not isinstance(doc, dict) or not isinstance(doc.get("images"), list):
         raise ManifestError("annotations", f"{path} has no images list: not a COCO annotation file")
     return doc

@@ -18,7 +18,6 @@ channels, ``dataset.json``, AppleDouble ``._*`` twins, other side files).
 
 from __future__ import annotations
 
-import json
 import re
 from dataclasses import dataclass, field
 from functools import lru_cache
@@ -31,7 +30,7 @@ from builder.pipeline.sources.base import relative, skipped_kind
 from builder.pipeline.sources.manifest import SourceSpec
 from builder.pipeline.sources.options import RootOptions, Slicing, nested
 from builder.pipeline.sources.volume import VolumeSource
-from builder.pipeline.values import choice, flag
+from builder.pipeline.values import choice, flag, json_file
 
 __all__ = ["Layout", "NnunetOptions", "NnunetSource", "read_layout"]
 
@@ -82,10 +81,7 @@ class Layout:
 @lru_cache(maxsize=64)
 def read_layout(root: Path) -> Layout:
     path = root / "dataset.json"
-    try:
-        doc = json.loads(path.read_text(encoding="utf-8-sig"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise ManifestError("root", f"{path} is not a readable dataset.json ({exc})") from None
+    doc = json_file(path, "root", "dataset.json")
     if not isinstance(doc, dict) or not isinstance(doc.get("labels"), dict):
         raise ManifestError("root", f"{path} has no labels mapping: not an nnU-Net or MSD dataset.json")
     try:
