@@ -197,7 +197,7 @@ RULES = (
 
 MEDPIX_DEFAULTS: Mapping[str, Any] = MappingProxyType({
     "organ": "{organ_region}",
-    "location": "{location_category}[, {location}]",
+    "location": "{location_category}",
     "disease": "{diagnosis}",
     "case_id": "{u_id}",
     "caption": "{modality_name}[ ({modality_detail})][, {view}][; {location_category}, {organ}]"
