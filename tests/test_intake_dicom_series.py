@@ -179,3 +179,19 @@ def test_slices_without_a_series_uid_group_by_folder_and_geometry(tmp_path: Path
     summary = build(write_manifest(tmp_path, {"name": "s", "format": "dicom", "series": "volume",
                                               "images": "in/*/*.dcm"}), tmp_path / "out")
     assert summary["files"]["accepted"] == 2 and summary["rows"]["total"] == 6  # two volumes of three slices
+
+
+@pytest.mark.parametrize("series", ["file", "volume"])
+def test_a_dicomdir_beside_the_images_is_counted_not_rejected(series: str, tmp_path: Path) -> None:
+    import json
+
+    from pydicom.data import get_testdata_file
+
+    (tmp_path / "in").mkdir()
+    (tmp_path / "in" / "DICOMDIR").write_bytes(Path(get_testdata_file("DICOMDIR")).read_bytes())
+    (tmp_path / "in" / "IM0001").write_bytes(Path(get_testdata_file("CT_small.dcm")).read_bytes())
+    build(write_manifest(tmp_path, {"name": "s", "format": "dicom", "series": series, "images": "in/*"}),
+          tmp_path / "out")
+    summary = json.loads((tmp_path / "out" / "build.json").read_text())
+    assert summary["skipped"] == {"DICOM media index (DICOMDIR)": 1} and not rejects(tmp_path / "out")
+    assert summary["rows"]["total"] == 1

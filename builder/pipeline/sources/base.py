@@ -213,6 +213,8 @@ def skipped_kind(path: Path, suffixes: tuple[str, ...]) -> str | None:
     name = path.name.lower()
     if name.startswith("._"):
         return "AppleDouble metadata (._*)"
+    if name == "dicomdir":  # a DICOM medium's index of its files: no image
+        return "DICOM media index (DICOMDIR)"
     data = next((s for s in DATA_SUFFIXES if name.endswith(s)), None)
     if data and any((path.parent / (path.name[: -len(data)] + header)).exists() for header in HEADER_SUFFIXES):
         return "voxel data of a detached header"
