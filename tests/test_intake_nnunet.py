@@ -125,3 +125,23 @@ def test_a_replica_with_the_layouts_traps_accounts_for_every_file(tmp_path: Path
     assert "has no channel 0000" in reasons["other"]
     assert summary["skipped"] == {"another channel (channel:)": 1, "dataset description (dataset.json)": 1,
                                   "side file (not read by the format)": 1}
+
+
+def test_a_2d_nnunet_dataset_of_pngs_gives_one_row_per_case(tmp_path: Path) -> None:
+    """nnU-Net's 2D datasets (file_ending .png): each case one image, its label map beside it."""
+    root = tmp_path / "Dataset901_Skin2D"
+    (root / "imagesTr").mkdir(parents=True)
+    (root / "labelsTr").mkdir()
+    for case in ("isic_1", "isic_2"):
+        Image.fromarray(np.full((20, 30, 3), 140, np.uint8)).save(root / "imagesTr" / f"{case}_0000.png")
+        label = np.zeros((20, 30), np.uint8)
+        label[4:9, 6:16] = 1
+        Image.fromarray(label).save(root / "labelsTr" / f"{case}.png")
+    (root / "dataset.json").write_text(json.dumps({"channel_names": {"0": "R", "1": "G", "2": "B"},
+                                                   "labels": {"background": 0, "lesion": 1}, "numTraining": 2,
+                                                   "file_ending": ".png"}))
+    summary = build(write_manifest(tmp_path, {"name": "skin", "format": "nnunet", "root": str(root),
+                                              "modality": "dermoscopy"}), tmp_path / "out")
+    rows = shard_rows(tmp_path / "out")
+    assert summary["rows"]["total"] == 2 and not rejects(tmp_path / "out")
+    assert all([(r["label"], r["bbox"]) for r in row["rois"]] == [("lesion", [6.0, 4.0, 16.0, 9.0])] for row in rows)

@@ -22,10 +22,13 @@ import re
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 from builder.errors import ManifestError, Problem
-from builder.pipeline.data import Unit
+from builder.imaging import RASTER_SUFFIXES
+from builder.pipeline.data import Record, Unit
+from builder.pipeline.readers import READERS, read_labelmap_2d
+from builder.pipeline.readers.display import for_display
 from builder.pipeline.sources.base import relative, skipped_kind
 from builder.pipeline.sources.manifest import SourceSpec
 from builder.pipeline.sources.options import RootOptions, Slicing, nested
@@ -221,6 +224,16 @@ class NnunetSource(VolumeSource):
             else:
                 listing.skip(path, "side file (not read by the format)")
         return listing.units, listing.problems
+
+    def records(self, unit: Unit) -> Iterator[Record]:
+        if not unit.image.name.lower().endswith(RASTER_SUFFIXES):
+            yield from super().records(unit)
+            return
+        # a 2D dataset (file_ending .png, .tif): each case is one image, its label map the same size
+        pixels = for_display(READERS["image"].read(unit.image)[0])
+        labels = read_labelmap_2d(unit.mask, pixels.shape[:2]) if unit.mask is not None else None
+        yield Record(unit=unit, pixels=pixels, labelmap=labels, modality=unit.spec.modality or self.modality(unit),
+                     label_names=self.label_names(unit))
 
     def volume_choice(self, unit: Unit) -> str:
         return str(unit.meta.get("volume", "0"))
