@@ -21,11 +21,11 @@ import dataclasses
 import enum
 import typing
 from dataclasses import MISSING, dataclass, fields, is_dataclass
+from functools import lru_cache
 from pathlib import Path
-from typing import Any, Callable, Iterable, Iterator, Mapping, Protocol
+from typing import Any, Callable, Iterable, Iterator, Mapping
 
 __all__ = [
-    "HasOptions",
     "NoOptions",
     "differences",
     "field_types",
@@ -35,12 +35,6 @@ __all__ = [
     "option_fields",
     "resume_key",
 ]
-
-
-class HasOptions(Protocol):
-    """A registry entry (an engine, a describer, an exporter, a source format, ...) and its options class."""
-
-    options: type
 
 
 @dataclass(frozen=True)
@@ -69,6 +63,7 @@ def option(default: Any = MISSING, *, help: str, flag: str | bool | None = None,
     return dataclasses.field(default=default, metadata=meta)
 
 
+@lru_cache(maxsize=256)
 def field_types(cls: type) -> dict[str, Any]:
     """The fields' types, resolved (modules use ``from __future__ import annotations``)."""
     return typing.get_type_hints(cls)
@@ -97,11 +92,6 @@ def jsonable(value: Any) -> Any:
     if isinstance(value, (list, tuple, set, frozenset)):
         return [jsonable(v) for v in value]
     return value
-
-
-def entry_name(f: dataclasses.Field[Any], obj: Any) -> str:
-    """The name of the registry entry whose options a ``registry`` field holds (its ``chosen_by`` sibling)."""
-    return str(getattr(obj, f.metadata["chosen_by"]))
 
 
 def _walk(obj: Any, prefix: str, only_resume: bool) -> Iterator[tuple[str, Any]]:

@@ -23,6 +23,7 @@ from typing import Any
 
 from builder.formats import FORMATS
 from builder.layout import JOURNAL_DIR, PLAN
+from builder.options import differences
 
 
 class JournalError(RuntimeError):
@@ -50,7 +51,7 @@ class Journal:
                 raise JournalError(f"{state} is unreadable; pass --overwrite to start over") from None
             found = {k: v for k, v in found.items() if k != "writer"} if isinstance(found, dict) else {}
             if found != fingerprint:
-                changed = sorted(k for k in set(found) | set(fingerprint) if found.get(k) != fingerprint.get(k))
+                changed = differences(found, fingerprint)
                 raise JournalError(f"{self.out} holds an unfinished build with other settings ({', '.join(changed)}); "
                                    "run it with the same ones to resume, or pass --overwrite")
         else:

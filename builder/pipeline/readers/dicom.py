@@ -35,6 +35,7 @@ ALLOWED_ATTRIBUTES: tuple[str, ...] = (
     "PixelSpacing",
     "SliceThickness",
     "ImageOrientationPatient",
+    "ImagePositionPatient",  # geometry only: orders the slices of a series read as one volume
     "WindowCenter",
     "WindowWidth",
     "BurnedInAnnotation",

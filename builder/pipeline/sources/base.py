@@ -118,8 +118,19 @@ def expand(spec: SourceSpec, pattern: str) -> list[Path]:
     shipped in the MSD tars) is listed too, to be counted as skipped rather than vanish."""
     full = pattern if os.path.isabs(pattern) else os.path.join(spec.root, pattern)
     found = {Path(p) for p in glob.glob(full, recursive=True) if os.path.isfile(p) or os.path.islink(p)}
-    found |= {twin for path in found if (twin := path.parent / f"._{path.name}").is_file()}
-    return sorted(found)
+    return sorted(found | _appledouble_twins(found))
+
+
+def _appledouble_twins(found: set[Path]) -> set[Path]:
+    """The ``._<name>`` files beside ``found`` files: one listing of each folder, not a look-up per file."""
+    twins: set[Path] = set()
+    for folder in {path.parent for path in found}:
+        try:
+            names = [entry.name for entry in os.scandir(folder) if entry.name.startswith("._")]
+        except OSError:
+            continue
+        twins |= {folder / name for name in names if folder / name[2:] in found}
+    return twins
 
 
 def relative(spec: SourceSpec, path: Path) -> str:

@@ -217,10 +217,14 @@ class SliceGeometry:
         return float(self.origin @ self.normal)
 
 
-def geometry(header: Header, spacing: list[float] | None) -> SliceGeometry | None:
-    """A slice's geometry from its header; None when position, orientation or spacing is missing."""
-    if header.position is None or header.orientation is None or not spacing:
+def geometry(meta: dict[str, Any], shape: tuple[int, int]) -> SliceGeometry | None:
+    """A slice's geometry from what the DICOM reader gives (``meta``); None when position, orientation or
+    spacing is missing."""
+    position = _floats(meta.get("ImagePositionPatient"), 3)
+    orientation = _floats(meta.get("ImageOrientationPatient"), 6)
+    spacing = meta["spacing"][0] if meta.get("spacing") else None
+    if position is None or orientation is None or not spacing:
         return None
-    row, column = np.array(header.orientation[:3]), np.array(header.orientation[3:])
-    return SliceGeometry(header.sop_uid, np.array(header.position), row, column,
-                         (float(spacing[0]), float(spacing[1])), header.shape)
+    row, column = np.array(orientation[:3]), np.array(orientation[3:])
+    return SliceGeometry(str(meta.get("sop_instance_uid", "")), np.array(position), row, column,
+                         (float(spacing[0]), float(spacing[1])), shape)

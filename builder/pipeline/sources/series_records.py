@@ -38,8 +38,7 @@ def _slices(unit: Unit, reader: DicomReader) -> list[Slice]:
         values, meta = reader.read(path)
         if values.shape[0] != 1 or meta["color"]:
             raise Reject("read", f"{path.name}: a slice of a series read as a volume must be one grey frame")
-        header = read_header(path)
-        found = geometry(header, meta["spacing"][0]) if header is not None else None
+        found = geometry(meta, values.shape[1:3])
         if found is None:
             raise Reject("read", f"{path.name} has no position, orientation or pixel spacing: the series cannot be "
                                  "ordered (read it with series: file)")

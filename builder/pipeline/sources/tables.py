@@ -20,7 +20,6 @@ from builder.pipeline.sources.table_spec import TableSpec, expanded_header, path
 from builder.pipeline.template import Template, TemplateError
 
 STEM_COLUMNS = ("image", "file", "filename", "stem", "id")
-BOX_COLUMNS = ("x_min", "y_min", "x_max", "y_max")
 
 
 
