@@ -217,7 +217,7 @@ def _merge(rows: list[dict[str, Any]], answers: dict[str, dict[str, str] | Rejec
         try:
             if isinstance(answer, Reject):
                 raise answer
-            set_text(row, answer, name)
+            set_text(row, answer, name, from_model=True)
             described += 1
         except Reject as exc:
             lines.append({"file": row["source_file"], "source": row["source"], "stage": "describe",

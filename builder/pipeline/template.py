@@ -98,15 +98,37 @@ class _Values(Mapping[str, object]):
 _DOUBLED_STOP = re.compile(r"(?<!\.)\.\s*\.(?!\.)")  # ".." and ". ." (an ellipsis "..." stays)
 _DOUBLED_MARK = re.compile(r"([,;:])(\s*[,;:.])+")  # ", ," ";," ",." -> the first mark
 _STOP_MARK = re.compile(r"\.(\s*[,;:])")  # "Abdomen.," -> "Abdomen,"
+_MARK_PAIR = re.compile(r"[,;:] ?[,;:.]")  # the common cases of _DOUBLED_MARK, found fast
 _REPEATED_ITEM = re.compile(r"\b([A-Za-z][\w' -]*?)(, \1)+\b", re.I)  # "Abdomen, Abdomen" -> "Abdomen"
 _REPEATED_WORD = re.compile(r"\b(\w+)(\s+\1)+\b", re.I)  # "the the" -> "the"
 
 
+_SEGMENT = re.compile(r"([,;:.)(] ?)")
+
+
+def _item_repeated(text: str) -> bool:
+    """Whether an item may follow itself after ", " (one split: a cheap test before the costly pattern)."""
+    if ", " not in text:
+        return False
+    parts = [part.strip() for part in _SEGMENT.split(text.lower())]  # segments and the delimiters between them
+    return any(parts[k] == "," and parts[k - 1] and parts[k - 1] == parts[k + 1] for k in range(1, len(parts) - 1))
+
+
+def _word_repeated(text: str) -> bool:
+    words = text.lower().split()
+    return any(map(str.__eq__, words, words[1:]))  # pairs compared in C: this runs on every text of every row
+
+
 def tidy(text: str) -> str:
     """Text as a person would write it: no doubled full stops or marks, no item or word said twice in a row (a
-    diagnosis ending in "." inside a sentence, a category equal to its organ)."""
-    text = _STOP_MARK.sub(r"\1", text)
-    text = _DOUBLED_STOP.sub(".", text)
-    text = _DOUBLED_MARK.sub(lambda m: m.group(1), text)
-    text = _REPEATED_ITEM.sub(r"\1", text)
-    return _REPEATED_WORD.sub(r"\1", text)
+    diagnosis ending in "." inside a sentence, a category equal to its organ). Run on every text of every row:
+    each costly pattern runs only where a cheap test says it may match."""
+    if ".," in text or ".;" in text or ".:" in text or ". ," in text or ". ;" in text:
+        text = _STOP_MARK.sub(r"\1", text)
+    if ".." in text or ". ." in text:
+        text = _DOUBLED_STOP.sub(".", text)
+    if _MARK_PAIR.search(text):
+        text = _DOUBLED_MARK.sub(lambda m: m.group(1), text)
+    if _item_repeated(text):
+        text = _REPEATED_ITEM.sub(r"\1", text)
+    return _REPEATED_WORD.sub(r"\1", text) if _word_repeated(text) else text

@@ -59,16 +59,25 @@ class DescriberHooks:
         return {}
 
 
-def set_text(row: dict[str, Any], attributes: dict[str, str], describer: str) -> None:
+def _value(text: str) -> str:
+    """A source's value set inside a sentence: without its own closing full stop ("Crohn disease.")."""
+    return text.rstrip(" .")
+
+
+def set_text(row: dict[str, Any], attributes: dict[str, str], describer: str, from_model: bool = False) -> None:
     """Put a describer's five attributes, and their join, into a row.
 
     The modality must be stated; an attribute with nothing to state is empty
     (null), never a sentence about its own absence, and the caption leaves it out.
+    A model's answer (``from_model``) is tidied of doubled marks and words; the
+    template describer's sentences are built clean (its values come through
+    :func:`builder.pipeline.template.tidy` when the manifest's rules render them).
     """
     if not str(attributes.get("modality") or "").strip():
         raise Reject("describe", f"describer {describer!r} gave no modality")
-    row["attributes"] = {key: (tidy(str(attributes.get(key) or "").strip()) or None) for key in ATTRIBUTE_KEYS}
-    row["caption"] = tidy(str(attributes.get("caption") or "").strip()) or \
+    clean = tidy if from_model else str
+    row["attributes"] = {key: (clean(str(attributes.get(key) or "").strip()) or None) for key in ATTRIBUTE_KEYS}
+    row["caption"] = clean(str(attributes.get("caption") or "").strip()) or \
         join_caption({k: v or "" for k, v in row["attributes"].items()})
 
 
@@ -140,14 +149,15 @@ class TemplateDescriber(DescriberHooks):
         return f"{article} {name} image{where}{index}."
 
     def _organs(self, r: DescribeRequest) -> str:
-        parts = [f"Organ or region: {r.organ}."] if r.organ and r.organ != "unspecified" else []
+        parts = [f"Organ or region: {_value(r.organ)}."] if r.organ and r.organ != "unspecified" else []
         if r.rois:
             names = list(dict.fromkeys(_name(roi) for roi in r.rois))
             parts.append(f"Annotated structure{'s' if len(names) > 1 else ''}: {name_list(names)}.")
         if r.disease and r.finding_shown is not False:
-            parts.append(f"The source records the finding as {r.disease}.")
+            parts.append(f"The source records the finding as {_value(r.disease)}.")
         elif r.disease:  # a slice of a study whose finding this slice does not show
-            parts.append(f"The {'slice' if r.plane else 'frame'} is from a study recorded with {r.disease}.")
+            parts.append(f"The {'slice' if r.plane else 'frame'} is from a study recorded with "
+                         f"{_value(r.disease)}.")
         return " ".join(parts)
 
     def _rois(self, r: DescribeRequest, order: Sequence[int]) -> str:

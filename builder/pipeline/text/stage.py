@@ -152,7 +152,7 @@ class TextStage:
             try:
                 if isinstance(answer, Reject):
                     raise answer
-                set_text(result.rows[i], answer, self.describer.name)  # type: ignore[union-attr]
+                set_text(result.rows[i], answer, self.describer.name, from_model=True)  # type: ignore[union-attr]
                 self.counts["described"] += 1
             except Reject as exc:
                 result.dropped.append((result.rows[i], exc))
