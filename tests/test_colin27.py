@@ -10,7 +10,7 @@ import pytest
 from conftest import COLIN, build, need, write_manifest
 from datasets import load_dataset
 
-from builder.pipeline.text.anatomy import plain_label
+from builder.anatomy import plain_label
 
 PLANES = {"axial": 2, "coronal": 1, "sagittal": 0}
 

@@ -43,12 +43,21 @@ def test_position_is_the_3x3_cell_of_the_centroid(x: int, y: int, cell: str) -> 
     assert position_of(x, y, 100, 100) == cell
 
 
-def test_text_says_the_stored_cell_and_the_patient_side() -> None:
-    assert position_text("center-left", "radiological") == "center-left of the image (the patient's right)"
-    assert position_text("upper-right", "radiological") == "upper-right of the image (the patient's left)"
-    assert position_text("upper-left", "sagittal") == "upper-left of the image (anterior)"
-    assert position_text("lower-left", "image") == "lower-left of the image"
-    assert position_text("lower-center", "radiological") == "lower-center of the image"
+def test_text_says_the_stored_cell_in_the_patients_terms() -> None:
+    assert position_text("center-left", "axial", "head") == "central part of the head, on the patient's right"
+    assert position_text("upper-right", "axial", "head") == "anterior part of the head, on the patient's left"
+    assert position_text("upper-right", "coronal", "chest") == "superior part of the chest, on the patient's left"
+    assert position_text("upper-left", "sagittal", "head") == "superior anterior part of the head"
+    assert position_text("lower-center", "radiological", "chest") == "lower part of the chest"
+    assert position_text("center", "axial") == "central part of the body"
+    assert position_text("lower-left", "image") == "lower-left of the image"  # a photograph: the image's terms
+
+
+def test_a_position_is_given_within_the_frame_of_the_body() -> None:
+    frame = (40, 40, 60, 60)  # a small head in the middle of the image
+    assert position_of(42, 42, 100, 100, frame) == "upper-left"
+    assert position_of(58, 50, 100, 100, frame) == "center-right"
+    assert position_of(42, 42, 100, 100) == "center"  # in the image's frame every point of it is central
 
 
 @settings(max_examples=60, deadline=None)

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from conftest import COLIN, build, need, shard_rows, write_manifest
 
-from builder.pipeline.text.anatomy import plain_label
+from builder.anatomy import plain_label
 
 FILLER = re.compile(r"\bno (region|annotated|local-global)|not specified|\bunspecified\b", re.IGNORECASE)
 
@@ -49,8 +49,11 @@ def test_the_roi_table_and_the_text_say_the_same_position(colin: Path) -> None:
         for roi in sorted(row["rois"], key=lambda r: -r["area_ratio"])[:5]:
             name = plain_label(roi["label"])
             sentence = next(s for s in analysis.split(". ") if s.lower().startswith(name.lower()))
-            cell = "center of the image" if roi["position"] == "center" else f"{roi['position']} of the image"
-            assert cell in sentence, (roi["position"], sentence)
+            row_cell, col_cell = ("center", "center") if roi["position"] == "center" else roi["position"].split("-")
+            # an axial slice in the patient's terms: up is anterior, the image's left the patient's right
+            vertical = {"upper": "anterior", "center": "central", "lower": "posterior"}[row_cell]
+            side = {"left": ", on the patient's right", "center": "", "right": ", on the patient's left"}[col_cell]
+            assert f"{vertical} part of the head{side}," in sentence, (roi["position"], sentence)
             checked += 1
     assert checked >= 30
 

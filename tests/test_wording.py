@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import pytest
 
+from builder.anatomy import name_list, plain_label
 from builder.pipeline.template import tidy
-from builder.pipeline.text.anatomy import name_list, plain_label
 
 
 @pytest.mark.parametrize(("label", "plain"), [

@@ -36,60 +36,11 @@ from typing import Any, Protocol
 from builder.dataset.shards import iter_rows
 from builder.errors import Reject
 from builder.llm import ChatClient, LLMConfig, ParseError
+from builder.vocabulary import OPPOSITE, terms
 from medtrinity_25m import ATTRIBUTE_KEYS
 
 REFERENCE_FIELDS = ("caption", "findings")
 COLUMNS = ["id", "modality", "organ", "caption", "attributes", "reference"]
-
-#: term -> canonical value, per vocabulary; patterns match whole words.
-MODALITY = {r"ct|cta|computed tomograph\w*|hounsfield": "ct",
-            r"mri?|mra|magnetic resonance|t1|t2|flair|diffusion[- ]weighted|gadolinium|t1-weighted|t2-weighted": "mri",
-            r"radiograph\w*|x-ray|xray|cxr|plain film": "xray",
-            r"ultrasound|sonograph\w*|doppler|echogenic\w*": "ultrasound",
-            r"pet|fdg": "pet", r"dermoscop\w*": "dermoscopy", r"endoscop\w*": "endoscopy",
-            r"fundus": "fundus", r"histolog\w*|h&e|micrograph\w*": "pathology"}
-ORGANS = {r"brain|cerebr\w*|cerebell\w*|intracranial|ventricles?": "brain", r"skull|cranium": "skull",
-          r"orbits?|eyes?|ocular|retina\w*": "eye", r"sinus\w*|nasal": "sinus", r"neck|cervical": "neck",
-          r"thyroid": "thyroid", r"spine|spinal|vertebra\w*|lumbar|thoracic spine|disc": "spine",
-          r"chest|thora\w*": "chest", r"lungs?|pulmonary|pleura\w*": "lung", r"heart|cardiac|pericardi\w*": "heart",
-          r"aort\w*": "aorta", r"breasts?": "breast", r"abdom\w*": "abdomen", r"liver|hepat\w*": "liver",
-          r"gallbladder|biliary": "gallbladder", r"pancrea\w*": "pancreas", r"spleen|splenic": "spleen",
-          r"kidneys?|renal": "kidney", r"adrenal": "adrenal", r"bowel|colon\w*|intestin\w*": "bowel",
-          r"stomach|gastric": "stomach", r"bladder": "bladder", r"pelvi\w*": "pelvis", r"uter\w*": "uterus",
-          r"ovar\w*": "ovary", r"prostat\w*": "prostate", r"bones?|osseous|femur|tibia|humerus": "bone",
-          r"knee": "knee", r"shoulder": "shoulder", r"hip": "hip", r"muscles?": "muscle", r"skin|cutaneous": "skin"}
-SIDES = {r"left": "left", r"right": "right", r"bilateral\w*": "bilateral"}
-PLANES = {r"axial|transverse": "axial", r"coronal": "coronal", r"sagittal": "sagittal"}
-TEXTURE = {r"hyperdens\w*|hyperintens\w*|hyperechoic|bright\w*": "hyper",
-           r"hypodens\w*|hypointens\w*|hypoechoic|anechoic|dark\w*": "hypo",
-           r"isodens\w*|isointens\w*|isoechoic": "iso", r"heterogene\w*": "heterogeneous",
-           r"homogene\w*": "homogeneous", r"enhanc\w*": "enhancing", r"cyst\w*": "cystic",
-           r"calcif\w*": "calcified", r"hemorrha\w*|haemorrha\w*|bleed\w*": "hemorrhage", r"edema\w*": "edema",
-           r"necro\w*": "necrosis", r"fluid|effusion": "fluid", r"mass(es)?": "mass", r"nodul\w*": "nodule",
-           r"lesions?": "lesion", r"tumou?rs?": "tumor"}
-RELATIONS = {r"adjacent|abut\w*|border\w*|contact\w*": "adjacent", r"compress\w*": "compression",
-             r"displac\w*|shift\w*|mass effect": "mass effect", r"extend\w*|extension": "extension",
-             r"invad\w*|invasion|infiltrat\w*": "invasion", r"surround\w*": "surrounding",
-             r"within|inside": "within", r"obstruct\w*": "obstruction", r"overlap\w*": "overlap"}
-OPPOSITE = {"hyper": "hypo", "hypo": "hyper", "heterogeneous": "homogeneous", "homogeneous": "heterogeneous",
-            "left": "right", "right": "left"}
-
-
-def _compile(vocabulary: dict[str, str]) -> list[tuple[re.Pattern[str], str]]:
-    return [(re.compile(rf"\b(?:{pattern})\b", re.I), value) for pattern, value in vocabulary.items()]
-
-
-VOCABULARIES = {name: _compile(v) for name, v in
-                {"modality": MODALITY, "organs": ORGANS, "sides": SIDES, "planes": PLANES, "texture": TEXTURE,
-                 "relations": RELATIONS}.items()}
-
-
-def terms(text: str, *vocabularies: str) -> set[str]:
-    found: set[str] = set()
-    for name in vocabularies:
-        found |= {value for pattern, value in VOCABULARIES[name] if pattern.search(text or "")}
-    return found
-
 
 def agreement(reference: set[str], description: set[str], exclusive: bool) -> int | None:
     """2 agree, 1 mixed or not stated by the description, 0 contradict; None: the reference states nothing to

@@ -95,6 +95,7 @@ class RoiStats:
     cv: float
     redness_in: float | None = None  # RGB only: R - (G + B) / 2, scaled 0..1
     redness_ring: float | None = None
+    reference: str | None = "surroundings"  # what mean_ring measures: "surroundings", "parent" (its organ), None
 
     @property
     def contrast(self) -> float:
@@ -189,6 +190,7 @@ class DescribeRequest:
     spacing: tuple[float, float] | None = None  # (row, column) mm per pixel, where known
     finding_shown: bool | None = None  # a slice: does it show the finding (its ROI)? None: not a slice
     knowledge: Sequence[str] = field(default_factory=tuple)  # retrieved snippet texts
+    sequence: str | None = None  # an MR image's sequence (T1, T2, FLAIR, ...), where known
 
 
 @dataclass

@@ -20,6 +20,7 @@ from builder.errors import Reject, Stage, raised_by_reader_library
 from builder.imaging import pixel_hash
 from builder.options import option
 from builder.pipeline import drawn_boxes
+from builder.pipeline.body import Body, body_of, parent_of
 from builder.pipeline.data import DescribeRequest, Record, Roi, Unit, UnitResult
 from builder.pipeline.proposers import PROPOSERS, ProposalInput
 from builder.pipeline.roi import convention, rois_from_boxes, rois_from_labelmap, rois_from_proposals
@@ -141,25 +142,27 @@ def _texts(templates: dict[str, str], values: dict[str, Any]) -> dict[str, str |
     return {key: (render(template, values, key) or None) for key, template in templates.items()}
 
 
-def annotate(record: Record) -> tuple[list[Roi], np.ndarray | None]:
-    """The record's annotated ROIs (its mask's labels, its boxes) and the stored mask."""
+def annotate(record: Record) -> tuple[list[Roi], np.ndarray | None, Body]:
+    """The record's annotated ROIs (its mask's labels, its boxes), the stored mask, and the body they lie in."""
     spec = record.unit.spec
     height, width = record.pixels.shape[:2]
     if min(height, width) < MIN_SIDE:
         raise Reject(Stage.SIZE, f"image is {width}x{height} pixels, smaller than {MIN_SIDE}x{MIN_SIDE}")
     rois: list[Roi] = []
     mask: np.ndarray | None = None
+    labelled = None if record.labelmap is None else np.asarray(record.labelmap) != 0
+    body = body_of(record.pixels, record.modality, labelled if labelled is not None and labelled.ndim == 2 else None)
     if record.labelmap is not None:
         names = record.label_names if record.label_names is not None else spec.options.label_names
-        rois, mask = rois_from_labelmap(record.labelmap, names, default=spec.disease or "region")
-    rois += rois_from_boxes((*record.unit.boxes, *record.boxes), width, height)
+        rois, mask = rois_from_labelmap(record.labelmap, names, default=spec.disease or "region", frame=body.box)
+    rois += rois_from_boxes((*record.unit.boxes, *record.boxes), width, height, body.box)
     if record.release is not None and record.release.boxes:
-        found = rois_from_boxes(record.release.boxes, width, height)
+        found = rois_from_boxes(record.release.boxes, width, height, body.box)
         rois += [replace(roi, origin=record.release.box_origin) for roi in found]
-    return rois, mask
+    return rois, mask, body
 
 
-def propose(records: list[Record], annotated: list[list[Roi]]) -> list[list[Roi]]:
+def propose(records: list[Record], annotated: list[list[Roi]], bodies: list[Body]) -> list[list[Roi]]:
     """Proposed ROIs per record: for those without annotations (or all, with ``mode: add``)."""
     found: list[list[Roi]] = [[] for _ in records]
     config = records[0].unit.spec.roi if records else None
@@ -178,16 +181,16 @@ def propose(records: list[Record], annotated: list[list[Roi]]) -> list[list[Roi]
     proposer = PROPOSERS[config.method]
     for i, proposals in zip(wanted, proposer.propose(inputs, config) if inputs else []):
         height, width = records[i].pixels.shape[:2]
-        found[i] = rois_from_proposals(proposals, width, height, origin=proposer.name)
+        found[i] = rois_from_proposals(proposals, width, height, origin=proposer.name, frame=bodies[i].box)
     return found
 
 
-def make_row(record: Record, rois: list[Roi], mask: np.ndarray | None, describer: Describer | None,
+def make_row(record: Record, rois: list[Roi], mask: np.ndarray | None, body: Body, describer: Describer | None,
              options: TripletOptions) -> tuple[dict[str, Any], DescribeRequest]:
     """One row (see ``medtrinity_25m.FEATURES``) and what its describer is given.
 
     ``rois`` are annotated then proposed; ``mask`` the stored label map of the
-    annotated ones. With ``describer`` None the row's text is left to the main process.
+    annotated ones, ``body`` where the patient is. With ``describer`` None the row's text is left to the main process.
     """
     unit, spec = record.unit, record.unit.spec
     height, width = record.pixels.shape[:2]
@@ -203,8 +206,9 @@ def make_row(record: Record, rois: list[Roi], mask: np.ndarray | None, describer
         modality=record.modality, organ=subj.organ, disease=subj.disease, plane=record.plane,
         slice_index=record.slice_index, coarse_caption=caption, rois=rois,
         # the measurements are for describers: a release's own caption is kept, and no describer runs
-        stats=[] if released and released.caption else measure(record.pixels, mask, rois),
-        view=convention(record.modality, record.plane),
+        stats=[] if released and released.caption else measure(
+            record.pixels, mask, rois, body.mask, parent_of(mask, sum(bool(r.pixels) for r in rois), body)),
+        view=convention(record.modality, record.plane), sequence=sequence(record),
         image_png=None if describer else image, spacing=record.spacing, finding_shown=shown,
     )
     texts = dict(values, organ=subj.organ, disease=subj.disease)
@@ -284,8 +288,15 @@ def details(record: Record) -> dict[str, str | None]:
         return _text(unit.meta.get(name)) if public or name in unit.spec.referenced else None
 
     return {"modality_detail": given("modality_detail"),
-            "plane": given("plane_given") or given("plane") or record.plane,
+            "plane": given("plane_given") or given("plane") or record.plane, "sequence": sequence(record),
             "age": given("age"), "sex": given("sex")}
+
+
+def sequence(record: Record) -> str | None:
+    """An MR image's sequence: as its source states it, else as its DICOM series names it."""
+    if record.modality != "mri":
+        return None
+    return record.unit.spec.sequence or record.hints.get("sequence")
 
 
 def _text(value: Any) -> str | None:
@@ -329,9 +340,9 @@ def process_unit(unit: Unit, options: TripletOptions) -> UnitResult:
             check_inside(unit)
             records = read_records(unit, dropped)
             annotated = [annotate(record) for record in records]
-            proposed = propose(records, [rois for rois, _ in annotated])
-            for record, (rois, mask), extra in zip(records, annotated, proposed):
-                row, request = make_row(record, rois + extra, mask, describer, options)
+            proposed = propose(records, [rois for rois, _, _ in annotated], [body for _, _, body in annotated])
+            for record, (rois, mask, body), extra in zip(records, annotated, proposed):
+                row, request = make_row(record, rois + extra, mask, body, describer, options)
                 rows.append(row)
                 if options.dedup or unit.spec.dedup:  # the hash costs a pass over the pixels
                     hashes.append(pixel_hash(record.pixels))

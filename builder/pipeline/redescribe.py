@@ -38,6 +38,7 @@ from builder.dataset import staging
 from builder.errors import Reject
 from builder.layout import BUILD_JSON, read_build_json, sha256_file
 from builder.llm import ParseError
+from builder.pipeline.body import body_of, parent_of
 from builder.pipeline.data import DescribeRequest, Roi
 from builder.pipeline.roi import convention
 from builder.pipeline.text.backends import OpenAIDescriber
@@ -73,11 +74,13 @@ def request_of(row: dict[str, Any], knowledge: tuple[str, ...] = ()) -> Describe
                 origin=r["origin"], score=r["score"], pixels=int(np.count_nonzero(mask == i + 1)) if mask is not None
                 else 0) for i, r in enumerate(row["rois"] or [])]
     spacing = tuple(row["pixel_spacing"]) if row.get("pixel_spacing") else None
+    body = body_of(pixels, row["modality"], None if mask is None else mask != 0)
+    stats = measure(pixels, mask, rois, body.mask, parent_of(mask, sum(bool(r.pixels) for r in rois), body))
     return DescribeRequest(
         id=row["id"], modality=row["modality"], organ=row["organ"] or "unspecified", disease=row["disease"] or "",
         plane=row["plane"], slice_index=row["slice_index"], coarse_caption=row["coarse_caption"] or "",
-        rois=rois, stats=measure(pixels, mask, rois), view=convention(row["modality"], row["plane"]),
-        image_png=row["image"]["bytes"], spacing=spacing,
+        rois=rois, stats=stats, view=convention(row["modality"], row["plane"]),
+        image_png=row["image"]["bytes"], spacing=spacing, sequence=(row.get("details") or {}).get("sequence"),
         finding_shown=None, knowledge=knowledge)
 
 

@@ -3,9 +3,12 @@
 - A label map gives one ROI per label value present: ``bbox`` is the smallest
   box around its pixels, ``area_ratio`` its pixel count over the image's.
 - A box table's boxes pass through (``area_ratio`` is the box's area).
-- ``position`` is the cell of a 3x3 grid holding the ROI's centroid, in image
-  terms ("upper-left" ... "center" ... "lower-right"). Text about radiology
-  views turns image left/right into the patient's (see :func:`position_text`).
+- ``position`` is the cell of a 3x3 grid holding the ROI's centroid ("upper-left"
+  ... "center" ... "lower-right"), the grid laid over the *frame*: the body's
+  bounding box in a radiology image (:mod:`builder.pipeline.body`), the whole
+  image otherwise. At a slice near the vertex the regions of the small head fall
+  in different cells, not all in the image's centre. Text says the same cell in
+  the patient's terms where the view has them (see :func:`position_text`).
 
 Boxes are ``[x_min, y_min, x_max, y_max]`` in pixel-edge coordinates: a ROI
 covering columns 3..7 has ``x_min=3, x_max=8``.
@@ -25,32 +28,50 @@ ROWS = ("upper", "center", "lower")
 COLS = ("left", "center", "right")
 
 
-def position_of(cx: float, cy: float, width: int, height: int) -> str:
-    """The 3x3 grid cell of a point, e.g. "upper-left", "center", "lower-center"."""
-    row = ROWS[min(2, int(3 * cy / height))]
-    col = COLS[min(2, int(3 * cx / width))]
+Frame = tuple[int, int, int, int]  # (x0, y0, x1, y1), pixel edges: what positions are given within
+
+
+def position_of(cx: float, cy: float, width: int, height: int, frame: Frame | None = None) -> str:
+    """The 3x3 grid cell of a point in ``frame`` (default: the whole image), e.g. "upper-left", "center"."""
+    x0, y0, x1, y1 = frame or (0, 0, width, height)
+    row = ROWS[max(0, min(2, int(3 * (cy - y0) / max(1, y1 - y0))))]
+    col = COLS[max(0, min(2, int(3 * (cx - x0) / max(1, x1 - x0))))]
     if row == col == "center":
         return "center"
     return f"{row}-{col}"
 
 
 def convention(modality: str, plane: str | None) -> str:
-    """How image left/right read for this view: radiological, sagittal or image."""
+    """How the image's axes read in the body: its plane ("axial", "coronal", "sagittal") for a radiology slice,
+    "radiological" for a radiology image of unknown plane (a radiograph), "image" for other modalities."""
     if modality not in RADIOLOGY:
         return "image"
-    return "sagittal" if plane == "sagittal" else "radiological"
+    return plane if plane in ("axial", "coronal", "sagittal") else "radiological"
 
 
-_SIDE = {
-    "radiological": {"left": "the patient's right", "right": "the patient's left"},
-    "sagittal": {"left": "anterior", "right": "posterior"},
-    "image": {"left": "left", "right": "right"},
-}
+_PATIENT = {"left": "the patient's right", "right": "the patient's left"}
+#: Per view: image left/right, and up/down, in the body.
+_COLUMNS = {"axial": _PATIENT, "coronal": _PATIENT, "radiological": _PATIENT,
+            "sagittal": {"left": "anterior", "right": "posterior"}, "image": {"left": "left", "right": "right"}}
+_ROWS = {"axial": {"upper": "anterior", "lower": "posterior"}, "coronal": {"upper": "superior", "lower": "inferior"},
+         "sagittal": {"upper": "superior", "lower": "inferior"}, "radiological": {"upper": "upper", "lower": "lower"},
+         "image": {"upper": "upper", "lower": "lower"}}
+#: The body region an organ is imaged in: the frame's name in text ("the anterior part of the head").
+REGIONS = {"brain": "head", "head": "head", "skull": "head", "orbit": "head", "neck": "neck", "chest": "chest",
+           "thorax": "chest", "lung": "chest", "lungs": "chest", "heart": "chest", "breast": "chest",
+           "abdomen": "abdomen", "liver": "abdomen", "kidney": "abdomen", "kidneys": "abdomen",
+           "pancreas": "abdomen", "spleen": "abdomen", "pelvis": "pelvis", "prostate": "pelvis", "knee": "knee"}
+
+
+def region_of(organ: str) -> str:
+    """The frame's name for an organ's images: "head" for the brain, "body" when the organ is not one of
+    :data:`REGIONS`."""
+    return REGIONS.get(organ.strip().lower(), "body")
 
 
 def patient_side(side: str, view: str) -> str:
     """What image left/right is in the body for a view: " (the patient's right)", " (anterior)", or nothing."""
-    return "" if view == "image" else f" ({_SIDE[view][side]})"
+    return "" if view == "image" else f" ({_COLUMNS[view][side]})"
 
 
 def relation_words(view: str, side: str) -> str:
@@ -58,18 +79,24 @@ def relation_words(view: str, side: str) -> str:
     return f"{side} of"
 
 
-def position_text(position: str, view: str) -> str:
-    """The stored grid cell in words, in the image frame, with the patient's side where the view has one.
+def position_text(position: str, view: str, region: str = "body") -> str:
+    """The stored grid cell in words: in the patient's terms within the body for a radiology view, in the
+    image's otherwise. The stored ``position`` and the text say the same cell:
 
-    The stored ``position`` and the text say the same cell:
-
-    >>> position_text("center-left", "radiological")
-    "center-left of the image (the patient's right)"
+    >>> position_text("upper-left", "axial", "head")
+    "anterior part of the head, on the patient's right"
+    >>> position_text("lower-left", "image")
+    "lower-left of the image"
     """
-    if position == "center":
-        return "center of the image"
-    col = position.split("-")[1]
-    return f"{position} of the image" + (patient_side(col, view) if col != "center" else "")
+    if view == "image":
+        return "center of the image" if position == "center" else f"{position} of the image"
+    row, col = ("center", "center") if position == "center" else position.split("-")
+    vertical = _ROWS[view].get(row, "")
+    if view == "sagittal":  # both axes in the body's words: "superior anterior part"
+        words = " ".join(w for w in (vertical, _COLUMNS[view].get(col, "")) if w)
+        return f"{words or 'central'} part of the {region}"
+    side = f", on {_COLUMNS[view][col]}" if col != "center" else ""
+    return f"{vertical or 'central'} part of the {region}{side}"
 
 
 MAX_ROIS = 65_535  # distinct labels one image may hold: the stored mask is a 16-bit PNG
@@ -114,7 +141,7 @@ def as_labels(labelmap: np.ndarray) -> np.ndarray:
 
 
 def rois_from_labelmap(
-    labelmap: np.ndarray, names: Mapping[int, str], default: str
+    labelmap: np.ndarray, names: Mapping[int, str], default: str, frame: Frame | None = None
 ) -> tuple[list[Roi], np.ndarray | None]:
     """ROIs of every label value present, and the stored mask (0, or ROI index + 1).
 
@@ -150,7 +177,7 @@ def rois_from_labelmap(
     total, single = float(height * width), len(uniq) == 1
     rois = [Roi(bbox=(float(left), float(top), float(right), float(bottom)),
                 label=names.get(value) or (default if single else f"region {value}"), area_ratio=count / total,
-                position=position_of(x, y, width, height), pixels=count)
+                position=position_of(x, y, width, height, frame), pixels=count)
             for value, left, top, right, bottom, count, x, y in zip(
                 uniq.tolist(), x0.tolist(), y0.tolist(), x1.tolist(), y1.tolist(), counts.tolist(), cx.tolist(),
                 cy.tolist())]
@@ -171,7 +198,7 @@ def stored_mask(labelmap: np.ndarray, uniq: np.ndarray) -> np.ndarray:
 EDGE_TOLERANCE = 0.5  # pixels a fractional box may overrun the image by (rounded normalised values); it is clipped
 
 
-def rois_from_boxes(boxes: Iterable[Box], width: int, height: int) -> list[Roi]:
+def rois_from_boxes(boxes: Iterable[Box], width: int, height: int, frame: Frame | None = None) -> list[Roi]:
     """Boxes of a box table, checked against the image's size; an edge up to half a pixel outside is clipped."""
     rois = []
     for given in boxes:
@@ -191,13 +218,14 @@ def rois_from_boxes(boxes: Iterable[Box], width: int, height: int) -> list[Roi]:
                 bbox=(box.x_min, box.y_min, box.x_max, box.y_max),
                 label=box.label,
                 area_ratio=area / float(width * height),
-                position=position_of(cx, cy, width, height),
+                position=position_of(cx, cy, width, height, frame),
             )
         )
     return rois
 
 
-def rois_from_proposals(proposals: Iterable[Any], width: int, height: int, origin: str) -> list[Roi]:
+def rois_from_proposals(proposals: Iterable[Any], width: int, height: int, origin: str,
+                        frame: Frame | None = None) -> list[Roi]:
     """ROIs from proposed masks or boxes: same geometry as annotations, their ``origin`` and ``score``.
 
     A proposal's mask gives its box and area ratio but is not stored: proposals
@@ -218,6 +246,7 @@ def rois_from_proposals(proposals: Iterable[Any], width: int, height: int, origi
                 continue
             area = (box[2] - box[0]) * (box[3] - box[1]) / float(width * height)
             cx, cy = (box[0] + box[2]) / 2, (box[1] + box[3]) / 2
-        rois.append(Roi(bbox=box, label=proposal.label, area_ratio=area, position=position_of(cx, cy, width, height),
-                        origin=origin, score=round(float(proposal.score), 4)))
+        rois.append(Roi(bbox=box, label=proposal.label, area_ratio=area,
+                        position=position_of(cx, cy, width, height, frame), origin=origin,
+                        score=round(float(proposal.score), 4)))
     return rois

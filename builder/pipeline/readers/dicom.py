@@ -21,6 +21,7 @@ import numpy as np
 from builder.errors import Reject
 from builder.imaging import rescaled
 from builder.pipeline.readers.frames import FrameAttributes, demosaic, first_number, frame_attributes, mosaic_tiles
+from builder.vocabulary import sequence_of
 
 #: The header attributes a build may use. Nothing else is copied anywhere.
 ALLOWED_ATTRIBUTES: tuple[str, ...] = (
@@ -238,6 +239,9 @@ class DicomReader:
             mosaic=mosaic,
             cine=_is_cine(ds, pixels.shape[0]),
             organ=organ,
+            # the MR sequence named by the series' descriptions, as a controlled term: the text itself is never kept
+            sequence=sequence_of(*(ds.get(k) for k in ("SeriesDescription", "ProtocolName", "SequenceName")))
+            if str(ds.get("Modality", "")).upper() == "MR" else None,
             notes=notes,
             sop_instance_uid=str(ds.get("SOPInstanceUID", "")),  # pairs a SEG; never copied to a row
         )

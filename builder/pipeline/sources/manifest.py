@@ -48,6 +48,7 @@ from builder.pipeline.sources.recipes import expand_recipe
 from builder.pipeline.sources.tables import Curation
 from builder.pipeline.template import DEFAULT_CAPTION, Template, TemplateError
 from builder.pipeline.values import flag
+from builder.vocabulary import SEQUENCES, sequence_of
 from builder.yamlsafe import YamlError, load_yaml
 from medtrinity_25m import MODALITIES, REFERENCE_KEYS
 
@@ -97,6 +98,7 @@ class SourceSpec:
     options: Any = field(default_factory=ImageOptions)  # the format's options dataclass (``adapter.options``)
     modality: str | None = None
     organ: str = "unspecified"
+    sequence: str | None = None  # the MR sequence (T1, T2, FLAIR, ...): the contrast its text may state
     disease: str = ""
     caption: str = DEFAULT_CAPTION
     case_id: str = ""
@@ -139,7 +141,7 @@ class Manifest:
 
 
 #: The keys every source has; the rest belong to its format's options class.
-COMMON_KEYS = frozenset({"name", "format", "modality", "organ", "disease", "caption", "case_id", "location",
+COMMON_KEYS = frozenset({"name", "format", "modality", "organ", "sequence", "disease", "caption", "case_id", "location",
                          "reference", "license", "split", "curation", "dedup", "roi", "publish_paths",
                          "finding_labels"})
 TEMPLATE_KEYS = ("organ", "disease", "caption", "case_id", "location")
@@ -207,7 +209,8 @@ def _source(raw: Any, root: Path) -> SourceSpec:
         check_template(roi.prompt, "roi.prompt", fields)
     return SourceSpec(
         name=entry["name"], format=fmt, root=root, options=options, modality=_modality(entry, adapter),
-        organ=entry.get("organ", "unspecified"), disease=entry.get("disease", ""),
+        organ=entry.get("organ", "unspecified"), sequence=_sequence(entry.get("sequence")),
+        disease=entry.get("disease", ""),
         caption=entry.get("caption", DEFAULT_CAPTION), case_id=entry.get("case_id", ""),
         location=entry.get("location", ""), reference=dict(entry.get("reference") or {}),
         license=str(entry.get("license", "unknown")), split=split, split_rule=rule, curation=_curation(entry, root),
@@ -215,6 +218,17 @@ def _source(raw: Any, root: Path) -> SourceSpec:
         publish_paths=flag(entry.get("publish_paths", False), root, "publish_paths"), referenced=_referenced(entry),
         finding_labels=_finding_labels(entry.get("finding_labels"), options),
     )
+
+
+def _sequence(value: Any) -> str | None:
+    """The MR sequence a source states, as one of :data:`builder.vocabulary.SEQUENCES`' names."""
+    if value is None:
+        return None
+    found = sequence_of(value) if isinstance(value, str) else None
+    if found is None:
+        known = ", ".join(dict.fromkeys(SEQUENCES.values()))
+        raise ManifestError("sequence", f"{value!r} names no MR sequence ({known})")
+    return found
 
 
 def _finding_labels(value: Any, options: Any) -> frozenset[str]:

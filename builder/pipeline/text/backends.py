@@ -24,7 +24,7 @@ from builder.pipeline.text.styles import STYLES
 
 
 def _prompt(request: DescribeRequest, style: str) -> str:
-    return user_text(request.coarse_caption, request.rois, request.view, request.knowledge, style)
+    return user_text(request.coarse_caption, request.rois, request.view, request.knowledge, style, request.organ)
 
 
 def _keys(style: str) -> tuple[str, ...]:

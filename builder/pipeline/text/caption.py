@@ -9,10 +9,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Sequence
 
+from builder.anatomy import name_list, plain_label
 from builder.errors import Reject
 from builder.pipeline.data import Record, Roi, file_stem
 from builder.pipeline.template import DEFAULT_CAPTION, Template, TemplateError, tidy
-from builder.pipeline.text.anatomy import name_list, plain_label
 from builder.pipeline.text.styles import STYLES
 from medtrinity_25m import MODALITY_NAMES
 

@@ -13,13 +13,14 @@ import itertools
 from dataclasses import dataclass
 from typing import Any, Protocol, Sequence
 
+from builder.anatomy import name_list, plain_label
 from builder.errors import Reject
 from builder.pipeline.data import DescribeRequest, Roi, RoiStats
 from builder.pipeline.roi import patient_side, relation_words
 from builder.pipeline.template import tidy
-from builder.pipeline.text.anatomy import name_list, plain_label
 from builder.pipeline.text.medtrinity import paragraph
-from builder.pipeline.text.styles import STYLES, cap, percent
+from builder.pipeline.text.radiology import allowed
+from builder.pipeline.text.styles import STYLES, cap, percent, where
 from medtrinity_25m import ATTRIBUTE_KEYS, MODALITY_NAMES
 
 MAX_ROIS_DESCRIBED = 5
@@ -87,7 +88,7 @@ def join_caption(attributes: dict[str, str]) -> str:
 
 
 def _name(roi: Roi) -> str:
-    """How text names an ROI: its label in plain anatomical English (:mod:`builder.pipeline.text.anatomy`)."""
+    """How text names an ROI: its label in plain anatomical English (:mod:`builder.anatomy`)."""
     return plain_label(roi.label)
 
 
@@ -170,20 +171,18 @@ class TemplateDescriber(DescriberHooks):
         for roi in described:
             x0, y0, x1, y1 = roi.bbox
             box = f"box {x1 - x0:.0f}x{y1 - y0:.0f} px{_mm(roi, r.spacing)}"
-            parts.append(style.roi_sentence(_name(roi), roi, r.view, box))
+            parts.append(style.roi_sentence(_name(roi), roi, where(roi, r.view, r.organ), box))
         return " ".join(parts) + (_more(r) if len(described) < len(r.rois) else "")
 
     def _texture(self, r: DescribeRequest, largest: list[tuple[Roi, RoiStats]]) -> str:
         if not r.rois:
             return ""
-        brighter, darker, similar = INTENSITY_WORDS.get(r.modality, DEFAULT_WORDS)
         parts = []
         for roi, st in largest:
-            word = (brighter if st.contrast > CONTRAST_THRESHOLD else
-                    darker if st.contrast < -CONTRAST_THRESHOLD else similar)
             texture = next(name for limit, name in HETEROGENEITY if st.cv < limit)
-            text = (f"{_name(roi)} is {word} relative to its surroundings (mean {st.mean_in:.2f} vs "
-                    f"{st.mean_ring:.2f}) and {texture} (coefficient of variation {st.cv:.2f})")
+            contrast = _contrast(r, roi, st)
+            text = (f"{_name(roi)} is {contrast + ' and ' if contrast else ''}{texture} "
+                    f"(coefficient of variation {st.cv:.2f})")
             if st.redness_in is not None and st.redness_ring is not None:
                 delta = st.redness_in - st.redness_ring
                 if abs(delta) > CONTRAST_THRESHOLD:
@@ -200,6 +199,23 @@ class TemplateDescriber(DescriberHooks):
                 f"the largest is {_name(first)} ({percent(first.area_ratio)}).")
         relations = [_relation(a, b, r.view) for (a, _), (b, _) in itertools.pairwise(pairs[:3])]
         return text + "".join(f" {cap(rel)}" for rel in relations)
+
+
+def _contrast(r: DescribeRequest, roi: Roi, st: RoiStats) -> str:
+    """"hypointense relative to the rest of the brain (mean 0.41 vs 0.52)", or "" when the comparison is not
+    meaningful (:mod:`builder.pipeline.text.measure`) or says what radiology rules out
+    (:mod:`builder.pipeline.text.radiology`)."""
+    if st.reference is None:
+        return ""
+    direction = "hyper" if st.contrast > CONTRAST_THRESHOLD else "hypo" if st.contrast < -CONTRAST_THRESHOLD else "iso"
+    permitted = allowed(r.modality, r.sequence, _name(roi))
+    if permitted is not None and direction not in permitted:
+        return ""
+    brighter, darker, similar = INTENSITY_WORDS.get(r.modality, DEFAULT_WORDS)
+    word = {"hyper": brighter, "hypo": darker, "iso": similar}[direction]
+    organ = r.organ if r.organ and r.organ != "unspecified" else "annotated anatomy"
+    against = f"the rest of the {organ}" if st.reference == "parent" else "the surrounding tissue"
+    return f"{word} relative to {against} (mean {st.mean_in:.2f} vs {st.mean_ring:.2f})"
 
 
 def _relation(a: Roi, b: Roi, view: str) -> str:

@@ -1,9 +1,19 @@
-"""Image features measured inside each ROI and in a ring around it.
+"""Image features measured inside each ROI and in the tissue it is compared with.
 
-Intensities are luminance scaled to 0..1 by the pixel type's range. The ring
-is the ROI's box grown by half its size on each side (clipped to the image),
-less the ROI itself. Contrast is ``mean_in - mean_ring``; heterogeneity is the
-coefficient of variation inside the ROI.
+Intensities are luminance scaled to 0..1 by the pixel type's range. A ROI is
+compared with (``RoiStats.reference``):
+
+- ``"parent"``: the rest of the organ a parcellation's regions make up
+  (:func:`builder.pipeline.body.parent_of`), for each region of an atlas: a
+  cortical parcel against the brain, not against the CSF and air beside it;
+- ``"surroundings"``: else a ring, the ROI's box grown by half its size on each
+  side (clipped to the image) less the ROI, counting only pixels inside the body
+  (:func:`builder.pipeline.body.body_of`: never the air or padding around it);
+- None: the comparison is not meaningful, when under :data:`MIN_RING_SHARE` of
+  the ring lies inside the body (a ROI at the body's edge).
+
+Contrast is ``mean_in - mean_ring``; heterogeneity is the coefficient of
+variation inside the ROI.
 """
 
 from __future__ import annotations
@@ -50,9 +60,15 @@ def _sums(table: np.ndarray, x0: np.ndarray, y0: np.ndarray, x1: np.ndarray, y1:
     return table[y1, x1] - table[y0, x1] - table[y1, x0] + table[y0, x0]
 
 
-def measure(pixels: np.ndarray, mask: np.ndarray | None, rois: Sequence[Roi]) -> Measurements:
+MIN_RING_SHARE = 0.25  # of a ROI's ring inside the body, for its surroundings to be a meaningful reference
+MIN_REST = 32  # pixels of the organ beside a parcel, for the organ to be its reference
+
+
+def measure(pixels: np.ndarray, mask: np.ndarray | None, rois: Sequence[Roi], body: np.ndarray | None = None,
+            parent: np.ndarray | None = None) -> Measurements:
     """One :class:`RoiStats` per ROI (mask pixels for mask ROIs, the box for others), made when asked for.
 
+    ``body``: the body mask (holding every mask pixel); ``parent``: the organ a parcellation makes up.
     One pass over the image whatever the number of ROIs, vectorised over the ROIs: per-label
     sums of the mask (:func:`_mask_sums`) give each mask ROI's inside, summed-area tables give every
     box and ring window; the ring is the window's sum less the inside's.
@@ -89,6 +105,21 @@ def measure(pixels: np.ndarray, mask: np.ndarray | None, rois: Sequence[Roi]) ->
         if name != "sq":
             around[name] = _sums(table, *window) - boxed  # type: ignore[arg-type]
     area = ((window[2] - window[0]) * (window[3] - window[1])).astype(np.float64)
+    rings = area - inside["n"]
+    if body is not None:  # the ring's pixels inside the body only
+        weight = body.astype(np.float64)
+        exact = _exact_sums(pixels)
+        in_body, lum_in_body = (_integral(weight, exact), _integral(lum * weight, exact))
+        box_n, box_lum = _sums(in_body, x0, y0, x1, y1), _sums(lum_in_body, x0, y0, x1, y1)
+        around["lum"] = _sums(lum_in_body, *window) - np.where(masked, inside["lum"], box_lum)
+        around["n"] = _sums(in_body, *window) - np.where(masked, inside["n"], box_n)
+        around["meaningful"] = (around["n"] >= MIN_RING_SHARE * rings).astype(np.float64)
+    if parent is not None:  # each parcel against the rest of its organ
+        rest_n = float(parent.sum()) - inside["n"]
+        rest_lum = float(lum[parent].sum()) - inside["lum"]
+        around["parent"] = (masked & (rest_n >= np.maximum(MIN_REST, inside["n"] / 2))).astype(np.float64)
+        around["lum"] = np.where(around["parent"] > 0, rest_lum, around.get("lum", rest_lum))
+        around["n"] = np.where(around["parent"] > 0, rest_n, around.get("n", rings))
     return Measurements(inside, around, area)
 
 
@@ -148,9 +179,17 @@ class Measurements(Sequence[RoiStats]):
         return _stats(index, self._inside, self._around, self._area[index])
 
 
+def _reference(i: int, around: dict[str, list[float]], ring: float) -> str | None:
+    if "parent" in around and around["parent"][i]:
+        return "parent"
+    if ring <= 0 or ("meaningful" in around and not around["meaningful"][i]):
+        return None
+    return "surroundings"
+
+
 def _stats(i: int, inside: dict[str, list[float]], around: dict[str, list[float]], area: float) -> RoiStats:
     count = inside["n"][i]
-    ring = area - count
+    ring = around["n"][i] if "n" in around else area - count
     mean_in = inside["lum"][i] / count if count else 0.0
     mean_ring = around["lum"][i] / ring if ring > 0 else mean_in
     variance = max(0.0, inside["sq"][i] / count - mean_in * mean_in) if count else 0.0
@@ -158,5 +197,5 @@ def _stats(i: int, inside: dict[str, list[float]], around: dict[str, list[float]
     red_in = red_ring = None
     if "red" in inside:
         red_in = inside["red"][i] / count if count else 0.0
-        red_ring = around["red"][i] / ring if ring > 0 else 0.0
-    return RoiStats(mean_in, mean_ring, cv, red_in, red_ring)
+        red_ring = around["red"][i] / (area - count) if area > count else 0.0
+    return RoiStats(mean_in, mean_ring, cv, red_in, red_ring, _reference(i, around, ring))

@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import Any, Sequence
 
 from builder.llm import ParseError, json_object
-from builder.pipeline.text.styles import STYLES
+from builder.pipeline.text.styles import STYLES, where
 from medtrinity_25m import ATTRIBUTE_KEYS
 
 PROMPT_VERSION = "medtrinity-v1"
@@ -40,18 +40,18 @@ Answer with one JSON object and nothing else, with these keys (each a string of 
 
 
 
-def roi_lines(rois: Sequence[Any], view: str, style: str = "attributes") -> str:
+def roi_lines(rois: Sequence[Any], view: str, style: str = "attributes", organ: str = "") -> str:
     if not rois:
         return "No region of interest is annotated: describe the whole image."
     line = STYLES[style].prompt_roi
-    return "\n".join(f"ROI {i}: {line(roi, view)}" for i, roi in enumerate(rois, 1))
+    return "\n".join(f"ROI {i}: {line(roi, where(roi, view, organ))}" for i, roi in enumerate(rois, 1))
 
 
 def user_text(coarse_caption: str, rois: Sequence[Any], view: str, knowledge: Sequence[str],
-              style: str = "attributes") -> str:
+              style: str = "attributes", organ: str = "") -> str:
     instructions = INSTRUCTIONS + STYLES[style].prompt_form
     parts = [instructions, f"Coarse caption: {coarse_caption}",
-             "Regions of interest:\n" + roi_lines(rois, view, style)]
+             "Regions of interest:\n" + roi_lines(rois, view, style, organ)]
     if knowledge:
         parts.append("Medical knowledge:\n" + "\n".join(f"[{i}] {text}" for i, text in enumerate(knowledge, 1)))
     return "\n\n".join(parts)

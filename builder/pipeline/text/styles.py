@@ -12,13 +12,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Callable
 
-from builder.pipeline.roi import position_text
+from builder.anatomy import plain_label
+from builder.pipeline.roi import position_text, region_of
 from builder.pipeline.text import medtrinity
-from builder.pipeline.text.anatomy import plain_label
 from builder.registry import Registry
 from medtrinity_25m import ATTRIBUTE_KEYS
 
-__all__ = ["STYLES", "CaptionStyle", "Style", "cap", "percent"]
+__all__ = ["STYLES", "CaptionStyle", "Style", "cap", "percent", "where"]
 
 Style = str  # a name of STYLES
 
@@ -33,30 +33,36 @@ def percent(ratio: float) -> str:
     return f"{pct:.1f}%" if pct >= 0.1 else f"{pct:.2f}%"
 
 
-def _attributes_prompt_roi(roi: Any, view: str) -> str:
+def _attributes_prompt_roi(roi: Any, where: str) -> str:
     x0, y0, x1, y1 = roi.bbox
-    return (f"{plain_label(roi.label)}, {position_text(roi.position, view)}, area ratio {100 * roi.area_ratio:.1f}%, "
+    return (f"{plain_label(roi.label)}, {where}, area ratio {100 * roi.area_ratio:.1f}%, "
             f"box [{x0:.0f}, {y0:.0f}, {x1:.0f}, {y1:.0f}]")
 
 
-def _medtrinity_prompt_roi(roi: Any, view: str) -> str:  # the paper's ROI text: "left-center", "area ratio: 1.2%"
+def _medtrinity_prompt_roi(roi: Any, where: str) -> str:  # the paper's ROI text: "left-center", "area ratio: 1.2%"
     return f"{plain_label(roi.label)}, {medtrinity.situated(roi.position)}, area ratio: {100 * roi.area_ratio:.1f}%"
 
 
-def _attributes_sentence(name: str, roi: Any, view: str, box: str) -> str:
-    return cap(f"{name} lies in the {position_text(roi.position, view)}, area ratio {percent(roi.area_ratio)} ({box}).")
+def _attributes_sentence(name: str, roi: Any, where: str, box: str) -> str:
+    return cap(f"{name} lies in the {where}, area ratio {percent(roi.area_ratio)} ({box}).")
 
 
-def _medtrinity_sentence(name: str, roi: Any, view: str, box: str) -> str:
+def _medtrinity_sentence(name: str, roi: Any, where: str, box: str) -> str:
     return f"{medtrinity.roi_phrase(name, roi.position, roi.area_ratio)} ({box})."
+
+
+def where(roi: Any, view: str, organ: str) -> str:
+    """The ROI's stored position in words (:func:`builder.pipeline.roi.position_text`), within its organ's body
+    region."""
+    return position_text(roi.position, view, region_of(organ))
 
 
 @dataclass(frozen=True)
 class CaptionStyle:
     keys: tuple[str, ...]  # what a model describer answers
     prompt_form: str  # what the prompt adds to the instructions
-    prompt_roi: Callable[[Any, str], str]  # (roi, view) -> how a prompt lists the ROI
-    roi_sentence: Callable[[str, Any, str, str], str]  # (name, roi, view, box) -> the template describer's sentence
+    prompt_roi: Callable[[Any, str], str]  # (roi, where) -> how a prompt lists the ROI (where: :func:`where`)
+    roi_sentence: Callable[[str, Any, str, str], str]  # (name, roi, where, box) -> the template describer's sentence
     every_roi: bool  # the template describer describes every ROI (else the largest few)
     paragraph: bool  # the template describer also writes the caption as one paragraph
     coarse: Callable[[str, str, str], str] | None = None  # (modality, organ, disease), for sources without a rule

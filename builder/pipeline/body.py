@@ -1,0 +1,93 @@
+"""Where the body is in a radiology image: the frame ROI positions are given in and the tissue contrast is read in.
+
+A CT, MRI, PET or radiograph shows the patient against a dark background (air,
+padding outside the field of view). The body is what is brighter than half of
+Otsu's threshold of the image, its holes filled (lungs, ventricles, bowel gas
+are inside the body) and small specks outside it (noise, the scanner table's
+edge, a marker) dropped: every part at least a tenth of the largest is kept.
+Images of other modalities (photographs, endoscopy, slides) have no such
+background: the whole image is the frame.
+
+An atlas's regions together make up an organ (AAL's parcels the brain): the
+*parent* of a parcellation is their union, closed and filled (the white matter
+inside the cortical ribbon), the structure a region is compared with.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from scipy import ndimage
+
+from builder.imaging import RADIOLOGY, gray
+
+__all__ = ["Body", "body_of", "parent_of"]
+
+KEEP_PART = 0.1  # a part of the foreground at least this share of the largest is body, smaller ones are specks
+MIN_PARCELS = 3  # mask regions that make a parcellation (an atlas), whose union is an organ
+MIN_COVER = 0.1  # the parcels cover at least this share of the body
+CLOSING = np.ones((7, 7), dtype=bool)  # bridges the gaps between neighbouring parcels before the fill
+
+
+@dataclass(frozen=True)
+class Body:
+    """The body mask (None: the whole image) and its bounding box, ``(x0, y0, x1, y1)`` in pixel edges."""
+
+    mask: np.ndarray | None
+    box: tuple[int, int, int, int]
+
+    @property
+    def size(self) -> tuple[int, int]:
+        return self.box[2] - self.box[0], self.box[3] - self.box[1]
+
+
+def _otsu(values: np.ndarray) -> float:
+    """Otsu's threshold of 8-bit values, from their histogram."""
+    hist = np.bincount(values.ravel(), minlength=256).astype(np.float64)
+    levels = np.arange(256, dtype=np.float64)
+    weight = np.cumsum(hist)
+    total = weight[-1]
+    mean = np.cumsum(hist * levels)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        between = (mean[-1] * weight - mean * total) ** 2 / (weight * (total - weight))
+    between[~np.isfinite(between)] = 0
+    return float(np.argmax(between))
+
+
+def body_of(pixels: np.ndarray, modality: str, labelled: np.ndarray | None = None) -> Body:
+    """The body of a radiology image (any labelled pixel counts as body); the whole image for other modalities."""
+    height, width = pixels.shape[:2]
+    whole = Body(None, (0, 0, width, height))
+    if modality not in RADIOLOGY:
+        return whole
+    grey = gray(pixels)
+    if grey.dtype != np.uint8:
+        top = float(grey.max()) or 1.0
+        grey = np.round(grey.astype(np.float32) * (255.0 / top)).astype(np.uint8)
+    foreground = grey > 0.5 * _otsu(grey)
+    if labelled is not None:
+        foreground |= labelled
+    if not foreground.any():
+        return whole
+    parts, count = ndimage.label(ndimage.binary_fill_holes(foreground))
+    sizes = np.bincount(parts.ravel())[1:]
+    keep = np.zeros(count + 1, dtype=bool)
+    keep[1:] = sizes >= KEEP_PART * sizes.max()
+    mask = keep[parts]
+    if labelled is not None:
+        mask |= labelled
+    rows, cols = np.flatnonzero(mask.any(axis=1)), np.flatnonzero(mask.any(axis=0))
+    return Body(mask, (int(cols[0]), int(rows[0]), int(cols[-1]) + 1, int(rows[-1]) + 1))
+
+
+def parent_of(mask: np.ndarray | None, regions: int, body: Body) -> np.ndarray | None:
+    """The organ a parcellation's regions make up (their union closed and filled), or None when the mask is not
+    a parcellation: fewer than :data:`MIN_PARCELS` regions, or covering under :data:`MIN_COVER` of the body."""
+    if mask is None or regions < MIN_PARCELS:
+        return None
+    union = mask > 0
+    area = body.mask.sum() if body.mask is not None else mask.size
+    if union.sum() < MIN_COVER * area:
+        return None
+    return ndimage.binary_fill_holes(ndimage.binary_closing(union, CLOSING)) | union
