@@ -134,6 +134,10 @@ ROW: dict[str, Any] = {
     "caption": "string",
     "attributes": dict.fromkeys(ATTRIBUTE_KEYS, "string"),
     "knowledge": ["string"],
+    # a model's text checked against what was measured (builder/checks.py): the rules that found something to
+    # check, what contradicted, and what was done (null: nothing contradicted; kept, flagged, retried); null for
+    # text the pipeline wrote itself (the template describer's) and a release's own
+    "checks": {"checked": ["string"], "contradictions": ["string"], "action": "string"},
     # Human-written text of the source, the reference that validation scores against.
     "reference": dict.fromkeys(REFERENCE_KEYS, "string"),
     "case_id": "string",

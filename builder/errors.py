@@ -30,6 +30,7 @@ class Stage(str, Enum):
     ROI = "roi"  # a label map or box that cannot become ROIs; a proposer's failure
     CAPTION = "caption"  # a caption rule that cannot render
     DESCRIBE = "describe"  # a describer that gave no usable text
+    TEXT = "text"  # a model's text that still contradicts what was measured after its retry (--on-contradiction)
     VALIDATE = "validate"  # a judge that gave no usable score
     TIMEOUT = "timeout"  # the unit time limit
     WORKER = "worker"  # the worker process died (twice) on this input
@@ -41,7 +42,7 @@ class Stage(str, Enum):
 
 #: A stage by its name, as call sites write it (``Reject("read", ...)``): mypy checks the spelling.
 StageName = Literal["listing", "pairing", "curation", "path", "privacy", "read", "size", "modality", "mask", "roi",
-                    "caption", "describe", "validate", "timeout", "worker", "internal"]
+                    "caption", "describe", "text", "validate", "timeout", "worker", "internal"]
 
 
 class ManifestError(ValueError):

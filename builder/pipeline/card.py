@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import html
 import string
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 from typing import Any, Iterable, Sequence
@@ -35,6 +35,8 @@ FIELD_DOCS = {
     "caption": "multigranular description: the five attributes joined",
     "attributes": "{modality, organ_detection, roi_analysis, texture, region_relationship}",
     "knowledge": "ids of the knowledge snippets the describer was given",
+    "checks": "a model's text checked against what was measured: {checked, contradictions, action}; null for the "
+              "template describer's text",
     "reference": "human-written reference text, where the source has one",
     "source": "source collection (manifest `name`)",
     "source_file": "the input file's public name (a published release), else its pseudonymous file id",
@@ -58,6 +60,7 @@ class CardInputs:
     sources: Sequence[dict[str, Any]]  # name, format, license, files, rows, rejected
     describer: str
     version: str
+    checks: dict[str, Any] = field(default_factory=dict)  # the model stage's checks (builder/checks.py), if any
     repo: str = "medtrinity-25m"
     title: str = "MedTrinity-style multigranular medical dataset"
 
@@ -157,6 +160,19 @@ def _skipped(ledger: Ledger) -> str:
     return f"; {sum(ledger.skipped.values()):,} files were passed over on purpose ({kinds})"
 
 
+def _checks(checks: dict[str, Any]) -> str:
+    """What the card says of the model answers' checks against what was measured."""
+    if not checks.get("checked"):
+        return ""
+    rules = ", ".join(f"{rule} {n:,}" for rule, n in checks["by_rule"].items())
+    return (f" Each model answer was checked against what the pipeline measured (modality, sequence, organ, plane, "
+            f"each region's side, position, count, area and size): {checks['checked']:,} checked, "
+            f"{checks['contradicted']:,} contradicted it{f' ({rules})' if rules else ''}; "
+            f"{checks['retried']:,} were asked again, {checks['flagged']:,} are flagged, {checks['kept']:,} kept "
+            f"and {checks['rejected']:,} rejected (policy `{checks['policy']}`). Each row's `checks` column says "
+            "what was checked, what contradicted and what was done.")
+
+
 def render(inputs: CardInputs) -> str:
     ledger = inputs.ledger
     entries = configs(inputs.layout, inputs.splits)
@@ -170,6 +186,7 @@ def render(inputs: CardInputs) -> str:
         "rejected": f"{ledger.files_rejected:,}",
         "skipped_note": _skipped(ledger),
         "describer": inputs.describer,
+        "checks_note": _checks(inputs.checks),
         "repo": inputs.repo,
         "example_config": example,
         "config_table": _table(

@@ -191,6 +191,7 @@ class DescribeRequest:
     finding_shown: bool | None = None  # a slice: does it show the finding (its ROI)? None: not a slice
     knowledge: Sequence[str] = field(default_factory=tuple)  # retrieved snippet texts
     sequence: str | None = None  # an MR image's sequence (T1, T2, FLAIR, ...), where known
+    correction: str = ""  # a retry's note: what the model's first answer contradicted (--on-contradiction)
 
 
 @dataclass

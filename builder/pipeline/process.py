@@ -228,6 +228,7 @@ def make_row(record: Record, rois: list[Roi], mask: np.ndarray | None, body: Bod
         "caption": None,
         "attributes": None,
         "knowledge": [],
+        "checks": None,
         "reference": {key: reference.get(key) for key in REFERENCE_KEYS},
         "case_id": spec_texts["case_id"],
         "location": spec_texts["location"],

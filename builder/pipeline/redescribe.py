@@ -28,12 +28,13 @@ import logging
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Iterator, Mapping
 
 import numpy as np
 import pyarrow.parquet as pq
 from PIL import Image
 
+from builder.checks import facts_of
 from builder.dataset import staging
 from builder.errors import Reject
 from builder.layout import BUILD_JSON, read_build_json, sha256_file
@@ -46,6 +47,7 @@ from builder.pipeline.text.measure import measure
 from builder.pipeline.text.options import TextOptions
 from builder.pipeline.text.prompts import parse_attributes
 from builder.pipeline.text.styles import STYLES
+from builder.pipeline.text.verdicts import Verdict, Verdicts
 from medtrinity_25m import ARROW_SCHEMA
 
 __all__ = ["DescribeError", "DescribeJob", "describe_dataset", "read_results", "request_of", "rewrite"]
@@ -173,20 +175,27 @@ def read_results(path: Path, keys: tuple[str, ...]) -> dict[str, dict[str, str] 
     return found
 
 
-def _online(job: DescribeJob, shards: list[dict[str, Any]], describer: Any) -> dict[str, dict[str, str] | Reject]:
-    """Every row described through the model stage's scheduler, with the answer cache."""
+def _online(job: DescribeJob, shards: list[dict[str, Any]], describer: Any,
+            verdicts: Verdicts) -> dict[str, Verdict | Reject]:
+    """Every row described through the model stage's scheduler, with the answer cache; each answer checked (and
+    asked again) as the build's text stage does."""
     from builder.pipeline.text.answers import AnswerCache, ask
     from builder.pipeline.text.scheduler import Scheduler, one_try
 
     concurrency = job.text.concurrency
     cache = AnswerCache(describer.info()) if job.text.cache_answers else None
     scheduler, retriever = Scheduler(one_try(describer), concurrency), _knowledge(job.text)
-    answers: dict[str, dict[str, str] | Reject] = {}
+    answers: dict[str, Verdict | Reject] = {}
+
+    def again(request: Any, done: Any) -> None:
+        ask(request, done, scheduler.submit, cache)
+
     try:
         for shard in shards:
             for row in _describable(_rows(job.out, shard)):
-                ask(request_of(row, _texts(retriever, row)), partial(answers.__setitem__, row["id"]),
-                    scheduler.submit, cache)
+                request = request_of(row, _texts(retriever, row))
+                done = verdicts.judge(request, facts_of(row), partial(answers.__setitem__, row["id"]), again)
+                ask(request, done, scheduler.submit, cache)
     finally:
         scheduler.close()
         if cache is not None:
@@ -204,32 +213,40 @@ def describe_dataset(job: DescribeJob) -> dict[str, Any]:
     doc, shards = _shards(job.out)
     describer = _describer(job.text)
     keys = STYLES[job.text.style].keys
-    answers = read_results(job.import_batch, keys) if job.import_batch else _online(job, shards, describer)
+    verdicts = Verdicts(job.text.on_contradiction)
+    answers = read_results(job.import_batch, keys) if job.import_batch else _online(job, shards, describer, verdicts)
     source = f"batch results {job.import_batch.name}" if job.import_batch else "online"
-    return rewrite(job.out, doc, answers, describer, source)
+    return rewrite(job.out, doc, answers, describer, source, verdicts)
 
 
-def _merge(rows: list[dict[str, Any]], answers: dict[str, dict[str, str] | Reject], name: str,
-           lines: list[dict[str, Any]]) -> int:
-    """Put each row's new answer in; a row without one keeps its text and gets a reject line. Rows described."""
+def _merge(rows: list[dict[str, Any]], answers: Mapping[str, dict[str, str] | Verdict | Reject], name: str,
+           lines: list[dict[str, Any]], verdicts: Verdicts) -> int:
+    """Put each row's new answer in, checked (a batch result is checked here, without a retry); a row without one,
+    or whose answer is refused for its contradictions, keeps its text and gets a reject line. Rows described."""
     from builder.pipeline.text.describers import set_text
 
     described = 0
     for row in _describable(rows):
         answer = answers.get(row["id"]) or Reject("describe", "no answer for this row")
         try:
+            if isinstance(answer, dict):
+                answer = verdicts.verdict(answer, facts_of(row))
             if isinstance(answer, Reject):
                 raise answer
-            set_text(row, answer, name, from_model=True)
+            refused = answer.reject()
+            if refused is not None:
+                raise refused
+            set_text(row, answer.answer, name, from_model=True)
+            row["checks"] = answer.row_checks()
             described += 1
         except Reject as exc:
-            lines.append({"file": row["source_file"], "source": row["source"], "stage": "describe",
+            lines.append({"file": row["source_file"], "source": row["source"], "stage": exc.stage,
                           "reason": f"{exc.reason}: the row keeps its previous description", "id": row["id"]})
     return described
 
 
-def rewrite(out: Path, doc: dict[str, Any], answers: dict[str, dict[str, str] | Reject], describer: Any,
-            source: str) -> dict[str, Any]:
+def rewrite(out: Path, doc: dict[str, Any], answers: Mapping[str, dict[str, str] | Verdict | Reject], describer: Any,
+            source: str, verdicts: Verdicts) -> dict[str, Any]:
     """The shards with the new text, the rejects, the card and build.json, staged then put in place; verified."""
     import pyarrow as pa
 
@@ -239,7 +256,7 @@ def rewrite(out: Path, doc: dict[str, Any], answers: dict[str, dict[str, str] | 
     described = 0
     for shard in doc["shards"]:
         rows = _rows(out, shard)
-        described += _merge(rows, answers, describer.name, lines)
+        described += _merge(rows, answers, describer.name, lines, verdicts)
         table = pa.Table.from_pylist(rows, schema=ARROW_SCHEMA)
         staged = staging.stage(out / shard["path"], partial(pq.write_table, table))
         shard["sha256"], shard["bytes"] = sha256_file(staged), staged.stat().st_size
@@ -251,11 +268,14 @@ def rewrite(out: Path, doc: dict[str, Any], answers: dict[str, dict[str, str] | 
     info = describer.info()
     report = describer.report()
     doc["describer"] = info
-    doc["described_again"] = {"source": source, "described": described, "kept_previous": len(lines), **report}
+    doc["described_again"] = {"source": source, "described": described, "kept_previous": len(lines), **report,
+                              "checks": verdicts.report()}
     counts = doc.setdefault("rejects", {})
     counts["other"] = counts.get("other", 0) + len(lines)
     counts["total"] = counts.get("total", 0) + len(lines)
-    counts.setdefault("by_stage", {})["describe"] = counts["by_stage"].get("describe", 0) + len(lines)
+    by_stage = counts.setdefault("by_stage", {})
+    for line in lines:
+        by_stage[line["stage"]] = by_stage.get(line["stage"], 0) + 1
     card = out / "README.md"
     if card.is_file() and old:
         text = card.read_text(encoding="utf-8").replace(f"by the `{old}` describer",

@@ -140,7 +140,8 @@ def _text_stage(options: BuildOptions, engine: Engine) -> tuple[TextStage, dict[
         info["knowledge"] = {"kb": Path(str(text.kb)).name, "k": text.k, "encoder": retriever.kb.info["encoder"],
                              "snippets": retriever.kb.info["snippets"], "index": retriever.kb.info["index"]}
     cache = AnswerCache(describer.info()) if describer is not None and text.cache_answers else None
-    return TextStage(describer, retriever, engine.describer_concurrency(text), cache=cache), info
+    return TextStage(describer, retriever, engine.describer_concurrency(text), cache=cache,
+                     on_contradiction=text.on_contradiction), info
 
 
 def _one_thread() -> None:

@@ -95,7 +95,8 @@ def finish(manifest: Manifest, options: BuildOptions, journal: Journal, records:
     sources = sources_table(manifest, ledger)  # once: a release's terms may be read from the Hub
     summary = _summary(manifest, options, ledger, shards, started, sources)
     summary.update(text_info)
-    _write_card(options, ledger, shards, sources, text_info["describer"]["name"])
+    _write_card(options, ledger, shards, sources, text_info["describer"]["name"],
+                (text_info.get("model_stage") or {}).get("checks") or {})
     summary["published"] = ["README.md", REJECTS, *sorted([*(s["path"] for s in shards), *sidecars])]
     summary["local"] = [LOCK, LOCAL_REJECTS, PROVENANCE]
     journal.write_last(BUILD_JSON, redact(json.dumps(summary, indent=2)) + "\n")  # whole or absent
@@ -145,7 +146,7 @@ def _summary(manifest: Manifest, options: BuildOptions, ledger: Ledger, shards: 
 
 
 def _write_card(options: BuildOptions, ledger: Ledger, shards: list[dict[str, Any]], sources: list[dict[str, Any]],
-                describer: str) -> None:
+                describer: str, checks: dict[str, Any]) -> None:
     layout = next(name for name in FORMATS if name in options.formats)  # the registry's order decides
     splits: dict[str, list[str]] = {}
     for shard in shards:
@@ -154,5 +155,6 @@ def _write_card(options: BuildOptions, ledger: Ledger, shards: list[dict[str, An
     inputs = card.CardInputs(
         ledger=ledger, layout=layout, splits=splits, shards=shards, sources=sources,
         describer=describer, version=versions()["medtrinity-25m"], repo=options.repo or options.out.resolve().name,
+        checks=checks,
     )
     (options.out / "README.md").write_text(card.render(inputs), encoding="utf-8")

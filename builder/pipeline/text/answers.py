@@ -29,7 +29,8 @@ __all__ = ["AnswerCache", "ask", "request_key"]
 def request_key(request: Any) -> str:
     """The row id and a digest of the request: its image, coarse caption, ROIs and knowledge."""
     shown = json.dumps([request.coarse_caption, [(r.label, list(r.bbox)) for r in request.rois],
-                        list(request.knowledge), hashlib.sha256(request.image_png or b"").hexdigest()])
+                        list(request.knowledge), hashlib.sha256(request.image_png or b"").hexdigest()]
+                       + ([request.correction] if getattr(request, "correction", "") else []))
     return f"{request.id}:{hashlib.sha256(shown.encode()).hexdigest()[:16]}"
 
 

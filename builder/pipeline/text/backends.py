@@ -24,7 +24,8 @@ from builder.pipeline.text.styles import STYLES
 
 
 def _prompt(request: DescribeRequest, style: str) -> str:
-    return user_text(request.coarse_caption, request.rois, request.view, request.knowledge, style, request.organ)
+    return user_text(request.coarse_caption, request.rois, request.view, request.knowledge, style, request.organ,
+                     request.correction)
 
 
 def _keys(style: str) -> tuple[str, ...]:

@@ -8,6 +8,7 @@ from typing import Any, Iterable
 from builder.llm import LLMConfig
 from builder.options import NoOptions, name_only, option
 from builder.pipeline.text.styles import Style
+from builder.pipeline.text.verdicts import OnContradiction
 
 __all__ = ["TextOptions"]
 
@@ -41,6 +42,10 @@ class TextOptions:
                                "and coarse captions.")
     draw_rois: bool = option(False, resume=True, help="Draw each ROI's box on the image a model describer sees "
                                                       "(never on the stored image).")
+    on_contradiction: OnContradiction = option(
+        "retry", resume=True,
+        help="A model answer that contradicts what was measured (builder/checks.py): keep it, flag it, retry once "
+             "naming the contradiction then flag, or retry once then reject the row (stage text).")
     cache_answers: bool = option(True, flag="answer-cache",
                                  help="Keep each model answer as it arrives (in the user's cache folder) and never ask "
                                       "the model again for a row it answered under the same model and prompt.")

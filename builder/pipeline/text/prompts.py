@@ -48,12 +48,14 @@ def roi_lines(rois: Sequence[Any], view: str, style: str = "attributes", organ: 
 
 
 def user_text(coarse_caption: str, rois: Sequence[Any], view: str, knowledge: Sequence[str],
-              style: str = "attributes", organ: str = "") -> str:
+              style: str = "attributes", organ: str = "", correction: str = "") -> str:
     instructions = INSTRUCTIONS + STYLES[style].prompt_form
     parts = [instructions, f"Coarse caption: {coarse_caption}",
              "Regions of interest:\n" + roi_lines(rois, view, style, organ)]
     if knowledge:
         parts.append("Medical knowledge:\n" + "\n".join(f"[{i}] {text}" for i, text in enumerate(knowledge, 1)))
+    if correction:  # a retry: what the first answer contradicted
+        parts.append(correction)
     return "\n\n".join(parts)
 
 

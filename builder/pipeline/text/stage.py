@@ -8,9 +8,10 @@ thread goes back to pulling results from the workers: the workers and the model
 overlap instead of taking turns. Up to ``window`` rows wait for their answers
 (memory stays bounded); results leave in order once all their rows are answered.
 A row already answered under the same model and prompt (:class:`AnswerCache`)
-is not asked again. A row whose description fails moves to the result's
-``dropped`` list with its reason. A row that already has its text (a release's
-own caption) is neither looked up nor described.
+is not asked again. Every answer is checked against its row's facts, and a
+contradicted one asked again, flagged or rejected (:mod:`builder.pipeline.text.verdicts`).
+A row whose description fails moves to the result's ``dropped`` list with its reason.
+A row that already has its text (a release's own caption) is neither looked up nor described.
 """
 
 from __future__ import annotations
@@ -23,12 +24,14 @@ from dataclasses import dataclass, field
 from functools import partial
 from typing import Any, Iterable, Iterator
 
+from builder.checks import facts_of
 from builder.errors import Reject
 from builder.pipeline.data import UnitResult
 from builder.pipeline.knowledge.index import Retriever
 from builder.pipeline.text.answers import AnswerCache, ask
 from builder.pipeline.text.describers import Describer, set_text
 from builder.pipeline.text.scheduler import Done, Scheduler, one_try
+from builder.pipeline.text.verdicts import OnContradiction, Verdict, Verdicts
 
 __all__ = ["TextStage"]
 
@@ -38,7 +41,7 @@ class _Entry:
     result: UnitResult
     rows: int
     left: int = 0
-    answers: dict[int, dict[str, str] | Reject] = field(default_factory=dict)
+    answers: dict[int, Verdict | Reject] = field(default_factory=dict)
 
 
 class _Window:
@@ -61,7 +64,7 @@ class _Window:
         """Another result may come in: few rows wait for answers, and not too many are held behind the first."""
         return self.waiting < self.limits[0] and self.rows < self.limits[1]
 
-    def answer(self, entry: _Entry, index: int, answer: dict[str, str] | Reject) -> None:
+    def answer(self, entry: _Entry, index: int, answer: Verdict | Reject) -> None:
         with self.changed:
             entry.answers[index] = answer
             entry.left -= 1
@@ -85,12 +88,14 @@ class _Window:
 
 class TextStage:
     def __init__(self, describer: Describer | None, retriever: Retriever | None, concurrency: int,
-                 window: int | None = None, cache: AnswerCache | None = None) -> None:
+                 window: int | None = None, cache: AnswerCache | None = None,
+                 on_contradiction: OnContradiction = "retry") -> None:
         self.describer, self.retriever, self.cache = describer, retriever, cache
+        self.verdicts = Verdicts(on_contradiction)
         self.concurrency = max(1, concurrency)
         self.window = window or 8 * self.concurrency + 64
         self.scheduler: Scheduler | None = None
-        self.counts = {"described": 0, "reused": 0, "failed": 0}
+        self.counts = {"described": 0, "reused": 0, "failed": 0, "refused": 0}
         self.model_seconds = 0.0
 
     def __call__(self, results: Iterable[UnitResult]) -> Iterator[UnitResult]:
@@ -132,9 +137,14 @@ class TextStage:
         window.add(entry)
         for i in slots:
             request = dataclasses.replace(result.requests[i], knowledge=knowledge.get(i, ()))
-            if ask(request, partial(window.answer, entry, i), self._submit, self.cache):
+            done = self.verdicts.judge(request, facts_of(result.rows[i]), partial(window.answer, entry, i),
+                                       self._ask_again)
+            if ask(request, done, self._submit, self.cache):
                 self.counts["reused"] += 1
         return entry
+
+    def _ask_again(self, request: Any, done: Done) -> None:
+        ask(request, done, self._submit, self.cache)
 
     def _submit(self, request: Any, done: Done) -> None:
         self._scheduler().submit(request, done)
@@ -152,12 +162,16 @@ class TextStage:
             try:
                 if isinstance(answer, Reject):
                     raise answer
-                set_text(result.rows[i], answer, self.describer.name, from_model=True)  # type: ignore[union-attr]
+                refused = answer.reject()
+                if refused is not None:
+                    raise refused
+                set_text(result.rows[i], answer.answer, self.describer.name, from_model=True)  # type: ignore[union-attr]
+                result.rows[i]["checks"] = answer.row_checks()
                 self.counts["described"] += 1
             except Reject as exc:
                 result.dropped.append((result.rows[i], exc))
                 gone.add(i)
-                self.counts["failed"] += 1
+                self.counts["failed" if exc.stage != "text" else "refused"] += 1
         if gone:
             result.rows = [row for i, row in enumerate(result.rows) if i not in gone]
             result.hashes = [h for i, h in enumerate(result.hashes) if i not in gone]
@@ -175,7 +189,7 @@ class TextStage:
         """What build.json says of the model stage: rows, reuse, concurrency reached, tokens per row."""
         if self.describer is None:
             return {}
-        report: dict[str, Any] = {**self.counts, "concurrency": self.concurrency,
+        report: dict[str, Any] = {**self.counts, "checks": self.verdicts.report(), "concurrency": self.concurrency,
                                   "peak_in_flight": self.scheduler.peak if self.scheduler else 0,
                                   "model_seconds": round(self.model_seconds, 2)}
         extra = getattr(self.describer, "report", None)
