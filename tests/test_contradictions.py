@@ -198,3 +198,13 @@ def test_imported_batch_results_are_checked_too(tmp_path: Path) -> None:
     summary = json.loads((out / "build.json").read_text())
     assert summary["described_again"]["checks"]["flagged"] == 5
     run_cli("verify", str(out))
+
+
+def test_validate_reports_the_contradiction_rate_beside_the_score(tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    with ChatServer(Model(stubborn=True)) as server:
+        build(_manifest(tmp_path), out, *_llm(server, "--on-contradiction", "keep"))
+    report = json.loads(run_cli("validate", str(out), "--json").stdout)["contradictions"]
+    assert (report["checked"], report["contradicted"], report["rate"]) == (10, 5, 0.5)
+    assert report["by_rule"] == {rule: 1 for rule in ("count", "modality", "organ", "side", "size")}
+    assert "Contradiction rate: 50.0% (5 of 10 described rows" in run_cli("validate", str(out)).stdout

@@ -68,6 +68,8 @@ def test_validate_prints_per_modality_scores(medpix_out: Path) -> None:
     for values in report["by_modality"].values():
         assert 0 <= values["total"] <= 10
     assert len(report["worst"]) == 5 and report["worst"][0]["total"] <= report["worst"][-1]["total"]
+    # the template describer's text states what was measured: it contradicts none of it
+    assert report["contradictions"]["checked"] == 200 and report["contradictions"]["contradicted"] == 0
     # attributes that no reference could check are counted apart, with their share of the scored rows
     for key, value in report["unverifiable"].items():
         assert 0 <= value["count"] <= 200 and value["share"] == round(value["count"] / 200, 3), key

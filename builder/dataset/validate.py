@@ -22,17 +22,23 @@ MedPix image caption and case findings, or a source's ``reference`` text) gets
 
 - ``openai``: an LLM judge through any OpenAI-compatible server, asked for the
   same five scores as JSON.
+
+Beside the score, every described row (with a reference or not) is checked
+against what the pipeline measured of it (:mod:`builder.checks`): the
+contradiction rate is the share of checked rows whose text contradicts its own
+modality, organ, plane, regions, positions, count, areas or sizes.
 """
 
 from __future__ import annotations
 
 import json
 import re
-from collections import defaultdict
+from collections import Counter, defaultdict
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
+from builder.checks import check, facts_of
 from builder.dataset.shards import iter_rows
 from builder.errors import Reject
 from builder.llm import ChatClient, LLMConfig, ParseError
@@ -40,7 +46,8 @@ from builder.vocabulary import OPPOSITE, terms
 from medtrinity_25m import ATTRIBUTE_KEYS
 
 REFERENCE_FIELDS = ("caption", "findings")
-COLUMNS = ["id", "modality", "organ", "caption", "attributes", "reference"]
+COLUMNS = ["id", "modality", "organ", "caption", "attributes", "reference", "rois", "plane", "details",
+           "pixel_spacing"]
 
 def agreement(reference: set[str], description: set[str], exclusive: bool) -> int | None:
     """2 agree, 1 mixed or not stated by the description, 0 contradict; None: the reference states nothing to
@@ -161,7 +168,9 @@ def validate(out: Path, judge: Judge, worst: int = 5) -> dict[str, Any]:
     sums: dict[str, dict[str, float]] = defaultdict(lambda: defaultdict(float))
     scored: list[tuple[float, dict[str, Any]]] = []
     skipped = failed = 0
+    contradictions = Contradictions()
     for _, row in iter_rows(out, COLUMNS, batch_size=512):
+        contradictions.add(row)
         reference = reference_text(row)
         if not reference or not row.get("attributes"):
             skipped += 1
@@ -183,8 +192,35 @@ def validate(out: Path, judge: Judge, worst: int = 5) -> dict[str, Any]:
             "failed": failed, "attributes": {k: overall.get(k) for k in ATTRIBUTE_KEYS},
             "unverifiable": overall["unverifiable"],
             "total": overall.get("total"), "max_total": 2 * len(ATTRIBUTE_KEYS),
-            "by_modality": dict(sorted(means.items())),
+            "by_modality": dict(sorted(means.items())), "contradictions": contradictions.report(),
             "worst": [example for _, example in sorted(scored, key=lambda s: s[0])[:worst]]}
+
+
+class Contradictions:
+    """Described rows checked against what was measured of them: how many, how many contradict, by rule."""
+
+    def __init__(self) -> None:
+        self.checked = self.contradicted = 0
+        self.rules: Counter[str] = Counter()
+        self.examples: list[dict[str, Any]] = []
+
+    def add(self, row: dict[str, Any]) -> None:
+        if not row.get("attributes"):
+            return
+        found = check(row["attributes"], facts_of(row))
+        if not found.checked:
+            return
+        self.checked += 1
+        if found.contradictions:
+            self.contradicted += 1
+            self.rules.update(set(found.rules))
+            if len(self.examples) < 5:
+                self.examples.append({"id": row["id"], "contradictions": list(found.contradictions)})
+
+    def report(self) -> dict[str, Any]:
+        rate = round(self.contradicted / self.checked, 4) if self.checked else None
+        return {"checked": self.checked, "contradicted": self.contradicted, "rate": rate,
+                "by_rule": dict(sorted(self.rules.items())), "examples": self.examples}
 
 
 def _add(sums: dict[str, float], scores: dict[str, int | None], total: float | None) -> None:
@@ -223,6 +259,11 @@ def markdown(report: dict[str, Any]) -> str:
         cells = [name, str(values["n"])] + [f"{values[k]:.2f}" if values.get(k) is not None else "-"
                                             for k in (*ATTRIBUTE_KEYS, "total")]
         lines.append("| " + " | ".join(cells) + " |")
+    found = report.get("contradictions") or {}
+    if found.get("checked"):
+        rules = ", ".join(f"{rule} {n}" for rule, n in found["by_rule"].items())
+        lines += ["", f"Contradiction rate: {100 * found['rate']:.1f}% ({found['contradicted']} of {found['checked']} "
+                      f"described rows contradict what was measured of them{f': {rules}' if rules else ''})."]
     unverifiable = report.get("unverifiable") or {}
     if any(v["count"] for v in unverifiable.values()):
         lines += ["", "Not checkable (the reference states nothing to check them against; left out of the "

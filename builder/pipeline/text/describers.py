@@ -208,7 +208,7 @@ def _contrast(r: DescribeRequest, roi: Roi, st: RoiStats) -> str:
     if st.reference is None:
         return ""
     direction = "hyper" if st.contrast > CONTRAST_THRESHOLD else "hypo" if st.contrast < -CONTRAST_THRESHOLD else "iso"
-    permitted = allowed(r.modality, r.sequence, _name(roi))
+    permitted = allowed(r.modality, r.sequence, _name(roi), parcel=st.reference == "parent")
     if permitted is not None and direction not in permitted:
         return ""
     brighter, darker, similar = INTENSITY_WORDS.get(r.modality, DEFAULT_WORDS)

@@ -29,12 +29,13 @@ __all__ = ["allowed", "tissue_of"]
 
 #: Tissue classes of normal anatomy, by the words of a region's plain name; the first that matches wins.
 TISSUES = (
-    ("white matter", r"white matter|corpus callosum|internal capsule|centrum semiovale|corona radiata|"
-                     r"cerebral peduncle|fornix"),
+    ("white matter", r"white matter|corpus callosum|internal capsule|external capsule|centrum semiovale|"
+                     r"corona radiata|cerebral peduncle|fornix|fasciculus|tract|radiation|lemniscus|capsule"),
     ("csf", r"ventric\w*|csf|cerebrospinal|cistern\w*"),
-    ("grey matter", r"gyrus|gyri|cortex|cortical|lobules?|temporal pole|fissure|operculum|cuneus|precuneus|insula|"
-                    r"cingulate|hippocamp\w*|amygdala|thalamus|caudate\w*|putamen|pallid\w*|accumbens|brodmann|"
-                    r"olfactory|rectus|heschl\w*|motor area|cerebell\w*|vermis|grey matter|gray matter"),
+    ("grey matter", r"gyrus|gyri|cortex|cortical|lobules?|pole|planum|fissure|opercul\w*|cune\w*|precune\w*|"
+                    r"insul\w*|cingulate|hippocamp\w*|amygdala|thalamus|caudate\w*|putamen|pallid\w*|accumbens|"
+                    r"brodmann|olfactory|rectus|heschl\w*|motor area|cerebell\w*|vermis|grey matter|gray matter|"
+                    r"nucleus|nuclei|claustrum|striatum"),
     ("fat", r"fat|adipose|subcutaneous"),
     ("bone", r"bones?|vertebra\w*|ribs?|femur|skull|sacrum|humerus|scapula|clavicle|sternum|tibia|fibula|hip"),
     ("air", r"lungs?|trachea|airway"),
@@ -58,11 +59,14 @@ def tissue_of(name: str) -> str | None:
     return next((tissue for tissue, pattern in _TISSUES if pattern.search(name)), None)
 
 
-def allowed(modality: str, sequence: str | None, name: str) -> set[str] | None:
-    """Which directions ("hyper", "hypo", "iso") the text may state for a region, or None: any (a finding)."""
+def allowed(modality: str, sequence: str | None, name: str, parcel: bool = False) -> set[str] | None:
+    """Which directions ("hyper", "hypo", "iso") the text may state for a region, or None: any (a finding).
+
+    ``parcel``: the region is one of an atlas's parcels (compared with the organ they make up), normal anatomy
+    whatever its name; on MRI, one of unknown tissue has no stated contrast."""
     tissue = tissue_of(name)
     if tissue is None:
-        return None
+        return set() if parcel and modality == "mri" else None
     rules = EXPECTED.get((modality, sequence if modality == "mri" else None))
     if rules is None:
         return set() if modality == "mri" else None  # MRI: the unknown sequence decides normal anatomy's contrast
