@@ -113,3 +113,33 @@ def test_lists_of_names_holding_commas_are_unambiguous(t1_rows: list[dict]) -> N
                 assert re.fullmatch(r"(left |right )?[a-zA-Z' ]+(, (crus I+|lobules? \w+( and \w+)?|"
                                     r"[a-z ]+ part))?", item.strip().rstrip(";")), item
     assert seen >= 3
+
+
+@pytest.mark.parametrize(("modality", "sequence", "name", "stated"), [
+    ("mri", "T1", "left precentral gyrus", {"hypo", "iso"}),  # grey matter is darker than white matter on T1
+    ("mri", "T2", "left precentral gyrus", {"hyper", "iso"}),  # and brighter on T2
+    ("mri", "FLAIR", "left lateral ventricle", {"hypo"}),  # CSF is suppressed on FLAIR
+    ("mri", "T1", "right cerebral white matter", {"hyper", "iso"}),
+    ("mri", None, "left hippocampus", set()),  # normal anatomy of unknown sequence: nothing
+    ("ct", None, "subcutaneous fat", {"hypo"}),
+    ("ct", None, "vertebrae L1", {"hyper"}),
+    ("ct", None, "liver lesion", None),  # a finding: as measured
+])
+def test_contrast_rules_follow_radiology(modality: str, sequence: str | None, name: str,
+                                         stated: set[str] | None) -> None:
+    from builder.pipeline.text.radiology import allowed
+
+    assert allowed(modality, sequence, name) == stated
+
+
+def test_the_liver_is_compared_with_the_spleen_on_ct() -> None:
+    from builder.pipeline.data import DescribeRequest, Roi, RoiStats
+    from builder.pipeline.text.describers import TemplateDescriber
+
+    rois = [Roi((10, 10, 60, 60), "liver", 0.2, "center-left", pixels=2000),
+            Roi((70, 10, 90, 40), "spleen", 0.05, "upper-right", pixels=500)]
+    for liver, spleen, word in ((0.40, 0.52, "hypodense"), (0.55, 0.47, "hyperdense"), (0.50, 0.49, "isodense")):
+        stats = [RoiStats(liver, 0.3, 0.1), RoiStats(spleen, 0.3, 0.1)]
+        request = DescribeRequest("x", "ct", "abdomen", "", "axial", 3, "CT of the abdomen", rois, stats, "axial")
+        texture = TemplateDescriber().describe(request)["texture"]
+        assert f"Liver is {word} relative to the spleen (mean {liver:.2f} vs {spleen:.2f})." in texture

@@ -44,7 +44,8 @@ LOCATION_CATEGORIES = ("Head", "Thorax", "Abdomen", "Spine and Muscles", "Reprod
 #: system spread over the body (Generalized, Pathology, Pediatrics, Vascular, ...): those are never stated as organs.
 ORGANS = {
     "Abdomen": "abdomen", "Brain and Neuro": "brain", "Breast and Mammography": "breast",
-    "Cardiovascular": "heart", "Chest, Pulmonary": "lungs", "Dental, Oral, or Tooth": "teeth and oral cavity",
+    "Cardiovascular": "heart and great vessels", "Chest, Pulmonary": "chest and lungs",
+    "Dental, Oral, or Tooth": "teeth and oral cavity",
     "Eye and Orbit": "eye and orbit", "Gastrointestinal": "gastrointestinal tract",
     "Genitourinary": "genitourinary tract", "Head and Neck": "head and neck", "Nerve, central": "brain",
     "Ophthalmology": "eye", "Spine": "spine", "Musculoskeletal": "bones and joints",

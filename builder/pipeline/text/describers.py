@@ -19,7 +19,7 @@ from builder.pipeline.data import DescribeRequest, Roi, RoiStats
 from builder.pipeline.roi import patient_side, relation_words
 from builder.pipeline.template import tidy
 from builder.pipeline.text.medtrinity import paragraph
-from builder.pipeline.text.radiology import allowed
+from builder.pipeline.text.radiology import allowed, compared
 from builder.pipeline.text.styles import STYLES, cap, percent, where
 from medtrinity_25m import ATTRIBUTE_KEYS, MODALITY_NAMES
 
@@ -188,7 +188,7 @@ class TemplateDescriber(DescriberHooks):
                 if abs(delta) > CONTRAST_THRESHOLD:
                     text += f", {'redder' if delta > 0 else 'less red'} than around it"
             parts.append(cap(text) + ".")
-        return " ".join(parts)
+        return " ".join(parts + _organs_compared(r))
 
     def _relationship(self, r: DescribeRequest, pairs: list[tuple[Roi, RoiStats]]) -> str:
         if not r.rois:
@@ -216,6 +216,18 @@ def _contrast(r: DescribeRequest, roi: Roi, st: RoiStats) -> str:
     organ = r.organ if r.organ and r.organ != "unspecified" else "annotated anatomy"
     against = f"the rest of the {organ}" if st.reference == "parent" else "the surrounding tissue"
     return f"{word} relative to {against} (mean {st.mean_in:.2f} vs {st.mean_ring:.2f})"
+
+
+def _organs_compared(r: DescribeRequest) -> list[str]:
+    """"The liver is hyperdense relative to the spleen (mean 0.52 vs 0.47).": organs radiologists compare."""
+    sentences = []
+    for i, j in compared(r.modality, [_name(roi) for roi in r.rois]):
+        difference = r.stats[i].mean_in - r.stats[j].mean_in
+        brighter, darker, similar = INTENSITY_WORDS.get(r.modality, DEFAULT_WORDS)
+        word = brighter if difference > CONTRAST_THRESHOLD else darker if difference < -CONTRAST_THRESHOLD else similar
+        sentences.append(f"{cap(_name(r.rois[i]))} is {word} relative to the {_name(r.rois[j])} (mean "
+                         f"{r.stats[i].mean_in:.2f} vs {r.stats[j].mean_in:.2f}).")
+    return sentences
 
 
 def _relation(a: Roi, b: Roi, view: str) -> str:

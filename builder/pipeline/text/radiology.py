@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import re
 
-__all__ = ["allowed", "tissue_of"]
+__all__ = ["COMPARED", "allowed", "compared", "tissue_of"]
 
 #: Tissue classes of normal anatomy, by the words of a region's plain name; the first that matches wins.
 TISSUES = (
@@ -51,6 +51,18 @@ EXPECTED: dict[tuple[str, str | None], dict[str, set[str]]] = {
     ("ct", None): {"fat": {"hypo"}, "bone": {"hyper"}, "air": {"hypo"}, "grey matter": {"hyper", "iso"},
                    "white matter": {"hypo", "iso"}},
 }
+
+
+#: Organs radiologists compare with each other, per modality: (modality, organ, reference organ). On CT the
+#: liver is compared with the spleen (a liver darker than the spleen suggests fatty infiltration).
+COMPARED = (("ct", "liver", "spleen"),)
+
+
+def compared(modality: str, names: list[str]) -> list[tuple[int, int]]:
+    """Index pairs (organ, reference) of :data:`COMPARED` among a row's region names (whole-name matches)."""
+    lowered = [name.lower() for name in names]
+    return [(lowered.index(a), lowered.index(b)) for m, a, b in COMPARED
+            if m == modality and a in lowered and b in lowered]
 
 
 def tissue_of(name: str) -> str | None:
