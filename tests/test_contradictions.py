@@ -197,6 +197,8 @@ def test_imported_batch_results_are_checked_too(tmp_path: Path) -> None:
     assert flagged == {f"scan_{i}" for i, kind in enumerate(PLANTS) if kind}  # no retry from a batch: flagged
     summary = json.loads((out / "build.json").read_text())
     assert summary["described_again"]["checks"]["flagged"] == 5
+    card = (out / "README.md").read_text()
+    assert "by the `openai` describer. Each model answer was checked" in card and "5 are flagged" in card
     run_cli("verify", str(out))
 
 

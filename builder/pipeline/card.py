@@ -160,7 +160,7 @@ def _skipped(ledger: Ledger) -> str:
     return f"; {sum(ledger.skipped.values()):,} files were passed over on purpose ({kinds})"
 
 
-def _checks(checks: dict[str, Any]) -> str:
+def checks_note(checks: dict[str, Any]) -> str:
     """What the card says of the model answers' checks against what was measured."""
     if not checks.get("checked"):
         return ""
@@ -186,7 +186,7 @@ def render(inputs: CardInputs) -> str:
         "rejected": f"{ledger.files_rejected:,}",
         "skipped_note": _skipped(ledger),
         "describer": inputs.describer,
-        "checks_note": _checks(inputs.checks),
+        "checks_note": checks_note(inputs.checks),
         "repo": inputs.repo,
         "example_config": example,
         "config_table": _table(

@@ -25,6 +25,7 @@ from __future__ import annotations
 import io
 import json
 import logging
+import re
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
@@ -40,6 +41,7 @@ from builder.errors import Reject
 from builder.layout import BUILD_JSON, read_build_json, sha256_file
 from builder.llm import ParseError
 from builder.pipeline.body import body_of, parent_of
+from builder.pipeline.card import checks_note
 from builder.pipeline.data import DescribeRequest, Roi
 from builder.pipeline.roi import convention
 from builder.pipeline.text.backends import OpenAIDescriber
@@ -278,8 +280,9 @@ def rewrite(out: Path, doc: dict[str, Any], answers: Mapping[str, dict[str, str]
         by_stage[line["stage"]] = by_stage.get(line["stage"], 0) + 1
     card = out / "README.md"
     if card.is_file() and old:
-        text = card.read_text(encoding="utf-8").replace(f"by the `{old}` describer",
-                                                        f"by the `{info['name']}` describer")
+        text = re.sub(r"by the `[^`]*` describer\.[^\n]*?(?= *\n|$)",
+                      lambda _: f"by the `{info['name']}` describer." + checks_note(verdicts.report()),
+                      card.read_text(encoding="utf-8"), count=1)
         staging.stage(card, lambda path: path.write_text(text, encoding="utf-8"))
     staging.stage(out / BUILD_JSON, lambda path: path.write_text(json.dumps(doc, indent=2) + "\n", encoding="utf-8"))
     staging.commit(out)  # build.json last: a describe killed from here on is finished by the next one
