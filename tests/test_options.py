@@ -74,7 +74,7 @@ def _other(name: str, value: Any) -> Any:
         return next(n for n, e in ENCODERS.items() if e.available() and n != value)
     alternatives: dict[str, Any] = {"formats": ["webdataset"], "triplets.text.describer": "openai",
                                     "triplets.text.style": "medtrinity", "source_flags": {"allow_burned_in": True},
-                                    "triplets.text.kb": "another-kb"}
+                                    "triplets.text.kb": "another-kb", "triplets.text.on_contradiction": "reject"}
     if name in alternatives:
         return alternatives[name]
     if isinstance(value, bool):
