@@ -18,7 +18,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from scipy import ndimage
 
 from builder.imaging import RADIOLOGY, gray, opencv
 
@@ -43,7 +42,10 @@ class Body:
 
 
 def _otsu(values: np.ndarray) -> float:
-    """Otsu's threshold of 8-bit values, from their histogram."""
+    """Otsu's threshold of 8-bit values (OpenCV's where installed, else from the histogram here)."""
+    cv2 = opencv()
+    if cv2 is not None:
+        return float(cv2.threshold(values, 0, 255, cv2.THRESH_BINARY | cv2.THRESH_OTSU)[0])
     hist = np.bincount(values.ravel(), minlength=256).astype(np.float64)
     levels = np.arange(256, dtype=np.float64)
     weight = np.cumsum(hist)
@@ -58,16 +60,37 @@ def _otsu(values: np.ndarray) -> float:
 def _parts(mask: np.ndarray) -> tuple[np.ndarray, int]:
     """The 4-connected parts of a mask, labelled 1..n: OpenCV's labelling where installed (5x scipy's)."""
     cv2 = opencv()
-    if cv2 is None:
-        return ndimage.label(mask)
-    count, parts = cv2.connectedComponents(mask.view(np.uint8), connectivity=4, ltype=cv2.CV_32S)
-    return parts, count - 1
+    if cv2 is not None:
+        count, parts = cv2.connectedComponents(mask.view(np.uint8), connectivity=4, ltype=cv2.CV_32S)
+        return parts, count - 1
+    from scipy import ndimage  # without OpenCV only: importing it costs a worker 0.2 s
+
+    return ndimage.label(mask)
+
+
+def _box(mask: np.ndarray) -> tuple[int, int, int, int]:
+    """The bounding box ``(x0, y0, x1, y1)`` of a mask's pixels (not empty)."""
+    cv2 = opencv()
+    if cv2 is not None:
+        x, y, w, h = cv2.boundingRect(mask.view(np.uint8))
+        return x, y, x + w, y + h
+    rows, cols = np.flatnonzero(mask.any(axis=1)), np.flatnonzero(mask.any(axis=0))
+    return int(cols[0]), int(rows[0]), int(cols[-1]) + 1, int(rows[-1]) + 1
 
 
 def fill_holes(mask: np.ndarray) -> np.ndarray:
     """``mask`` with every background part that does not touch the image's edge filled (as scipy's
-    ``binary_fill_holes``, by one labelling of the background instead of repeated dilations)."""
-    parts, count = _parts(~mask)
+    ``binary_fill_holes``): the background flooded from a one-pixel frame around the image with OpenCV where
+    installed, else one labelling of the background instead of scipy's repeated dilations."""
+    cv2 = opencv()
+    if cv2 is not None:
+        framed = np.zeros((mask.shape[0] + 2, mask.shape[1] + 2), np.uint8)
+        framed[1:-1, 1:-1] = mask
+        cv2.floodFill(framed, None, (0, 0), 2, flags=4)
+        return framed[1:-1, 1:-1] != 2
+    from scipy import ndimage
+
+    parts, count = ndimage.label(~mask)
     edge = np.unique(np.concatenate((parts[0], parts[-1], parts[:, 0], parts[:, -1])))
     outside = np.zeros(count + 1, dtype=bool)
     outside[edge] = True
@@ -90,15 +113,16 @@ def body_of(pixels: np.ndarray, modality: str, labelled: np.ndarray | None = Non
         foreground |= labelled
     if not foreground.any():
         return whole
-    parts, count = _parts(fill_holes(foreground))
-    sizes = np.bincount(parts.ravel())[1:]
-    keep = np.zeros(count + 1, dtype=bool)
-    keep[1:] = sizes >= KEEP_PART * sizes.max()
-    mask = keep[parts]
-    if labelled is not None:
-        mask |= labelled
-    rows, cols = np.flatnonzero(mask.any(axis=1)), np.flatnonzero(mask.any(axis=0))
-    return Body(mask, (int(cols[0]), int(rows[0]), int(cols[-1]) + 1, int(rows[-1]) + 1))
+    mask = fill_holes(foreground)
+    parts, count = _parts(mask)
+    if count > 1:  # specks beside the body: parts under a tenth of the largest go
+        sizes = np.bincount(parts.ravel(), minlength=count + 1)
+        keep = sizes >= KEEP_PART * sizes[1:].max()
+        keep[0] = False
+        mask = keep[parts]
+        if labelled is not None:
+            mask |= labelled
+    return Body(mask, _box(mask))
 
 
 def parent_of(mask: np.ndarray | None, regions: int, body: Body) -> np.ndarray | None:
@@ -107,8 +131,8 @@ def parent_of(mask: np.ndarray | None, regions: int, body: Body) -> np.ndarray |
     if mask is None or regions < MIN_PARCELS:
         return None
     union = mask > 0
-    area = body.mask.sum() if body.mask is not None else mask.size
-    if union.sum() < MIN_COVER * area:
+    area = np.count_nonzero(body.mask) if body.mask is not None else mask.size
+    if np.count_nonzero(union) < MIN_COVER * area:
         return None
     return fill_holes(_closed(union)) | union
 
@@ -120,5 +144,7 @@ def _closed(mask: np.ndarray) -> np.ndarray:
     if cv2 is not None:
         kernel = np.ones((CLOSING, CLOSING), np.uint8)
         return cv2.morphologyEx(mask.view(np.uint8), cv2.MORPH_CLOSE, kernel).view(bool)
+    from scipy import ndimage
+
     grown = ndimage.maximum_filter(mask, CLOSING, mode="constant", cval=0)
     return ndimage.minimum_filter(grown, CLOSING, mode="constant", cval=1)

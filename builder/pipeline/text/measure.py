@@ -92,7 +92,13 @@ def measure(pixels: np.ndarray, mask: np.ndarray | None, rois: Sequence[Roi], bo
     if not masked.all():  # box ROIs sum their squares from a table
         planes["sq"] = lum * lum
     in_mask = _mask_sums(pixels, mask, planes, len(rois)) if mask is not None and masked.any() else {}
-    around: dict[str, np.ndarray] = {}
+    if parent is not None and masked.all() and "red" not in planes:  # every parcel against its organ: no rings
+        rest_n = float(np.count_nonzero(parent)) - inside["n"]
+        if (rest_n >= np.maximum(MIN_REST, inside["n"] / 2)).all():
+            inside.update(lum=in_mask["lum"], sq=in_mask["sq"])
+            around = {"lum": float(lum[parent].sum()) - in_mask["lum"], "n": rest_n, "parent": np.ones(len(rois))}
+            return Measurements(inside, around, np.zeros(len(rois)))
+    around = {}
     for name in ("lum", "sq", "red"):
         plane = planes.get(name)
         if plane is None and name not in in_mask:
