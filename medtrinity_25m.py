@@ -103,7 +103,7 @@ ATTRIBUTE_KEYS: tuple[str, ...] = (
 #: Human-written reference text of a sample (MedPix: image caption and case report).
 REFERENCE_KEYS: tuple[str, ...] = ("caption", "history", "findings", "diagnosis", "discussion")
 #: Descriptive metadata kept as given by the source.
-DETAIL_KEYS: tuple[str, ...] = ("modality_detail", "plane", "sequence", "age", "sex")
+DETAIL_KEYS: tuple[str, ...] = ("modality_detail", "plane", "sequence", "burned_in", "age", "sex")
 
 #: The row, as plain data: the one definition that both the Arrow schema (pyarrow alone: what the pipeline
 #: writes, so a build never imports ``datasets``) and the ``datasets`` features are made from. A string is a

@@ -21,6 +21,7 @@ from builder.imaging import pixel_hash
 from builder.options import option
 from builder.pipeline import drawn_boxes
 from builder.pipeline.body import Body, body_of, parent_of
+from builder.pipeline.burned_in import screen_record
 from builder.pipeline.data import DescribeRequest, Record, Roi, Unit, UnitResult
 from builder.pipeline.proposers import PROPOSERS, ProposalInput
 from builder.pipeline.roi import convention, rois_from_boxes, rois_from_labelmap, rois_from_proposals
@@ -290,7 +291,7 @@ def details(record: Record) -> dict[str, str | None]:
 
     return {"modality_detail": given("modality_detail"),
             "plane": given("plane_given") or given("plane") or record.plane, "sequence": sequence(record),
-            "age": given("age"), "sex": given("sex")}
+            "burned_in": record.hints.get("burned_in"), "age": given("age"), "sex": given("sex")}
 
 
 def sequence(record: Record) -> str | None:
@@ -313,6 +314,11 @@ def read_records(unit: Unit, dropped: list[tuple[dict[str, Any], Reject]]) -> li
     records = []
     try:
         for record in ADAPTERS[unit.spec.format].records(unit):
+            if record.reject is None:
+                try:
+                    screen_record(record)  # burned-in text: redacted, refused or flagged
+                except Reject as exc:
+                    record.reject = exc
             if record.reject is None:
                 records.append(record)
             else:  # one unusable sample of the file (a blank frame): its own reject line

@@ -165,8 +165,9 @@ class DicomReader:
     def read(self, path: Path) -> tuple[np.ndarray, dict[str, Any]]:
         from pydicom.pixels import apply_color_lut
 
+        from builder.pipeline.readers import ocr
         from builder.pipeline.readers.bodypart import body_part
-        from builder.pipeline.readers.screen import burned_in_flag, clean, screen
+        from builder.pipeline.readers.screen import burned_in_flag, clean, screen, vouched
 
         try:
             ds = _open(path)
@@ -183,7 +184,8 @@ class DicomReader:
         if burned_in_flag(ds) and not self.allow_burned_in:
             raise Reject("privacy", "BurnedInAnnotation is YES (text may be burned into pixels)")
         screening = screen(ds)
-        if screening.refusal and not self.allow_burned_in:
+        looked_at = ocr.available()  # the pixels screened by OCR: deid's flag without a region is left to it
+        if screening.refusal and not self.allow_burned_in and not (screening.regions_unknown and looked_at):
             raise Reject("privacy", screening.refusal)
         if "PixelData" not in ds and "FloatPixelData" not in ds:
             raise Reject("read", "DICOM file holds no pixel data")
@@ -239,6 +241,7 @@ class DicomReader:
             mosaic=mosaic,
             cine=_is_cine(ds, pixels.shape[0]),
             organ=organ,
+            screen_text=not vouched(ds) and not self.allow_burned_in,  # OCR looks at what the header does not vouch for
             # the MR sequence named by the series' descriptions, as a controlled term: the text itself is never kept
             sequence=sequence_of(*(ds.get(k) for k in ("SeriesDescription", "ProtocolName", "SequenceName")))
             if str(ds.get("Modality", "")).upper() == "MR" else None,

@@ -15,10 +15,13 @@ ManufacturerModelName, ImageType, ...):
 ``BurnedInAnnotation`` is a CS value: compared without leading and trailing
 spaces, in any case (``" YES"`` is YES).
 
-What this does not catch: text on a model no rule names, text burned into an
-image whose header looks like an original acquisition, and anything in a
-non-DICOM raster (PNG, JPEG). Header values read here only decide; none is
-copied anywhere.
+What the header cannot decide, the pixels do: an image the header does not
+vouch for (:func:`vouched`: ``BurnedInAnnotation`` NO on an ORIGINAL image that is
+not ultrasound or a secondary capture) is screened by OCR
+(:mod:`builder.pipeline.readers.ocr`), and a flag of deid's without a known region
+(DERIVED or SECONDARY reformats) is left to it: where OCR is installed such an
+image is no longer refused from its header alone. Header values read here only
+decide; none is copied anywhere.
 """
 
 from __future__ import annotations
@@ -32,7 +35,11 @@ import numpy as np
 
 from builder.errors import Reject
 
-__all__ = ["Screening", "burned_in_flag", "clean", "screen"]
+__all__ = ["Screening", "burned_in_flag", "clean", "screen", "vouched"]
+
+#: Modalities and SOP classes whose pixels routinely carry text: never vouched for by the header.
+TEXT_PRONE_MODALITIES = frozenset({"US", "OT", "SC", "XC", "ES", "GM", "SM", "DOC"})
+SECONDARY_CAPTURE = "1.2.840.10008.5.1.4.1.1.7"  # and its multi-frame children (.1 ... .4)
 
 
 @dataclass(frozen=True)
@@ -41,12 +48,26 @@ class Screening:
 
     boxes: tuple[tuple[int, int, int, int], ...] = ()
     refusal: str | None = None
+    regions_unknown: bool = False  # deid flags text without a known region: the refusal OCR may lift
 
 
 def burned_in_flag(ds: Any) -> bool:
     """BurnedInAnnotation as DICOM defines a CS value: spaces at either end do not count."""
     value = ds.get("BurnedInAnnotation")
     return isinstance(value, str) and value.strip().upper() == "YES"
+
+
+def vouched(ds: Any) -> bool:
+    """The header says the pixels hold no text: BurnedInAnnotation NO, an ORIGINAL image, not ultrasound nor a
+    secondary capture nor a screen save."""
+    value = ds.get("BurnedInAnnotation")
+    if not (isinstance(value, str) and value.strip().upper() == "NO"):
+        return False
+    image_type = [str(v).strip().upper() for v in (ds.get("ImageType") or [])]
+    if not image_type or image_type[0] != "ORIGINAL" or "SECONDARY" in image_type:
+        return False
+    modality = str(ds.get("Modality", "")).strip().upper()
+    return modality not in TEXT_PRONE_MODALITIES and not str(ds.get("SOPClassUID", "")).startswith(SECONDARY_CAPTURE)
 
 
 @lru_cache(maxsize=1)
@@ -92,9 +113,9 @@ def screen(ds: Any) -> Screening:
         found = _boxes(result.get("coordinates") or [])
         if result.get("group") == "blacklist" or not found:
             return Screening(refusal=f"deid's {result.get('group')} rules flag possible burned-in text with no "
-                                     "known region to clean (DERIVED or SECONDARY images, reformats included, "
-                                     "are flagged from the header alone: if the source's pixels hold no text, set "
-                                     "allow_burned_in: true on it)")
+                                     "known region to clean, and OCR is not installed to look at the pixels "
+                                     "(pip install 'medtrinity-25m[ocr]'; or, if the source's pixels hold no text, "
+                                     "set allow_burned_in: true on it)", regions_unknown=True)
         boxes += found
     return Screening(boxes=tuple(boxes))
 

@@ -25,14 +25,14 @@ from builder.pipeline.readers import READERS
 from builder.pipeline.readers.display import for_display
 from builder.pipeline.sources.base import FolderSource, relative, skipped_kind
 from builder.pipeline.sources.manifest import SourceSpec
-from builder.pipeline.sources.options import folder_of, path_of
+from builder.pipeline.sources.options import PixelScreening, folder_of, path_of
 from builder.pipeline.values import json_file
 
 __all__ = ["CocoOptions", "CocoSource", "rasterise"]
 
 
 @dataclass(frozen=True)
-class CocoOptions:
+class CocoOptions(PixelScreening):
     """``format: coco``: the annotation file and the images' folder."""
 
     annotations: Path = field(default=Path("."), metadata={"parse": path_of, "required": True})

@@ -85,7 +85,7 @@ class DicomSource(FileSource):
             if values.shape[0] != 1:
                 raise Reject("mask", "a 2D mask cannot pair with a multi-frame DICOM")
             labelmaps = [read_labelmap_2d(unit.mask, values.shape[1:3], options.mask_threshold)]
-        hints = {k: meta[k] for k in ("organ", "sequence") if meta.get(k)}
+        hints = {k: meta[k] for k in ("organ", "sequence", "screen_text") if meta.get(k)}
         multi = values.shape[0] > 1
         for number, index in enumerate(kept_frames(values.shape[0], options, meta["cine"])):
             pixels = values[index] if meta["color"] else display(values[index], meta["windows"][index], modality,

@@ -13,7 +13,7 @@ import dataclasses
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Mapping
+from typing import Any, Callable, Literal, Mapping
 
 import builder.pipeline.sources.tables as tables
 from builder.errors import ManifestError
@@ -27,6 +27,7 @@ __all__ = [
     "FileOptions",
     "ImageOptions",
     "NiftiOptions",
+    "PixelScreening",
     "Slicing",
     "VolumeOptions",
     "glob_of",
@@ -158,8 +159,24 @@ class Slicing:
     only_with_roi: bool = field(default=False, metadata={"parse": flag})
 
 
+def _burned_in(value: Any, root: Path, key: str) -> str:
+    return choice(value, key, ("redact", "reject", "flag"))
+
+
 @dataclass(frozen=True)
-class FileOptions:
+class PixelScreening:
+    """Burned-in text in the pixels, found by OCR (:mod:`builder.pipeline.burned_in`): every source has these."""
+
+    screen_text: bool = option(False, parse=flag, flag="screen-text",
+                               help="Look for burned-in text in every image of the source by OCR (DICOM images the "
+                                    "header does not vouch for are always looked at).")
+    burned_in: Literal["redact", "reject", "flag"] = option("redact", parse=_burned_in, flag="burned-in",
+                            help="Text found in the pixels: redact (black it out, noted in details.burned_in; a "
+                                 "reject when it covers too much of the image), reject, or flag (kept, noted).")
+
+
+@dataclass(frozen=True)
+class FileOptions(PixelScreening):
     """Formats whose inputs are the files a glob matches, with masks, labels and side tables."""
 
     images: str = field(default="", metadata={"parse": glob_of, "required": True})
@@ -303,7 +320,7 @@ class DicomOptions(FileOptions):
 
 
 @dataclass(frozen=True)
-class RootOptions:
+class RootOptions(PixelScreening):
     """Formats that read a dataset's folder as published (``root:``): MedPix, nnU-Net, VOC, YOLO."""
 
     root: Path = field(default=Path("."), metadata={"parse": folder_of, "required": True})

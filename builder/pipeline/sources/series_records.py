@@ -58,7 +58,7 @@ def series_records(unit: Unit, reader: DicomReader, modality_of: Callable[[Any, 
     meta = slices[len(slices) // 2][2]
     modality = unit.spec.modality or modality_of(meta.get("Modality"), options.modality_map)
     notes = {"series_slices": len(slices), **({"contours_on_no_slice": missed} if missed else {})}
-    hints = {k: meta[k] for k in ("organ", "sequence") if meta.get(k)}
+    hints = {k: meta[k] for k in ("organ", "sequence", "screen_text") if meta.get(k)}
     native = plane_of(list(geometries[0].row_cosine) + list(geometries[0].column_cosine))
     in_place = (options.slicing.plane in (native, None) or native is None) and not isinstance(labels, Volume)
     rows = _native(slices, labels) if in_place else _resliced(slices, labels, options.slicing.plane or "axial")
