@@ -62,6 +62,8 @@ def series_records(unit: Unit, reader: DicomReader, modality_of: Callable[[Any, 
     native = plane_of(list(geometries[0].row_cosine) + list(geometries[0].column_cosine))
     in_place = (options.slicing.plane in (native, None) or native is None) and not isinstance(labels, Volume)
     rows = _native(slices, labels) if in_place else _resliced(slices, labels, options.slicing.plane or "axial")
+    if not in_place:  # a line of text burned into an acquired slice is one row of pixels across a reslice: unreadable
+        hints.pop("screen_text", None)
     first = True
     for index, pixels, labelmap, spacing, window in rows:
         if index % options.slicing.step:
