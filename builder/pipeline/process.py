@@ -305,7 +305,8 @@ def _text(value: Any) -> str | None:
     return None if value is None or str(value).strip() == "" else str(value)
 
 
-def read_records(unit: Unit, dropped: list[tuple[dict[str, Any], Reject]]) -> list[Record]:
+def read_records(unit: Unit, dropped: list[tuple[dict[str, Any], Reject]],
+                 refused: list[Record] | None = None) -> list[Record]:
     """The unit's records from its adapter; an unusable sample's reject goes to ``dropped``.
 
     An exception that a decoding library raises on the file (not this project's code) is a reject of stage
@@ -319,6 +320,8 @@ def read_records(unit: Unit, dropped: list[tuple[dict[str, Any], Reject]]) -> li
                     screen_record(record)  # burned-in text: redacted, refused or flagged
                 except Reject as exc:
                     record.reject = exc
+                    if refused is not None:  # its notes (screened, refused) still count
+                        refused.append(record)
             if record.reject is None:
                 records.append(record)
             else:  # one unusable sample of the file (a blank frame): its own reject line
@@ -341,11 +344,12 @@ def process_unit(unit: Unit, options: TripletOptions) -> UnitResult:
     describer = entry.make(options.text) if entry.where == "worker" else None
     rows, hashes, requests = [], [], []
     dropped: list[tuple[dict[str, Any], Reject]] = []
+    refused: list[Record] = []
     try:
         with time_limit(options.unit_timeout * unit.weight):
             curate(unit)
             check_inside(unit)
-            records = read_records(unit, dropped)
+            records = read_records(unit, dropped, refused)
             annotated = [annotate(record) for record in records]
             proposed = propose(records, [rois for rois, _, _ in annotated], [body for _, _, body in annotated])
             for record, (rois, mask, body), extra in zip(records, annotated, proposed):
@@ -363,7 +367,7 @@ def process_unit(unit: Unit, options: TripletOptions) -> UnitResult:
             raise
         return UnitResult(unit, reject=Reject(Stage.INTERNAL, f"{type(exc).__name__}: {exc}"))
     notes: dict[str, int] = {}
-    for record in records:
+    for record in [*records, *refused]:
         for name, count in record.notes.items():
             notes[name] = notes.get(name, 0) + count
     return UnitResult(unit, rows=rows, hashes=hashes, requests=requests if describer is None else [], notes=notes,

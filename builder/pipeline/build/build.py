@@ -101,6 +101,7 @@ def _consume(results: Iterable[UnitResult], writer: DatasetWriter, ledger: Ledge
             for row, other in dropped[1:] if result.reject is None else []:  # each refused row has its line
                 ledger.reject_other(unit.spec.name, unit.rel, other.stage, other.reason, rule=other.rule,
                                     id=row["id"], **where)
+            ledger.note(result.notes)  # what was decided of its samples (screened by OCR, refused) still counts
             state.rejects += 1
         else:
             for row, reject in dropped:
