@@ -38,7 +38,8 @@ COMMAND_ENV = ("PATH", "HOME", "LANG", "LC_ALL", "LC_CTYPE", "TMPDIR", "TZ", "US
                "PYTHONPATH", "VIRTUAL_ENV", "CONDA_PREFIX", "LD_LIBRARY_PATH", "CUDA_VISIBLE_DEVICES",
                "OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "OPENBLAS_CORETYPE", "SYSTEMROOT")
 _TOKENS = [
-    (re.compile(r"(?i)\b(bearer|basic|token)\s+[A-Za-z0-9._~+/=-]{6,}"), r"\1 [redacted]"),
+    # a credential after the scheme's name; a capitalised word is prose ("Basic Application Confidentiality Profile")
+    (re.compile(r"\b((?i:bearer|basic|token))\s+(?![A-Z][a-z]+\b)[A-Za-z0-9._~+/=-]{6,}"), r"\1 [redacted]"),
     (re.compile(r"(?i)(authorization|api[-_]?key|x-api-key|password|secret)(['\"]?\s*[:=]\s*['\"]?)[^\s'\",}]+"),
      r"\1\2[redacted]"),
     (re.compile(r"\bhf_[A-Za-z0-9]{8,}"), "[redacted]"),

@@ -19,13 +19,42 @@ What OCR read is never kept.
 
 from __future__ import annotations
 
+from typing import Any
+
 from builder.errors import Reject
 from builder.pipeline.data import Record
 from builder.pipeline.readers import ocr
 
-__all__ = ["MAX_REDACTED", "screen_record"]
+__all__ = ["MAX_REDACTED", "method", "screen_record"]
 
 MAX_REDACTED = 0.15  # of the image's area: past it a redaction would leave no image worth keeping
+
+
+def method() -> dict[str, Any]:
+    """How DICOM inputs are de-identified, in DICOM PS3.15 Annex E's terms (CID 7050 codes), for build.json and
+    the card: no header value is copied but an allowlist of technical attributes (the Basic Profile), UIDs and
+    file names become pseudonymous ids, overlays and descriptions are never published, and pixels are cleaned
+    of the regions deid's device rules know and, with OCR installed, of the text OCR finds."""
+    looked = ocr.available()
+    options = ["113100 Basic Application Confidentiality Profile",
+               *(["113101 Clean Pixel Data Option"] if looked else []),
+               "113103 Clean Graphics Option", "113105 Clean Descriptors Option"]
+    return {"standard": "DICOM PS3.15 Annex E", "options": options,
+            "pixels": ("OCR (RapidOCR's ONNX detector and recogniser) on every image the header does not vouch "
+                       "for and every source with screen_text, then deid's device rules" if looked else
+                       "deid's device rules only: OCR is not installed (the ocr extra)"),
+            "ocr": {"engine": "rapidocr-onnxruntime", "version": _version("rapidocr-onnxruntime"),
+                    "min_characters": ocr.MIN_CHARACTERS, "min_score": ocr.MIN_SCORE,
+                    "max_redacted": MAX_REDACTED} if looked else None}
+
+
+def _version(package: str) -> str | None:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version(package)
+    except PackageNotFoundError:
+        return None
 
 
 def _wanted(record: Record) -> bool:

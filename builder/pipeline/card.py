@@ -61,6 +61,7 @@ class CardInputs:
     describer: str
     version: str
     checks: dict[str, Any] = field(default_factory=dict)  # the model stage's checks (builder/checks.py), if any
+    deidentification: dict[str, Any] = field(default_factory=dict)  # build.json's: how DICOM inputs are cleaned
     repo: str = "medtrinity-25m"
     title: str = "MedTrinity-style multigranular medical dataset"
 
@@ -160,6 +161,21 @@ def _skipped(ledger: Ledger) -> str:
     return f"; {sum(ledger.skipped.values()):,} files were passed over on purpose ({kinds})"
 
 
+def _deid(method: dict[str, Any], notes: dict[str, int]) -> str:
+    """The card's words on how inputs were de-identified, and what OCR found."""
+    if not method:
+        return ""
+    options = "; ".join(o.split(" ", 1)[1] for o in method["options"])
+    found = ", ".join(f"{n:,} {what}" for what, n in (
+        ("screened by OCR", notes.get("pixels_screened_by_ocr", 0)),
+        ("with text redacted", notes.get("burned_in_text_redacted", 0)),
+        ("with text kept and flagged", notes.get("burned_in_text_flagged", 0)),
+        ("refused for their text", notes.get("burned_in_text_rejected", 0)),
+        ("cleaned by deid's device rules", notes.get("pixels_cleaned_by_deid", 0))) if n)
+    return (f" DICOM inputs are de-identified as {method['standard']} describes: {options}. Pixels: "
+            f"{method['pixels']}{f' (images: {found})' if found else ''}.")
+
+
 def checks_note(checks: dict[str, Any]) -> str:
     """What the card says of the model answers' checks against what was measured."""
     if not checks.get("checked"):
@@ -187,6 +203,7 @@ def render(inputs: CardInputs) -> str:
         "skipped_note": _skipped(ledger),
         "describer": inputs.describer,
         "checks_note": checks_note(inputs.checks),
+        "deid_note": _deid(inputs.deidentification, ledger.notes),
         "repo": inputs.repo,
         "example_config": example,
         "config_table": _table(

@@ -27,6 +27,7 @@ from builder.pipeline.accounting import REJECTS, Ledger, local_line, public_line
 from builder.pipeline.build.journal import Journal
 from builder.pipeline.build.options import LOCAL_REJECTS, PROVENANCE, BuildError, BuildOptions, versions
 from builder.pipeline.build.outdir import BUILD_JSON, LOCK
+from builder.pipeline.burned_in import method as deidentification
 from builder.pipeline.sources import ADAPTERS
 from builder.pipeline.sources.manifest import Manifest
 from builder.privacy import redact
@@ -96,7 +97,7 @@ def finish(manifest: Manifest, options: BuildOptions, journal: Journal, records:
     summary = _summary(manifest, options, ledger, shards, started, sources)
     summary.update(text_info)
     _write_card(options, ledger, shards, sources, text_info["describer"]["name"],
-                (text_info.get("model_stage") or {}).get("checks") or {})
+                (text_info.get("model_stage") or {}).get("checks") or {}, summary["deidentification"])
     summary["published"] = ["README.md", REJECTS, *sorted([*(s["path"] for s in shards), *sidecars])]
     summary["local"] = [LOCK, LOCAL_REJECTS, PROVENANCE]
     journal.write_last(BUILD_JSON, redact(json.dumps(summary, indent=2)) + "\n")  # whole or absent
@@ -136,6 +137,7 @@ def _summary(manifest: Manifest, options: BuildOptions, ledger: Ledger, shards: 
         options=leaves(options),
         shards=sorted(shards, key=lambda s: s["path"]),
         versions=versions(),
+        deidentification=deidentification(),
         platform=f"{sys.platform}-{platform.machine()}",
         started=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(started)),
         seconds=round(seconds, 3),
@@ -146,7 +148,7 @@ def _summary(manifest: Manifest, options: BuildOptions, ledger: Ledger, shards: 
 
 
 def _write_card(options: BuildOptions, ledger: Ledger, shards: list[dict[str, Any]], sources: list[dict[str, Any]],
-                describer: str, checks: dict[str, Any]) -> None:
+                describer: str, checks: dict[str, Any], deid: dict[str, Any]) -> None:
     layout = next(name for name in FORMATS if name in options.formats)  # the registry's order decides
     splits: dict[str, list[str]] = {}
     for shard in shards:
@@ -155,6 +157,6 @@ def _write_card(options: BuildOptions, ledger: Ledger, shards: list[dict[str, An
     inputs = card.CardInputs(
         ledger=ledger, layout=layout, splits=splits, shards=shards, sources=sources,
         describer=describer, version=versions()["medtrinity-25m"], repo=options.repo or options.out.resolve().name,
-        checks=checks,
+        checks=checks, deidentification=deid,
     )
     (options.out / "README.md").write_text(card.render(inputs), encoding="utf-8")
