@@ -157,6 +157,9 @@ ROW: dict[str, Any] = {
     "width": "int32",
     "height": "int32",
     "license": "string",
+    # true when the source's terms do not allow its pixels to be shared: image and mask are null, and source and
+    # source_file say where to fetch the original
+    "pixels_withheld": "bool",
 }
 #: The row's image columns (PNG bytes): what writers store as images and readers decode.
 IMAGE_COLUMNS: tuple[str, ...] = tuple(name for name, spec in ROW.items() if spec == "image")

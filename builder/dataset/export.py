@@ -57,12 +57,14 @@ def check(out: Path, config: str | None) -> None:
 
 
 def rows(out: Path, config: str | None = None) -> Iterator[tuple[str, dict[str, Any]]]:
-    """(split, row) of every row of a built folder, one modality if ``config`` names one."""
+    """(split, row) of every row of a built folder with its pixels, one modality if ``config`` names one (a row
+    whose source withholds its pixels has no image to export; the exported folders hold the images trainers read)."""
     check(out, config)
     for split, row in iter_rows(out, config=config, batch_size=128):
         if not _SAFE.match(row["id"]):
             raise ExportError(f"{out}: id {row['id']!r} is not a safe file name")
-        yield split, row
+        if row.get("image"):
+            yield split, row
 
 
 def _write_image(row: dict[str, Any], folder: Path) -> str:

@@ -17,11 +17,13 @@ from typing import Any
 
 import yaml
 
+from builder.dataset.shards import LayoutError, iter_rows
 from builder.dataset.verify import Problem, card_configs, verify
 from builder.formats import FORMATS
 from builder.layout import BUILD_JSON, NAME, listed_files, read_build_json
 from builder.privacy import redact
 from builder.yamlsafe import load_yaml
+from medtrinity_25m import IMAGE_COLUMNS
 
 FILES_PER_COMMIT = 250  # huggingface_hub's first commit size (it adapts later)
 
@@ -47,6 +49,27 @@ class PushOptions:
     message: str | None = None
     dry_run: bool = False
     gate: Gate | None = None
+
+
+def refuse_withheld_pixels(out: Path) -> None:
+    """A :class:`HubError` naming each source whose terms forbid sharing its pixels (build.json ``sources``:
+    ``redistribute`` false) while some of its rows hold pixels."""
+    doc = read_build_json(out) or {}
+    withheld = {s["name"] for s in doc.get("sources", []) if s.get("redistribute") is False}
+    if not withheld:
+        return
+    found: dict[str, int] = {}
+    try:
+        for _, row in iter_rows(out, ["source", *IMAGE_COLUMNS], batch_size=256):
+            if row["source"] in withheld and any(row.get(c) for c in IMAGE_COLUMNS):
+                found[row["source"]] = found.get(row["source"], 0) + 1
+    except LayoutError:  # no Parquet shards: WebDataset samples carry an all-zero image for withheld rows
+        return
+    if found:
+        listed = "; ".join(f"{name!r}: {n} rows" for name, n in sorted(found.items()))
+        raise HubError(f"sources whose terms do not allow their pixels to be shared hold pixels ({listed}): "
+                       "nothing was pushed. Build them again with redistribute: false, which publishes their "
+                       "annotations without pixels")
 
 
 def upload_plan(out: Path) -> list[tuple[str, int]]:
@@ -77,6 +100,7 @@ def push(out: Path, repo_id: str, options: PushOptions) -> dict[str, Any]:
     problems = verify(out)
     if problems:
         raise HubError("the folder fails verify, nothing was pushed:\n" + "\n".join(f"  {p}" for p in problems))
+    refuse_withheld_pixels(out)
     files = upload_plan(out)
     plan = {"repo_id": repo_id, "files": len(files), "bytes": sum(size for _, size in files),
             "commits": max(1, math.ceil(len(files) / FILES_PER_COMMIT)),

@@ -112,7 +112,7 @@ class ParquetShardWriter(ShardStream):
 
 def check_rows(path: Path, decode: bool) -> RowCheck:
     """(id, problem) of each row of a Parquet shard."""
-    columns = ["id", *IMAGE_COLUMNS] if decode else ["id"]
+    columns = ["id", "pixels_withheld", *IMAGE_COLUMNS] if decode else ["id"]
     shard = pq.ParquetFile(path)
     present = set(shard.schema_arrow.names)  # shards written before a column was added
     for batch in shard.iter_batches(batch_size=256, columns=[c for c in columns if c in present]):
@@ -120,6 +120,10 @@ def check_rows(path: Path, decode: bool) -> RowCheck:
             problem = None
             if decode:
                 image = row["image"] or {}
+                if row.get("pixels_withheld"):  # a source whose terms forbid sharing pixels: none may be here
+                    held = [c for c in IMAGE_COLUMNS if row.get(c)]
+                    yield row["id"], f"row's pixels are withheld but it holds {', '.join(held)}" if held else None
+                    continue
                 problem = "row has no image bytes" if not image.get("bytes") else next(
                     (p for p in (decode_problem(row[c]["bytes"]) for c in IMAGE_COLUMNS
                                  if row.get(c)) if p), None)

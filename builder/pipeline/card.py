@@ -161,6 +161,20 @@ def _skipped(ledger: Ledger) -> str:
     return f"; {sum(ledger.skipped.values()):,} files were passed over on purpose ({kinds})"
 
 
+def _published(source: dict[str, Any]) -> str:
+    return "images and annotations" if source.get("redistribute", True) else "annotations only (pixels withheld)"
+
+
+def _withheld_note(sources: Sequence[dict[str, Any]]) -> str:
+    withheld = [s["name"] for s in sources if not s.get("redistribute", True)]
+    if not withheld:
+        return ""
+    return (f"\n\nThe terms of {', '.join(f'`{n}`' for n in withheld)} do not allow their pixels to be shared: "
+            "their rows hold the annotations, the text and the file's name in its source (`source`, `source_file`), "
+            "with `image` and `mask` null and `pixels_withheld` true. Fetch the originals from their publishers to "
+            "use them.")
+
+
 def _deid(method: dict[str, Any], notes: dict[str, int]) -> str:
     """The card's words on how inputs were de-identified, and what OCR found."""
     if not method:
@@ -224,10 +238,10 @@ def render(inputs: CardInputs) -> str:
         "terms": "".join(f"\nTerms of `{s['name']}`, from the original release: {s['terms']}\n"
                          for s in inputs.sources if s.get("terms")),
         "provenance_table": _table(
-            ["source", "format", "license", "files", "rows", "rejected", "skipped"],
-            [(s["name"], s["format"], s["license"], s["files"], s["rows"], s["rejected"], s.get("skipped", 0))
-             for s in inputs.sources],
-        ),
+            ["source", "format", "license", "published", "files", "rows", "rejected", "skipped"],
+            [(s["name"], s["format"], s["license"], _published(s), s["files"], s["rows"], s["rejected"],
+              s.get("skipped", 0)) for s in inputs.sources],
+        ) + _withheld_note(inputs.sources),
     }
     return string.Template(template_text()).substitute(values)
 

@@ -244,7 +244,10 @@ def make_row(record: Record, rois: list[Roi], mask: np.ndarray | None, body: Bod
         "width": width,
         "height": height,
         "license": spec.license,
+        "pixels_withheld": not spec.redistribute,
     }
+    if not spec.redistribute:  # the source's terms forbid sharing its pixels: annotations and text only
+        row.update(image=None, mask=None, restored=None)
     if released is not None and released.caption:
         row["caption"] = released.caption  # the release's own description, verbatim: no describer rewrites it
     elif describer is not None:

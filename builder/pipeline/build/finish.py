@@ -119,6 +119,7 @@ def sources_table(manifest: Manifest, ledger: Ledger) -> list[dict[str, Any]]:
         count: Any = ledger.sources.get(spec.name, {})
         given = ADAPTERS[spec.format].terms(spec)  # a published release's own licence and gating
         row = {"name": spec.name, "format": spec.format, "license": given.get("license") or spec.license,
+               "redistribute": spec.redistribute,
                "files": count.get("files", 0), "rows": count.get("rows", 0), "rejected": count.get("rejected", 0),
                "skipped": count.get("skipped", 0)}
         if given.get("terms"):

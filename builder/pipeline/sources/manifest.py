@@ -105,6 +105,7 @@ class SourceSpec:
     location: str = ""
     reference: Mapping[str, str] = field(default_factory=dict)
     license: str = "unknown"
+    redistribute: bool = True  # False: the source's terms forbid sharing its pixels; its rows are published without
     split: str = "train"
     split_rule: SplitRule | None = None
     curation: Mapping[str, Curation] = field(default_factory=dict)
@@ -142,7 +143,7 @@ class Manifest:
 
 #: The keys every source has; the rest belong to its format's options class.
 COMMON_KEYS = frozenset({"name", "format", "modality", "organ", "sequence", "disease", "caption", "case_id", "location",
-                         "reference", "license", "split", "curation", "dedup", "roi", "publish_paths",
+                         "reference", "license", "redistribute", "split", "curation", "dedup", "roi", "publish_paths",
                          "finding_labels"})
 TEMPLATE_KEYS = ("organ", "disease", "caption", "case_id", "location")
 
@@ -213,7 +214,9 @@ def _source(raw: Any, root: Path) -> SourceSpec:
         disease=entry.get("disease", ""),
         caption=entry.get("caption", DEFAULT_CAPTION), case_id=entry.get("case_id", ""),
         location=entry.get("location", ""), reference=dict(entry.get("reference") or {}),
-        license=str(entry.get("license", "unknown")), split=split, split_rule=rule, curation=_curation(entry, root),
+        license=str(entry.get("license", "unknown")),
+        redistribute=flag(entry.get("redistribute", True), root, "redistribute"), split=split, split_rule=rule,
+        curation=_curation(entry, root),
         dedup=flag(entry.get("dedup", False), root, "dedup"), roi=roi,
         publish_paths=flag(entry.get("publish_paths", False), root, "publish_paths"), referenced=_referenced(entry),
         finding_labels=_finding_labels(entry.get("finding_labels"), options),
