@@ -25,7 +25,7 @@ import numpy as np
 from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from builder.dataset.audit import NEAR_THRESHOLD, Item, _near_pairs, phash
+from builder.dataset.audit import NEAR_THRESHOLD, Item, near_pairs, phash
 from builder.imaging import pixel_hash
 
 MEDPIX = Path(__file__).resolve().parent.parent.parent / "shared" / "data" / "medpix-2.0" / "train-256"
@@ -77,7 +77,7 @@ def evaluate(items: list[Item], truth: set[tuple[str, str]], threshold: int) -> 
         by_hash[item.exact].append(item.id)
     for ids in by_hash.values():
         found |= {(x, y) for x in ids for y in ids if x < y}
-    for a, b in _near_pairs(items, threshold):
+    for a, b in near_pairs(items, threshold):
         found.add(tuple(sorted((items[a].id, items[b].id))))  # type: ignore[arg-type]
     hits = len(found & truth)
     return {"threshold": threshold, "pairs_reported": len(found), "recall": hits / len(truth),

@@ -160,8 +160,14 @@ def verify_cmd(out: Path, config: str | None, no_decode: bool) -> None:
 @click.option("--gate-prompt", help="Text users agree to when requesting access.")
 @click.option("--gate-field", "gate_fields", multiple=True, metavar="NAME:TYPE",
               help="A field of the access form (TYPE: text, checkbox, country, date_picker); repeatable.")
+@click.option("--against", multiple=True, type=click.Path(exists=True, file_okay=False, path_type=Path),
+              help="A benchmark's test images (a folder of images or a built dataset) that the training rows must "
+                   "not copy, beside the manifest's benchmarks; repeatable.")
+@click.option("--allow-leakage", is_flag=True, help="Push even when training rows copy benchmark images (the card "
+                                                    "says so).")
 def push_cmd(out: Path, repo_id: str, private: bool, revision: str | None, create_pr: bool, message: str | None,
-             dry_run: bool, gated: str | None, gate_prompt: str | None, gate_fields: tuple[str, ...]) -> None:
+             dry_run: bool, gated: str | None, gate_prompt: str | None, gate_fields: tuple[str, ...],
+             against: tuple[Path, ...], allow_leakage: bool) -> None:
     """Verify DATASET, then upload it to the Hub as dataset REPO_ID (HF_TOKEN, HF_ENDPOINT honoured)."""
     from builder.dataset.hub import Gate, HubError, PushOptions, push
 
@@ -170,7 +176,7 @@ def push_cmd(out: Path, repo_id: str, private: bool, revision: str | None, creat
         fields = dict((f.rsplit(":", 1)[0], f.rsplit(":", 1)[1]) if ":" in f else (f, "text") for f in gate_fields)
         gate = Gate(mode=gated, prompt=gate_prompt or "", fields=fields)
     options = PushOptions(private=private, revision=revision, create_pr=create_pr, message=message,
-                          dry_run=dry_run, gate=gate)
+                          dry_run=dry_run, gate=gate, against=against, allow_leakage=allow_leakage)
     try:
         plan = push(out, repo_id, options)
     except HubError as exc:
@@ -179,6 +185,9 @@ def push_cmd(out: Path, repo_id: str, private: bool, revision: str | None, creat
     verb = "would upload" if dry_run else "uploaded"
     click.echo(f"{verb} {plan['files']} files ({size:.1f} MiB) to {repo_id} in about {plan['commits']} commit(s); "
                f"configs: {', '.join(plan['configs'])}")
+    for checked in plan["leakage"]:
+        click.echo(f"leakage against {checked['benchmark']} ({checked['images']} images): {checked['exact']} exact "
+                   f"and {checked['near']} near copies in training rows")
     if dry_run:
         for path in plan["paths"]:
             click.echo(f"  {path}")

@@ -155,7 +155,7 @@ class _Groups:
         return [g for g in found.values() if len(g) > 1]
 
 
-def _near_pairs(items: list[Item], threshold: int) -> Iterator[tuple[int, int]]:
+def near_pairs(items: list[Item], threshold: int) -> Iterator[tuple[int, int]]:
     """Pairs of items with some hash of one within ``threshold`` bits of some hash of the other.
 
     Candidates come from blocks of the hashes (pigeonhole: two hashes within
@@ -190,7 +190,7 @@ def audit(out: Path, against: Path | None = None, threshold: int = NEAR_THRESHOL
         if item.exact in by_hash:
             exact.union(i, by_hash[item.exact])
         by_hash.setdefault(item.exact, i)
-    for a, b in _near_pairs(items, threshold):
+    for a, b in near_pairs(items, threshold):
         if items[a].exact != items[b].exact:
             near.union(a, b)
 
@@ -198,7 +198,8 @@ def audit(out: Path, against: Path | None = None, threshold: int = NEAR_THRESHOL
         kept = [g for g in groups if against is None or len({items[i].origin for i in g}) == 2]
         return [[{"id": items[i].id, "split": items[i].split, "origin": items[i].origin} for i in g] for g in kept]
 
-    return {"images": len(items), "threshold": threshold, "against": str(against) if against else None,
+    return {"images": len(items), "against_images": sum(item.origin == "against" for item in items),
+            "threshold": threshold, "against": str(against) if against else None,
             "exact": report(exact.groups()), "near": report(near.groups()), "skipped": skipped}
 
 

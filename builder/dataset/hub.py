@@ -17,6 +17,7 @@ from typing import Any
 
 import yaml
 
+from builder.dataset import leakage
 from builder.dataset.shards import LayoutError, iter_rows
 from builder.dataset.verify import Problem, card_configs, verify
 from builder.formats import FORMATS
@@ -49,6 +50,8 @@ class PushOptions:
     message: str | None = None
     dry_run: bool = False
     gate: Gate | None = None
+    against: tuple[Path, ...] = ()  # benchmark folders checked for leakage, beside the manifest's
+    allow_leakage: bool = False  # push even when training rows copy benchmark images
 
 
 def refuse_withheld_pixels(out: Path) -> None:
@@ -70,6 +73,18 @@ def refuse_withheld_pixels(out: Path) -> None:
         raise HubError(f"sources whose terms do not allow their pixels to be shared hold pixels ({listed}): "
                        "nothing was pushed. Build them again with redistribute: false, which publishes their "
                        "annotations without pixels")
+
+
+def with_leakage(card: str, found: list[leakage.Leakage], allowed: bool) -> str:
+    """The card with its leakage section: what this push checked and found, replacing an earlier push's."""
+    if leakage.MARK in card:
+        head, _, rest = card.partition(leakage.MARK)
+        card = head.rstrip("\n") + "\n" + rest.partition(leakage.MARK)[2].lstrip("\n")
+    section = leakage.card_section(found, allowed)
+    if not section:
+        return card
+    before, marker, after = card.partition("\n## Provenance")
+    return f"{before.rstrip()}\n\n{section}\n{marker}{after}" if marker else f"{card.rstrip()}\n\n{section}\n"
 
 
 def upload_plan(out: Path) -> list[tuple[str, int]]:
@@ -101,15 +116,26 @@ def push(out: Path, repo_id: str, options: PushOptions) -> dict[str, Any]:
     if problems:
         raise HubError("the folder fails verify, nothing was pushed:\n" + "\n".join(f"  {p}" for p in problems))
     refuse_withheld_pixels(out)
+    found = leakage.check(out, leakage.benchmarks_of(out, options.against))
+    leaked = [f for f in found if f.found]
+    if leaked and not options.allow_leakage:
+        listed = "; ".join(f"{f.name}: {len(f.exact)} exact and {len(f.near)} near copies (e.g. "
+                           f"{', '.join((f.exact + f.near)[:3])})" for f in leaked)
+        raise HubError(f"benchmark images are in the training rows ({listed}): nothing was pushed. Remove them "
+                       "(medtri-build audit --against names them all), or push with --allow-leakage, which the "
+                       "card then states")
     files = upload_plan(out)
     plan = {"repo_id": repo_id, "files": len(files), "bytes": sum(size for _, size in files),
             "commits": max(1, math.ceil(len(files) / FILES_PER_COMMIT)),
             "configs": [c["config_name"] for c in card_configs(out)], "paths": [p for p, _ in files]}
+    plan["leakage"] = [{"benchmark": f.name, "images": f.images, "exact": len(f.exact), "near": len(f.near)}
+                       for f in found]
     if options.dry_run:
         return plan
     card = out / "README.md"
     original = card.read_text(encoding="utf-8")
-    card.write_text(retarget_card(original, repo_id, options.gate), encoding="utf-8")
+    card.write_text(with_leakage(retarget_card(original, repo_id, options.gate), found, options.allow_leakage),
+                    encoding="utf-8")
     try:  # the folder and the repo end byte-identical; a failed push leaves the local card as it was
         info = _upload(out, repo_id, options, [path for path, _ in files])
     except BaseException as exc:

@@ -20,6 +20,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from builder.dataset.leakage import BENCHMARKS
 from builder.formats import FORMATS
 from builder.options import leaves
 from builder.pipeline import card
@@ -93,13 +94,15 @@ def finish(manifest: Manifest, options: BuildOptions, journal: Journal, records:
     (out / PROVENANCE).parent.mkdir(parents=True, exist_ok=True)
     ledger = _rejects(out, records)
     _provenance(out, journal, records)
+    (out / BENCHMARKS).write_text(json.dumps([str(p) for p in manifest.benchmarks]), encoding="utf-8")
     sources = sources_table(manifest, ledger)  # once: a release's terms may be read from the Hub
     summary = _summary(manifest, options, ledger, shards, started, sources)
     summary.update(text_info)
     _write_card(options, ledger, shards, sources, text_info["describer"]["name"],
                 (text_info.get("model_stage") or {}).get("checks") or {}, summary["deidentification"])
     summary["published"] = ["README.md", REJECTS, *sorted([*(s["path"] for s in shards), *sidecars])]
-    summary["local"] = [LOCK, LOCAL_REJECTS, PROVENANCE]
+    summary["local"] = [LOCK, LOCAL_REJECTS, PROVENANCE, BENCHMARKS]
+    summary["benchmarks"] = [p.name for p in manifest.benchmarks]  # names only: the paths are local
     journal.write_last(BUILD_JSON, redact(json.dumps(summary, indent=2)) + "\n")  # whole or absent
     journal.remove()
     return summary

@@ -125,6 +125,7 @@ class Manifest:
     path: Path
     sources: tuple[SourceSpec, ...]
     sha256: str
+    benchmarks: tuple[Path, ...] = ()  # benchmark test images the training rows must not copy (push checks)
 
     @property
     def root(self) -> Path:
@@ -158,10 +159,10 @@ def load_manifest(path: str | os.PathLike[str]) -> Manifest:
         raise ManifestError("<file>", f"cannot read: {exc.strerror}", str(path)) from exc
     except YamlError as exc:
         raise ManifestError("<file>", str(exc), str(path)) from exc
-    extra = sorted(set(doc) - {"sources", "version"}, key=str) if isinstance(doc, dict) else []
+    top = {"sources", "version", "benchmarks"}
+    extra = sorted(set(doc) - top, key=str) if isinstance(doc, dict) else []
     if extra:  # first: a misspelt "sources" is named as such, with the key it was meant to be
-        raise ManifestError(str(extra[0]), "unknown top-level key" + _meant(extra[0], {"sources", "version"}),
-                            str(path))
+        raise ManifestError(str(extra[0]), "unknown top-level key" + _meant(extra[0], top), str(path))
     if not isinstance(doc, dict) or not isinstance(doc.get("sources"), list) or not doc["sources"]:
         raise ManifestError("sources", "must be a non-empty list of source entries", str(path))
     specs = []
@@ -174,7 +175,21 @@ def load_manifest(path: str | os.PathLike[str]) -> Manifest:
     dupes = sorted({n for n in names if names.count(n) > 1})
     if dupes:
         raise ManifestError("name", f"source name {dupes[0]!r} is used twice", str(path))
-    return Manifest(path=path, sources=tuple(specs), sha256=hashlib.sha256(raw_bytes).hexdigest())
+    return Manifest(path=path, sources=tuple(specs), sha256=hashlib.sha256(raw_bytes).hexdigest(),
+                    benchmarks=_benchmarks(doc.get("benchmarks"), path))
+
+
+def _benchmarks(value: Any, path: Path) -> tuple[Path, ...]:
+    """Benchmark folders whose test images the training rows must not copy (push's leakage gate)."""
+    if value is None:
+        return ()
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise ManifestError("benchmarks", "must be a list of folders", str(path))
+    folders = tuple((path.parent / v).resolve() for v in value)
+    missing = [str(f) for f in folders if not f.is_dir()]
+    if missing:
+        raise ManifestError("benchmarks", f"folder not found: {missing[0]}", str(path))
+    return folders
 
 
 def _string(entry: Mapping[str, Any], key: str) -> str:
