@@ -9,6 +9,7 @@ finished groups are saved in the build's journal and merged at the end, where
 
 from __future__ import annotations
 
+import math
 from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
@@ -17,7 +18,14 @@ from builder.errors import Stage
 from builder.privacy import redact, scrub
 
 REJECTS = "rejects.jsonl"
-COUNTERS = ("by_modality", "by_split", "by_organ", "by_disease", "by_stage", "roi_origins", "notes", "skipped")
+COUNTERS = ("by_modality", "by_split", "by_organ", "by_disease", "by_stage", "roi_origins", "notes", "skipped",
+            "rois_per_row", "roi_area")
+MANY_ROIS = 20  # rows with more ROIs are counted together ("20+")
+
+
+def area_bin(ratio: float) -> str:
+    """The decade of an ROI's area ratio: "1e-3" holds 0.001 <= ratio < 0.01 (smaller ones all in "1e-5")."""
+    return f"1e{max(-5, min(0, math.floor(math.log10(max(ratio, 1e-12))))):d}"
 #: Keys of a reject line as published; the local log adds nothing but real paths in ``file``.
 PUBLIC_KEYS = ("file", "source", "stage", "reason", "rule", "id")
 
@@ -59,6 +67,8 @@ class Ledger:
     roi_origins: Counter = field(default_factory=Counter)
     notes: Counter = field(default_factory=Counter)  # what readers decided: pixels cleaned, unmapped body parts
     skipped: Counter = field(default_factory=Counter)  # files passed over on purpose, by kind (no reject line)
+    rois_per_row: Counter = field(default_factory=Counter)  # "0" .. "19", "20+": the card's ROI chart
+    roi_area: Counter = field(default_factory=Counter)  # area-ratio decades (area_bin): the card's ROI chart
     sources: dict[str, Counter] = field(default_factory=dict)  # name -> files, rejected, rows
     lines: list[dict[str, Any]] = field(default_factory=list)  # this ledger's reject lines
 
@@ -91,6 +101,9 @@ class Ledger:
             self.by_organ[row["organ"]] += 1
             self.by_disease[row["disease"] or "(none)"] += 1
             self.roi_origins.update(roi["origin"] for roi in row["rois"])
+            count = len(row["rois"])
+            self.rois_per_row[str(count) if count < MANY_ROIS else f"{MANY_ROIS}+"] += 1
+            self.roi_area.update(area_bin(roi["area_ratio"]) for roi in row["rois"])
 
     def skip(self, source: str, kind: str) -> None:
         """A file a listing passed over on purpose (``kind``: why), counted: neither a row nor a reject."""

@@ -62,6 +62,7 @@ class CardInputs:
     version: str
     checks: dict[str, Any] = field(default_factory=dict)  # the model stage's checks (builder/checks.py), if any
     deidentification: dict[str, Any] = field(default_factory=dict)  # build.json's: how DICOM inputs are cleaned
+    charts: tuple[str, ...] = ()  # the charts beside the card (builder.pipeline.charts)
     repo: str = "medtrinity-25m"
     title: str = "MedTrinity-style multigranular medical dataset"
 
@@ -161,6 +162,18 @@ def _skipped(ledger: Ledger) -> str:
     return f"; {sum(ledger.skipped.values()):,} files were passed over on purpose ({kinds})"
 
 
+CHART_TEXT = {"card/rows.png": "Rows per modality and per organ or region",
+              "card/rois.png": "ROIs per row and ROI area as a share of the image",
+              "card/examples.png": "Example rows with their ROIs' boxes drawn"}
+
+
+def _charts(charts: Sequence[str]) -> str:
+    """The card's charts, as images the Hub renders from the repository's files."""
+    if not charts:
+        return ""
+    return "\n\n## At a glance\n\n" + "\n\n".join(f"![{CHART_TEXT.get(c, c)}]({c})" for c in charts)
+
+
 def _published(source: dict[str, Any]) -> str:
     return "images and annotations" if source.get("redistribute", True) else "annotations only (pixels withheld)"
 
@@ -217,6 +230,7 @@ def render(inputs: CardInputs) -> str:
         "skipped_note": _skipped(ledger),
         "describer": inputs.describer,
         "checks_note": checks_note(inputs.checks),
+        "charts": _charts(inputs.charts),
         "deid_note": _deid(inputs.deidentification, ledger.notes),
         "repo": inputs.repo,
         "example_config": example,

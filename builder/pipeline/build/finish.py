@@ -29,6 +29,8 @@ from builder.pipeline.build.journal import Journal
 from builder.pipeline.build.options import LOCAL_REJECTS, PROVENANCE, BuildError, BuildOptions, versions
 from builder.pipeline.build.outdir import BUILD_JSON, LOCK
 from builder.pipeline.burned_in import method as deidentification
+from builder.pipeline.charts import CHARTS, write_charts
+from builder.pipeline.croissant import croissant
 from builder.pipeline.sources import ADAPTERS
 from builder.pipeline.sources.manifest import Manifest
 from builder.privacy import redact
@@ -87,7 +89,8 @@ def finish(manifest: Manifest, options: BuildOptions, journal: Journal, records:
                          "more than once (e.g. one image in two splits); nothing was published. Fix the inputs and "
                          "build again with --overwrite")
     sidecars = _sidecars(options, journal.entries(records))  # a format's files beside its shards (sizes.json)
-    journal.plan(records, [BUILD_JSON, "README.md", REJECTS, LOCAL_REJECTS, PROVENANCE, *sidecars])
+    journal.plan(records, [BUILD_JSON, "README.md", REJECTS, LOCAL_REJECTS, PROVENANCE, BENCHMARKS, CROISSANT,
+                           *CHARTS, *sidecars])
     shards = journal.publish(records)
     for path, text in sidecars.items():
         (out / path).write_text(text, encoding="utf-8")
@@ -98,14 +101,31 @@ def finish(manifest: Manifest, options: BuildOptions, journal: Journal, records:
     sources = sources_table(manifest, ledger)  # once: a release's terms may be read from the Hub
     summary = _summary(manifest, options, ledger, shards, started, sources)
     summary.update(text_info)
+    charts = write_charts(out, ledger, shards)
+    extra = [*charts, *_croissant(options, summary, shards)]
     _write_card(options, ledger, shards, sources, text_info["describer"]["name"],
-                (text_info.get("model_stage") or {}).get("checks") or {}, summary["deidentification"])
-    summary["published"] = ["README.md", REJECTS, *sorted([*(s["path"] for s in shards), *sidecars])]
+                (text_info.get("model_stage") or {}).get("checks") or {}, summary["deidentification"], charts)
+    summary["published"] = ["README.md", REJECTS, *sorted([*(s["path"] for s in shards), *sidecars, *extra])]
     summary["local"] = [LOCK, LOCAL_REJECTS, PROVENANCE, BENCHMARKS]
     summary["benchmarks"] = [p.name for p in manifest.benchmarks]  # names only: the paths are local
     journal.write_last(BUILD_JSON, redact(json.dumps(summary, indent=2)) + "\n")  # whole or absent
     journal.remove()
     return summary
+
+
+CROISSANT = "croissant.json"
+
+
+def _croissant(options: BuildOptions, summary: dict[str, Any], shards: list[dict[str, Any]]) -> list[str]:
+    """``croissant.json`` beside the card, describing the Parquet shards (none in a WebDataset-only build)."""
+    if not any(s["format"] == "parquet" for s in shards):
+        return []
+    document = croissant(options.out.resolve().name, options.repo or options.out.resolve().name,
+                         versions()["medtrinity-25m"], summary["sources"], summary["deidentification"],
+                         summary["describer"]["name"], summary["rows"]["total"],
+                         f"{FORMATS['parquet'].folder}/*/*.parquet")
+    (options.out / CROISSANT).write_text(json.dumps(document, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
+    return [CROISSANT]
 
 
 def _sidecars(options: BuildOptions, shards: list[dict[str, Any]]) -> dict[str, str]:
@@ -152,7 +172,7 @@ def _summary(manifest: Manifest, options: BuildOptions, ledger: Ledger, shards: 
 
 
 def _write_card(options: BuildOptions, ledger: Ledger, shards: list[dict[str, Any]], sources: list[dict[str, Any]],
-                describer: str, checks: dict[str, Any], deid: dict[str, Any]) -> None:
+                describer: str, checks: dict[str, Any], deid: dict[str, Any], charts: list[str]) -> None:
     layout = next(name for name in FORMATS if name in options.formats)  # the registry's order decides
     splits: dict[str, list[str]] = {}
     for shard in shards:
@@ -161,6 +181,6 @@ def _write_card(options: BuildOptions, ledger: Ledger, shards: list[dict[str, An
     inputs = card.CardInputs(
         ledger=ledger, layout=layout, splits=splits, shards=shards, sources=sources,
         describer=describer, version=versions()["medtrinity-25m"], repo=options.repo or options.out.resolve().name,
-        checks=checks, deidentification=deid,
+        checks=checks, deidentification=deid, charts=tuple(charts),
     )
     (options.out / "README.md").write_text(card.render(inputs), encoding="utf-8")
