@@ -142,4 +142,4 @@ def test_a_screenshot_mostly_text_is_refused_rather_than_blacked_out(tmp_path: P
                                     "screen_text": True}), out)
     (line,) = rejects(out)  # the page; the scan beside it, without text, is a row
     assert Path(line["file"]).name == "page.png" and line["stage"] == "privacy"
-    assert "over the 15% that redaction may black out" in line["reason"]
+    assert "over the 30% that redaction may black out" in line["reason"]

@@ -107,7 +107,8 @@ def test_verify_fails_on_any_file_the_build_did_not_list(project: Path, tmp_path
     nested.rmdir()
     plan = run_cli("push", out, "org/x", "--dry-run")
     paths = {line.strip() for line in plan.output.splitlines() if line.startswith("  ")}
-    assert paths == {"README.md", "build.json", "rejects.jsonl", "data/xray/train-00000-of-00001.parquet"}
+    assert paths == {"README.md", "build.json", "rejects.jsonl", "data/xray/train-00000-of-00001.parquet",
+                     "croissant.json", "card/rows.png", "card/rois.png"}  # the card's metadata and charts
 
 
 def test_malformed_build_json_and_entries_are_problems_not_tracebacks(project: Path, tmp_path: Path) -> None:

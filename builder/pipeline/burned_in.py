@@ -27,7 +27,7 @@ from builder.pipeline.readers import ocr
 
 __all__ = ["MAX_REDACTED", "method", "screen_record"]
 
-MAX_REDACTED = 0.15  # of the image's area: past it a redaction would leave no image worth keeping
+MAX_REDACTED = 0.3  # of the image's area: past it a redaction would leave no image worth keeping (a page, a screenshot)
 
 
 def method() -> dict[str, Any]:
