@@ -21,15 +21,26 @@ def kb_group() -> None:
               help="minilm, medcpt:QUERY_DIR,ARTICLE_DIR, or a local transformers model folder.")
 @click.option("--max-chars", type=int, default=800, show_default=True, help="Snippet size, whole sentences.")
 @click.option("--overlap", type=int, default=1, show_default=True, help="Sentences shared by neighbours.")
-def kb_build_cmd(corpus: tuple[Path, ...], out: Path, encoder: str, max_chars: int, overlap: int) -> None:
-    """Chunk, embed and index CORPUS files or folders (.txt, .md, .jsonl, MedPix cases)."""
+@click.option("--embeddings", type=click.Path(exists=True, path_type=Path),
+              help="Precomputed embeddings of the corpus's chunks, as MedRAG publishes them: a folder of <stem>.npy "
+                   "beside each <stem>.jsonl (or one .npy for one file); rows in the file's order. --encoder names "
+                   "the encoder that made them (it embeds the queries).")
+@click.option("--index", "kind", type=click.Choice(["auto", "flat", "hnsw", "ivfpq"]), default="auto",
+              show_default=True, help="auto: exact up to 200,000 snippets, HNSW up to 1,000,000, IVF-PQ with exact "
+                                      "re-ranking from memory-mapped vectors above.")
+def kb_build_cmd(corpus: tuple[Path, ...], out: Path, encoder: str, max_chars: int, overlap: int,
+                 embeddings: Path | None, kind: str) -> None:
+    """Chunk, embed and index CORPUS files or folders (.txt, .md, .jsonl, MedPix cases, MedRAG chunks)."""
     from builder.pipeline.knowledge import KnowledgeBase, load_encoder, read_corpus
-    from builder.pipeline.knowledge.corpus import CorpusError
+    from builder.pipeline.knowledge.corpus import CorpusError, read_files
     from builder.pipeline.knowledge.encoders import EncoderError
     from builder.pipeline.knowledge.index import KnowledgeError
 
     try:
-        kb = KnowledgeBase.build(read_corpus(corpus), load_encoder(encoder), max_chars, overlap)
+        if embeddings is not None:
+            kb = KnowledgeBase.from_embeddings(read_files(corpus), embeddings, load_encoder(encoder), out, kind)
+        else:
+            kb = KnowledgeBase.build(read_corpus(corpus), load_encoder(encoder), max_chars, overlap, kind, out)
     except (CorpusError, EncoderError, KnowledgeError) as exc:
         raise click.ClickException(str(exc)) from None
     kb.save(out)

@@ -79,12 +79,18 @@ def _from_jsonl(path: Path) -> Iterator[Document]:
 
 def read_corpus(paths: Iterable[str | Path]) -> Iterator[Document]:
     """Every document of the given files and folders, in a stable order."""
+    for _, documents in read_files(paths):
+        yield from documents
+
+
+def read_files(paths: Iterable[str | Path]) -> Iterator[tuple[Path, Iterator[Document]]]:
+    """Each corpus file, in a stable order, with its documents (what precomputed embeddings are paired with)."""
     for path in _files(Path(p) for p in paths):
         if path.suffix.lower() == ".jsonl":
-            yield from _from_jsonl(path)
+            yield path, _from_jsonl(path)
         else:
             text = path.read_text(encoding="utf-8")
-            yield Document(path.stem, text, text.strip().splitlines()[0][:200] if text.strip() else "")
+            yield path, iter([Document(path.stem, text, text.strip().splitlines()[0][:200] if text.strip() else "")])
 
 
 def sentences(text: str) -> list[tuple[int, str]]:
