@@ -66,11 +66,11 @@ def clean_images() -> list[tuple[str, np.ndarray]]:
     from nibabel.testing import data_path
 
     for name in ("example4d.nii.gz", "anatomical.nii"):
-        data = np.asarray(nib.load(Path(data_path) / name).dataobj)
+        data = np.asarray(nib.load(Path(str(data_path)) / name).dataobj)  # type: ignore[attr-defined]
         data = data[..., 0] if data.ndim == 4 else data
         found.append((f"nibabel {name}", _grey(data[:, :, data.shape[2] // 2].T)))
     for name in ("CT_small.dcm", "MR_small.dcm", "MR2_J2KI.dcm", "emri_small.dcm"):
-        pixels = pydicom.dcmread(get_testdata_file(name)).pixel_array
+        pixels = pydicom.dcmread(str(get_testdata_file(name))).pixel_array
         found.append((f"pydicom {name}", _grey(pixels if pixels.ndim == 2 else pixels[0])))
     for path in sorted((SHARED / "intake-dev" / "nih-chestxray14").rglob("*.png")):
         found.append((f"nih {path.name}", _grey(np.asarray(Image.open(path).convert("L")))))
@@ -94,7 +94,7 @@ def plant(image: np.ndarray, rng: random.Random, style: str) -> tuple[np.ndarray
     corner = rng.choice(("tl", "tr", "bl", "br"))
     x = 4 if corner[1] == "l" else max(0, width - line_w - 4)
     y = 4 if corner[0] == "t" else max(0, height - line_h - 4)
-    box = (x, y, min(width, x + line_w), min(height, y + line_h))
+    box = (int(x), int(y), int(min(width, x + line_w)), int(min(height, y + line_h)))
     if style == "inverted":
         draw.rectangle((x - 2, y - 2, x + line_w + 2, y + line_h + 2), fill=230)
         fill = 12
