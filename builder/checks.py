@@ -34,7 +34,7 @@ from typing import Any, Mapping, Sequence
 
 from builder.anatomy import plain_label
 from builder.imaging import RADIOLOGY
-from builder.vocabulary import terms
+from builder.vocabulary import MODALITY, terms
 
 __all__ = ["RULES", "Checks", "Facts", "RoiFact", "check", "facts_of"]
 
@@ -157,7 +157,7 @@ def _exclusive(rule: str, named: set[str], fact: str | None) -> list[str] | None
 
 def _modality(text: Mapping[str, str], facts: Facts) -> list[str] | None:
     named = terms(text.get("modality") or "", "modality") or terms(_whole(text), "modality")
-    return _exclusive("modality", named, facts.modality if facts.modality in _MODALITY_VALUES else None)
+    return _exclusive("modality", named, facts.modality if facts.modality in _NAMED else None)
 
 
 def _sequence(text: Mapping[str, str], facts: Facts) -> list[str] | None:
@@ -272,7 +272,7 @@ def _size(text: Mapping[str, str], facts: Facts) -> list[str] | None:
             for value, said in stated if not _near(value, extents, 2.0)]
 
 
-_MODALITY_VALUES = {"ct", "mri", "xray", "ultrasound", "pet", "dermoscopy", "endoscopy", "fundus", "pathology"}
+_NAMED = frozenset(MODALITY.values())  # the modalities the vocabulary can recognise in text
 _RULES = {"modality": _modality, "sequence": _sequence, "organ": _organ, "plane": _plane, "side": _side,
           "position": _position, "count": _count, "area": _area, "size": _size}
 

@@ -24,7 +24,6 @@ from builder.formats import FORMATS
 from builder.layout import BUILD_JSON, NAME, listed_files, read_build_json
 from builder.privacy import redact
 from builder.yamlsafe import load_yaml
-from medtrinity_25m import IMAGE_COLUMNS
 
 FILES_PER_COMMIT = 250  # huggingface_hub's first commit size (it adapts later)
 
@@ -56,15 +55,16 @@ class PushOptions:
 
 def refuse_withheld_pixels(out: Path) -> None:
     """A :class:`HubError` naming each source whose terms forbid sharing its pixels (build.json ``sources``:
-    ``redistribute`` false) while some of its rows hold pixels."""
+    ``redistribute`` false) while some of its rows were built with them: rows not marked ``pixels_withheld``
+    (``verify``, run first, refuses a marked row that holds pixels). Two small columns are read, no image."""
     doc = read_build_json(out) or {}
     withheld = {s["name"] for s in doc.get("sources", []) if s.get("redistribute") is False}
     if not withheld:
         return
     found: dict[str, int] = {}
     try:
-        for _, row in iter_rows(out, ["source", *IMAGE_COLUMNS], batch_size=256):
-            if row["source"] in withheld and any(row.get(c) for c in IMAGE_COLUMNS):
+        for _, row in iter_rows(out, ["source", "pixels_withheld"], batch_size=4096):
+            if row["source"] in withheld and not row["pixels_withheld"]:
                 found[row["source"]] = found.get(row["source"], 0) + 1
     except LayoutError:  # no Parquet shards: WebDataset samples carry an all-zero image for withheld rows
         return

@@ -50,6 +50,8 @@ def benchmarks_of(out: Path, against: tuple[Path, ...] = ()) -> list[Path]:
 def check(out: Path, folders: list[Path], threshold: int = NEAR_THRESHOLD) -> list[Leakage]:
     """Each benchmark folder against the dataset's training rows: the rows that are a benchmark image's pixel copy
     or its near-duplicate themselves (pairs, not groups: a training row's own near twins do not count)."""
+    if not folders:
+        return []
     skipped: list[dict[str, str]] = []
     training = [item for item in items_of(out, "dataset", skipped) if item.split.lower() not in EVALUATION_SPLITS]
     found = []

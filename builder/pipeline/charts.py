@@ -68,8 +68,11 @@ def _examples(out: Path, shards: list[dict[str, Any]]) -> list[dict[str, Any]]:
     first: dict[str, dict[str, Any]] = {}
     more: list[dict[str, Any]] = []
     for shard in sorted((s for s in shards if s["format"] == "parquet"), key=lambda s: s["path"]):
-        table = pq.read_table(out / shard["path"], columns=["image", "rois", "modality"])
-        for row in table.slice(0, 64).to_pylist():
+        if shard["modality"] in first and len(more) >= EXAMPLES:
+            continue  # a shard's first rows only, and only while they may still be shown
+        batches = pq.ParquetFile(out / shard["path"]).iter_batches(batch_size=64, columns=["image", "rois",
+                                                                                           "modality"])
+        for row in next(batches).to_pylist():
             if not row["image"] or not row["rois"]:
                 continue
             if row["modality"] not in first:

@@ -20,7 +20,7 @@ from builder.errors import Reject, Stage, raised_by_reader_library
 from builder.imaging import pixel_hash
 from builder.options import option
 from builder.pipeline import drawn_boxes
-from builder.pipeline.body import Body, body_of, parent_of
+from builder.pipeline.body import Body, body_of
 from builder.pipeline.burned_in import screen_record
 from builder.pipeline.data import DescribeRequest, Record, Roi, Unit, UnitResult
 from builder.pipeline.proposers import PROPOSERS, ProposalInput
@@ -30,7 +30,7 @@ from builder.pipeline.sources.base import check_inside
 from builder.pipeline.template import Template, TemplateError
 from builder.pipeline.text.caption import coarse_caption, render, subject, template_values
 from builder.pipeline.text.describers import Describer, set_text
-from builder.pipeline.text.measure import measure
+from builder.pipeline.text.measure import measure_in
 from builder.pipeline.text.options import TextOptions
 from medtrinity_25m import REFERENCE_KEYS
 
@@ -207,8 +207,7 @@ def make_row(record: Record, rois: list[Roi], mask: np.ndarray | None, body: Bod
         modality=record.modality, organ=subj.organ, disease=subj.disease, plane=record.plane,
         slice_index=record.slice_index, coarse_caption=caption, rois=rois,
         # the measurements are for describers: a release's own caption is kept, and no describer runs
-        stats=[] if released and released.caption else measure(
-            record.pixels, mask, rois, body.mask, parent_of(mask, sum(bool(r.pixels) for r in rois), body)),
+        stats=[] if released and released.caption else measure_in(body, record.pixels, mask, rois),
         view=convention(record.modality, record.plane), sequence=sequence(record),
         image_png=None if describer else image, spacing=record.spacing, finding_shown=shown,
     )

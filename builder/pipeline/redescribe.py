@@ -40,12 +40,12 @@ from builder.dataset import staging
 from builder.errors import Reject
 from builder.layout import BUILD_JSON, read_build_json, sha256_file
 from builder.llm import ParseError
-from builder.pipeline.body import body_of, parent_of
+from builder.pipeline.body import body_of
 from builder.pipeline.card import checks_note
 from builder.pipeline.data import DescribeRequest, Roi
 from builder.pipeline.roi import convention
 from builder.pipeline.text.backends import OpenAIDescriber
-from builder.pipeline.text.measure import measure
+from builder.pipeline.text.measure import measure_in
 from builder.pipeline.text.options import TextOptions
 from builder.pipeline.text.prompts import parse_attributes
 from builder.pipeline.text.styles import STYLES
@@ -78,8 +78,7 @@ def request_of(row: dict[str, Any], knowledge: tuple[str, ...] = ()) -> Describe
                 origin=r["origin"], score=r["score"], pixels=int(np.count_nonzero(mask == i + 1)) if mask is not None
                 else 0) for i, r in enumerate(row["rois"] or [])]
     spacing = tuple(row["pixel_spacing"]) if row.get("pixel_spacing") else None
-    body = body_of(pixels, row["modality"], None if mask is None else mask != 0)
-    stats = measure(pixels, mask, rois, body.mask, parent_of(mask, sum(bool(r.pixels) for r in rois), body))
+    stats = measure_in(body_of(pixels, row["modality"], None if mask is None else mask != 0), pixels, mask, rois)
     return DescribeRequest(
         id=row["id"], modality=row["modality"], organ=row["organ"] or "unspecified", disease=row["disease"] or "",
         plane=row["plane"], slice_index=row["slice_index"], coarse_caption=row["coarse_caption"] or "",
@@ -225,8 +224,6 @@ def _merge(rows: list[dict[str, Any]], answers: Mapping[str, dict[str, str] | Ve
            lines: list[dict[str, Any]], verdicts: Verdicts) -> int:
     """Put each row's new answer in, checked (a batch result is checked here, without a retry); a row without one,
     or whose answer is refused for its contradictions, keeps its text and gets a reject line. Rows described."""
-    from builder.pipeline.text.describers import set_text
-
     described = 0
     for row in _describable(rows):
         answer = answers.get(row["id"]) or Reject("describe", "no answer for this row")
@@ -235,11 +232,7 @@ def _merge(rows: list[dict[str, Any]], answers: Mapping[str, dict[str, str] | Ve
                 answer = verdicts.verdict(answer, facts_of(row))
             if isinstance(answer, Reject):
                 raise answer
-            refused = answer.reject()
-            if refused is not None:
-                raise refused
-            set_text(row, answer.answer, name, from_model=True)
-            row["checks"] = answer.row_checks()
+            answer.store(row, name)
             described += 1
         except Reject as exc:
             lines.append({"file": row["source_file"], "source": row["source"], "stage": exc.stage,

@@ -24,6 +24,7 @@ from typing import Sequence, overload
 import numpy as np
 
 from builder.imaging import gray, opencv
+from builder.pipeline.body import Body, parent_of
 from builder.pipeline.data import Roi, RoiStats
 
 
@@ -154,6 +155,11 @@ def _label_value_histogram(mask: np.ndarray, pixels: np.ndarray, count: int) -> 
         return cv2.calcHist([mask, pixels], [0, 1], None, [count + 1, 256], [0, count + 1, 0, 256])
     key = (mask.astype(np.uint16) << 8) | pixels
     return np.bincount(key.ravel(), minlength=256 * (count + 1)).reshape(-1, 256)[:count + 1]
+
+
+def measure_in(body: Body, pixels: np.ndarray, mask: np.ndarray | None, rois: Sequence[Roi]) -> Measurements:
+    """:func:`measure` against the tissue of ``body``, and an atlas's parcels against the organ they make up."""
+    return measure(pixels, mask, rois, body.mask, parent_of(mask, sum(bool(r.pixels) for r in rois), body))
 
 
 class Measurements(Sequence[RoiStats]):

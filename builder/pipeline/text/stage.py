@@ -29,7 +29,7 @@ from builder.errors import Reject
 from builder.pipeline.data import UnitResult
 from builder.pipeline.knowledge.index import Retriever
 from builder.pipeline.text.answers import AnswerCache, ask
-from builder.pipeline.text.describers import Describer, set_text
+from builder.pipeline.text.describers import Describer
 from builder.pipeline.text.scheduler import Done, Scheduler, one_try
 from builder.pipeline.text.verdicts import OnContradiction, Verdict, Verdicts
 
@@ -162,11 +162,7 @@ class TextStage:
             try:
                 if isinstance(answer, Reject):
                     raise answer
-                refused = answer.reject()
-                if refused is not None:
-                    raise refused
-                set_text(result.rows[i], answer.answer, self.describer.name, from_model=True)  # type: ignore[union-attr]
-                result.rows[i]["checks"] = answer.row_checks()
+                answer.store(result.rows[i], self.describer.name)  # type: ignore[union-attr]
                 self.counts["described"] += 1
             except Reject as exc:
                 result.dropped.append((result.rows[i], exc))

@@ -23,6 +23,7 @@ from typing import Any, Callable, Literal, Mapping
 
 from builder.checks import Checks, Facts, check
 from builder.errors import Reject
+from builder.pipeline.text.describers import set_text
 
 __all__ = ["OnContradiction", "Verdict", "Verdicts"]
 
@@ -39,15 +40,13 @@ class Verdict:
     checks: Checks
     action: str | None
 
-    def row_checks(self) -> dict[str, Any]:
-        return self.checks.as_row(self.action)
-
-    def reject(self) -> Reject | None:
-        """The reject line of an answer refused for its contradictions."""
-        if self.action != "rejected":
-            return None
-        return Reject("text", "the model's answer contradicts what was measured, after a retry: "
-                              + "; ".join(self.checks.contradictions))
+    def store(self, row: dict[str, Any], describer: str) -> None:
+        """Put the answer and its checks into ``row``; a :class:`Reject` of stage ``text`` when it was refused."""
+        if self.action == "rejected":
+            raise Reject("text", "the model's answer contradicts what was measured, after a retry: "
+                                 + "; ".join(self.checks.contradictions))
+        set_text(row, self.answer, describer, from_model=True)
+        row["checks"] = self.checks.as_row(self.action)
 
 
 def correction(checks: Checks) -> str:
