@@ -286,7 +286,8 @@ def _builders() -> dict[str, Any]:
             root = self.config.data_dir or "medtrinity-25m"
             by_split: dict[str, list[str]] = {}
             for modality in self.config.modalities:
-                for path in sorted(glob.glob(os.path.join(root, "data", modality, "*.parquet"))):
+                pattern = os.path.join(root, "data", modality, "**", "*.parquet")  # sub-folders: a large build
+                for path in sorted(glob.glob(pattern, recursive=True)):
                     split = os.path.basename(path).split("-", 1)[0]
                     by_split.setdefault(split, []).append(path)
             if not by_split:

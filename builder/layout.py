@@ -5,6 +5,8 @@
     OUT/
       README.md  build.json  rejects.jsonl           published
       data/<config>/<split>-NNNNN-of-MMMMM.parquet   published (build.json "published", "shards")
+      data/<config>/<split>/NNNN/<split>-...parquet  the same, when a folder would hold more than the Hub's
+                                                     10,000 entries (see :func:`nesting`)
       webdataset/<config>/<split>-NNNNNN.tar
       .private/rejects.jsonl .private/provenance.jsonl  local: real paths, never published
       .medtri.lock                                    local: one build at a time
@@ -18,21 +20,28 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
 import re
+from collections import Counter
 from pathlib import Path
-from typing import Any
+from typing import Any, Mapping
 
 __all__ = [
     "BUILD_JSON",
+    "FILES_PER_FOLDER",
     "JOURNAL_DIR",
     "LOCK",
     "NAME",
     "PRIVATE",
     "cache_dir",
+    "depth_of",
+    "folder_glob",
     "listed_files",
+    "nesting",
     "read_build_json",
     "sha256_file",
+    "shard_folders",
     "unlisted",
 ]
 
@@ -111,3 +120,48 @@ def cache_dir() -> Path:
     if os.environ.get("MEDTRI_CACHE_DIR"):
         return Path(os.environ["MEDTRI_CACHE_DIR"])
     return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "medtrinity-25m"
+
+
+#: The most entries (files and folders) the Hub accepts in one folder of a repository.
+FILES_PER_FOLDER = 10_000
+
+
+def nesting(counts: Mapping[tuple[str, str], int], per_folder: int = FILES_PER_FOLDER) -> int:
+    """The folder levels one format's shards need below ``<folder>/<config>/<split>/`` so that no folder holds more
+    than ``per_folder`` entries; ``counts``: shards per (config, split). 0 (flat, ``<folder>/<config>/<name>``) while
+    every config's shards fit its folder with a place to spare; otherwise each split gets its own folder, and its
+    shards go ``per_folder - 1`` to a numbered leaf (the spare place is for a sidecar such as ``sizes.json``), as
+    many levels of numbered folders deep as it takes."""
+    if per_folder < 3:
+        raise ValueError(f"files per folder must be at least 3, not {per_folder}")
+    by_config: Counter[str] = Counter()
+    for (config, _), n in counts.items():
+        by_config[config] += n
+    if max(by_config.values(), default=0) < per_folder:
+        return 0
+    leaves = max(math.ceil(n / (per_folder - 1)) for n in counts.values())
+    depth = 1
+    while per_folder**depth < leaves:
+        depth += 1
+    return depth
+
+
+def shard_folders(split: str, index: int, depth: int, per_folder: int = FILES_PER_FOLDER) -> list[str]:
+    """The folders between ``<folder>/<config>/`` and the ``index``-th shard of ``split`` (none when flat)."""
+    if depth == 0:
+        return []
+    leaf, width, digits = index // (per_folder - 1), len(str(per_folder - 1)), []
+    for _ in range(depth):
+        leaf, digit = divmod(leaf, per_folder)
+        digits.append(f"{digit:0{width}d}")
+    return [split, *reversed(digits)]
+
+
+def depth_of(path: str) -> int:
+    """The nesting of a published shard's path (``data/ct/train-...``: 0; ``data/ct/train/0001/train-...``: 1)."""
+    return max(0, len(path.split("/")) - 4)
+
+
+def folder_glob(config: str, split: str, depth: int) -> str:
+    """The folders of one split's shards as a glob (``ct``; ``ct/train/*`` one level deep), below a format's folder."""
+    return "/".join([config, *([split] + ["*"] * depth if depth else [])])

@@ -23,7 +23,7 @@ from builder.dataset.serve import Browser
 
 
 def grow(source: Path, out: Path, rows: int) -> None:
-    table = pa.concat_tables(pq.read_table(f) for f in sorted((source / "data").glob("*/*.parquet")))
+    table = pa.concat_tables(pq.read_table(f) for f in sorted((source / "data").rglob("*.parquet")))
     copies = -(-rows // len(table))
     for modality in pc.unique(table["modality"]).to_pylist():
         part = table.filter(pc.equal(table["modality"], modality))

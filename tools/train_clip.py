@@ -58,7 +58,7 @@ class Example:
 
 
 def splits_of(folder: Path) -> list[str]:
-    return sorted({p.name.split("-")[0] for p in (folder / "data").glob("*/*.parquet")})
+    return sorted({p.name.split("-")[0] for p in (folder / "data").rglob("*.parquet")})
 
 
 def rows(folder: Path, split: str) -> Iterator[Example]:

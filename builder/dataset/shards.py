@@ -1,6 +1,7 @@
 """Reading a built folder's Parquet shards: which files, which split, which rows.
 
-Shards are named ``data/<modality>/<split>-NNNNN-of-MMMMM.parquet``
+Shards are named ``data/<modality>/<split>-NNNNN-of-MMMMM.parquet``, or
+``data/<modality>/<split>/NNNN/<split>-...`` when a folder would hold too many
 (:mod:`builder.pipeline.build.journal` publishes them under those names).
 """
 
@@ -28,12 +29,20 @@ def parquet_files(out: Path, config: str | None = None) -> list[Path]:
     if config not in (None, "all") and not NAME.match(str(config)):
         raise LayoutError(f"config {config!r} is not a plain name ([A-Za-z0-9_]+)")
     modality = config if config not in (None, "all") else "*"
-    files = sorted((out / "data").glob(f"{modality}/*.parquet"))
+    files = sorted((out / "data").glob(f"{modality}/**/*.parquet"))
     for path in files:
-        if not (NAME.match(path.parent.name) and _SHARD.match(path.name)):
+        if not _well_placed(path.relative_to(out / "data").parts):
             raise LayoutError(f"{path.relative_to(out)} is not a shard of a plain config and split name "
-                              "(data/<config>/<split>-NNNNN-of-MMMMM.parquet, names [A-Za-z0-9_]+)")
+                              "(data/<config>/[<split>/NNNN/]<split>-NNNNN-of-MMMMM.parquet, names [A-Za-z0-9_]+)")
     return files
+
+
+def _well_placed(parts: tuple[str, ...]) -> bool:
+    """``<config>/<name>`` or ``<config>/<split>/<digits>/.../<name>`` (:func:`builder.layout.nesting`)."""
+    match = _SHARD.match(parts[-1])
+    if not (match and NAME.match(parts[0])):
+        return False
+    return len(parts) == 2 or (len(parts) >= 4 and parts[1] == match.group(1) and all(p.isdigit() for p in parts[2:-1]))
 
 
 def split_of(path: Path) -> str:

@@ -16,8 +16,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterator, Protocol
 
+import click
 from PIL import Image
 
+from builder.layout import FILES_PER_FOLDER, folder_glob, shard_folders
 from builder.options import NoOptions, option
 from medtrinity_25m import IMAGE_COLUMNS
 
@@ -30,6 +32,10 @@ class ShardLimits:
                            help="Roll over to a new shard after this many rows.")
     max_mb: int = option(500, flag="shard-mb", resume=True,  # ~ the Hub's recommended Parquet shard size
                          help="Roll over to a new shard after about this many MiB.")
+
+    files_per_folder: int = option(FILES_PER_FOLDER, cli={"type": click.IntRange(min=3)},
+                                   help="At most this many files in one folder of the dataset (the Hub's limit): "
+                                        "more shards go into numbered sub-folders, the card's globs following.")
 
     @property
     def max_bytes(self) -> int:
@@ -85,9 +91,16 @@ class OutputFormat:
     def final_name(self, split: str, index: int, total: int) -> str:
         return self.final_pattern.format(split=split, index=index, total=total)
 
-    def data_files(self, modality: str, split: str) -> str:
+    def final_path(self, modality: str, split: str, index: int, total: int, depth: int = 0,
+                   per_folder: int = FILES_PER_FOLDER) -> str:
+        """Where the ``index``-th of ``total`` shards of a split is published, ``depth`` folders below its config's
+        (:func:`builder.layout.nesting`)."""
+        parts = [self.folder, modality, *shard_folders(split, index, depth, per_folder)]
+        return "/".join([*parts, self.final_name(split, index, total)])
+
+    def data_files(self, modality: str, split: str, depth: int = 0) -> str:
         """The glob a card config names for one split of one modality ("*" for every modality)."""
-        return f"{self.folder}/{modality}/{split}-*.{self.extension}"
+        return f"{self.folder}/{folder_glob(modality, split, depth)}/{split}-*.{self.extension}"
 
 
 def decode_problem(data: bytes | None) -> str | None:

@@ -59,13 +59,19 @@ def sample_of(row: dict[str, Any]) -> dict[str, Any]:
 
 
 def sizes(shards: list[dict[str, Any]]) -> dict[str, str]:
-    """``webdataset/<modality>/sizes.json``: samples per shard file, as open_clip's loader reads it."""
-    by_folder: dict[str, dict[str, int]] = {}
+    """``webdataset/<modality>/sizes.json``: samples per shard file, as open_clip's loader reads it (from the folder
+    of the first shard it is given, by file name). Shards in sub-folders: each of their folders has the sizes of
+    every shard of its config."""
+    by_config: dict[str, dict[str, int]] = {}
+    folders: dict[str, set[str]] = {}
     for shard in shards:
         if shard["format"] == "webdataset":
             folder, _, name = shard["path"].rpartition("/")
-            by_folder.setdefault(f"{folder}/sizes.json", {})[name] = int(shard["rows"])
-    return {path: json.dumps(dict(sorted(found.items())), indent=1) + "\n" for path, found in by_folder.items()}
+            config = "/".join(folder.split("/")[:2])
+            by_config.setdefault(config, {})[name] = int(shard["rows"])
+            folders.setdefault(config, set()).add(folder)
+    text = {config: json.dumps(dict(sorted(found.items())), indent=1) + "\n" for config, found in by_config.items()}
+    return {f"{folder}/sizes.json": text[config] for config, held in folders.items() for folder in sorted(held)}
 
 
 class TarShardWriter(ShardStream):

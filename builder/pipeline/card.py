@@ -17,6 +17,7 @@ from typing import Any, Iterable, Sequence
 import yaml
 
 from builder.formats import FORMATS
+from builder.layout import depth_of
 from builder.pipeline.accounting import Ledger
 from medtrinity_25m import MODALITIES, MODALITY_NAMES, ROW, yaml_features
 
@@ -75,17 +76,24 @@ def template_text() -> str:
     return resources.files("builder").joinpath("templates", TEMPLATE_NAME).read_text(encoding="utf-8")
 
 
-def _data_files(layout: str, modality: str, splits: Iterable[str]) -> list[dict[str, str]]:
-    return [{"split": s, "path": FORMATS[layout].data_files(modality, s)} for s in sorted(splits)]
+def _data_files(layout: str, modality: str, splits: Iterable[str], depth: int) -> list[dict[str, str]]:
+    return [{"split": s, "path": FORMATS[layout].data_files(modality, s, depth)} for s in sorted(splits)]
 
 
-def configs(layout: str, splits: dict[str, list[str]]) -> list[dict[str, Any]]:
-    """The ``configs:`` entries: ``all`` (default) then one per modality present."""
+def configs(layout: str, splits: dict[str, list[str]], depth: int = 0) -> list[dict[str, Any]]:
+    """The ``configs:`` entries: ``all`` (default) then one per modality present; ``depth``: the shards' sub-folders
+    (:func:`builder.layout.nesting`)."""
     every = sorted({s for ss in splits.values() for s in ss})
-    entries = [{"config_name": "all", "data_files": _data_files(layout, "*", every), "default": True}]
+    entries = [{"config_name": "all", "data_files": _data_files(layout, "*", every, depth), "default": True}]
     for modality in (m for m in MODALITIES if m in splits):
-        entries.append({"config_name": modality, "data_files": _data_files(layout, modality, splits[modality])})
+        entries.append({"config_name": modality,
+                        "data_files": _data_files(layout, modality, splits[modality], depth)})
     return entries
+
+
+def _configs(inputs: CardInputs) -> list[dict[str, Any]]:
+    depth = max((depth_of(s["path"]) for s in inputs.shards if s["format"] == inputs.layout), default=0)
+    return configs(inputs.layout, inputs.splits, depth)
 
 
 def _license(sources: Sequence[dict[str, Any]]) -> str:
@@ -95,7 +103,7 @@ def _license(sources: Sequence[dict[str, Any]]) -> str:
 
 def front_matter(inputs: CardInputs) -> dict[str, Any]:
     features = yaml_features(FORMATS[inputs.layout].features)
-    entries = configs(inputs.layout, inputs.splits)
+    entries = _configs(inputs)
     return {
         "license": _license(inputs.sources),
         "pretty_name": inputs.title,
@@ -218,7 +226,7 @@ def checks_note(checks: dict[str, Any]) -> str:
 
 def render(inputs: CardInputs) -> str:
     ledger = inputs.ledger
-    entries = configs(inputs.layout, inputs.splits)
+    entries = _configs(inputs)
     example = next((e["config_name"] for e in entries[1:]), "all")
     values = {
         "front_matter": yaml.dump(front_matter(inputs), Dumper=_Dumper, sort_keys=False, allow_unicode=True).strip(),

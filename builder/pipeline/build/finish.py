@@ -22,6 +22,7 @@ from typing import Any
 
 from builder.dataset.leakage import BENCHMARKS
 from builder.formats import FORMATS
+from builder.layout import depth_of
 from builder.options import leaves
 from builder.pipeline import card
 from builder.pipeline.accounting import REJECTS, Ledger, local_line, public_line
@@ -123,7 +124,8 @@ def _croissant(options: BuildOptions, summary: dict[str, Any], shards: list[dict
     document = croissant(options.out.resolve().name, options.repo or options.out.resolve().name,
                          versions()["medtrinity-25m"], summary["sources"], summary["deidentification"],
                          summary["describer"]["name"], summary["rows"]["total"],
-                         f"{FORMATS['parquet'].folder}/*/*.parquet")
+                         FORMATS["parquet"].data_files("*", "*", max(depth_of(s["path"]) for s in shards
+                                                                     if s["format"] == "parquet")))
     (options.out / CROISSANT).write_text(json.dumps(document, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
     return [CROISSANT]
 

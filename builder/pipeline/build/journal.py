@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from builder.formats import FORMATS
-from builder.layout import JOURNAL_DIR, PLAN
+from builder.layout import FILES_PER_FOLDER, JOURNAL_DIR, PLAN, nesting
 from builder.options import differences
 
 
@@ -31,8 +31,9 @@ class JournalError(RuntimeError):
 
 
 class Journal:
-    def __init__(self, out: Path) -> None:
+    def __init__(self, out: Path, per_folder: int = FILES_PER_FOLDER) -> None:
         self.out = out
+        self.per_folder = per_folder  # the most files publishing puts in one folder
         self.root = out / JOURNAL_DIR
         self.shards = self.root / "shards"
         self.provenance = self.root / "provenance"  # one file per group: row ids -> input file (local)
@@ -91,11 +92,14 @@ class Journal:
         by_stream: dict[tuple[str, str, str], list[dict[str, Any]]] = {}
         for shard in staged:
             by_stream.setdefault((shard["format"], shard["modality"], shard["split"]), []).append(shard)
+        depth = {fmt: nesting({(m, s): len(v) for (f, m, s), v in by_stream.items() if f == fmt}, self.per_folder)
+                 for fmt in {f for f, _, _ in by_stream}}
         targets = []
         for (fmt, modality, split), shards in sorted(by_stream.items()):
             spec = FORMATS[fmt]
             for index, shard in enumerate(shards):
-                targets.append((shard, self.out / spec.folder / modality / spec.final_name(split, index, len(shards))))
+                final = spec.final_path(modality, split, index, len(shards), depth[fmt], self.per_folder)
+                targets.append((shard, self.out / final))
         return targets
 
     def plan(self, records: list[dict[str, Any]], others: list[str]) -> None:

@@ -1,0 +1,90 @@
+"""Output the Hub can hold: no folder with more files than its limit, globs that follow, a small build.json.
+
+The Hub refuses a folder with more than 10,000 entries; ``--files-per-folder`` makes that limit small here, so a
+build of a few thousand rows in shards of five rows needs the sub-folders a 25M-row build needs.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+import pyarrow.parquet as pq
+import pytest
+from conftest import build, run_cli, write_manifest
+from PIL import Image
+
+PER_FOLDER = 12
+SPLITS = {"train": 1200, "test": 300}
+
+
+@pytest.fixture(scope="module")
+def nested(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, set[str]]]:
+    """A build of 3,000 rows (two configs, two splits each) in shards of five rows, at most 12 files a folder;
+    and the image file names of each (config, split), to check the rows against."""
+    root = tmp_path_factory.mktemp("hub-sized")
+    rng = np.random.default_rng(7)
+    sources, names = [], {}
+    for modality in ("ct", "xray"):
+        for split, n in SPLITS.items():
+            folder = root / "src" / modality / split
+            folder.mkdir(parents=True)
+            for i in range(n):
+                Image.fromarray(rng.integers(0, 255, (8, 8), dtype=np.uint8)).save(folder / f"{i:04d}.png")
+            names[f"{modality}/{split}"] = {f"{i:04d}.png" for i in range(n)}
+            sources.append({"name": f"{modality}_{split}", "format": "image", "images": f"{modality}/{split}/*.png",
+                            "modality": modality, "split": split})
+    out = root / "out"
+    build(write_manifest(root / "src", *sources), out, "--shard-rows", "5", "--files-per-folder", str(PER_FOLDER),
+          "--format", "both")
+    return out, names
+
+
+def test_no_folder_holds_more_than_the_limit(nested: tuple[Path, dict[str, set[str]]]) -> None:
+    out, _ = nested
+    crowded = {root: len(dirs) + len(files) for root, dirs, files in os.walk(out) if len(dirs) + len(files) > PER_FOLDER
+               and ".private" not in root}
+    assert not crowded
+    shards = sorted(p.relative_to(out).as_posix() for p in out.rglob("*.parquet"))
+    assert len(shards) == 2 * sum(SPLITS.values()) // 5  # every shard of five rows is there
+    assert {len(p.split("/")) for p in shards} == {6}  # data/<config>/<split>/NN/NN/<name>: 240 shards a split
+    assert all(p.split("/")[2] == p.split("/")[-1].split("-")[0] for p in shards)  # a split's own folder
+    assert len(list(out.rglob("*.tar"))) >= len(shards)  # WebDataset's lanes may end a shard early
+
+
+def test_loads_and_verifies(nested: tuple[Path, dict[str, set[str]]]) -> None:
+    from datasets import load_dataset
+
+    out, names = nested
+    assert run_cli("verify", out).exit_code == 0
+    for modality in ("ct", "xray"):
+        for split, n in SPLITS.items():
+            rows = load_dataset(str(out), modality, split=split)
+            assert len(rows) == n and len(set(rows["id"])) == n
+    every = load_dataset(str(out), "all")
+    assert {k: len(v) for k, v in every.items()} == {s: 2 * n for s, n in SPLITS.items()}
+    streamed = load_dataset(str(out), "xray", split="test", streaming=True)
+    assert sum(1 for _ in streamed) == SPLITS["test"]
+
+
+def test_build_json_stays_small(nested: tuple[Path, dict[str, set[str]]]) -> None:
+    """Aggregates and a line per shard, nothing per row: no row id is in it."""
+    out, _ = nested
+    text = (out / "build.json").read_text()
+    ids = {i for p in out.rglob("*.parquet") for i in pq.read_table(p, columns=["id"]).column("id").to_pylist()}
+    assert len(ids) == 2 * sum(SPLITS.values())
+    assert not [i for i in ids if i in text]
+    doc = json.loads(text)
+    assert doc["rows"]["total"] == len(ids) and doc["options"]["limits.files_per_folder"] == PER_FOLDER
+
+
+def test_sizes_json_is_where_open_clip_reads_it(nested: tuple[Path, dict[str, set[str]]]) -> None:
+    """open_clip reads ``sizes.json`` beside the first shard it is given and looks every shard up by file name."""
+    out, _ = nested
+    for config in ("ct", "xray"):
+        tars = sorted(p for p in (out / "webdataset" / config).rglob("*.tar"))
+        for first in (tars[0], tars[-1]):
+            sizes = json.loads((first.parent / "sizes.json").read_text())
+            assert sum(sizes[t.name] for t in tars) == sum(SPLITS.values())
