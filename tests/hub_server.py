@@ -10,7 +10,10 @@ It answers what the real ``huggingface_hub`` and ``datasets`` clients call:
   ``POST .../paths-info/{rev}``, ``GET|HEAD /{type}s/{repo}/resolve/{rev}/{path}`` (with ranges).
 
 It is a test fixture, not a product feature. ``fail_commits_after`` makes every
-commit after the first N fail, to interrupt a push; ``requests`` logs what came.
+commit after the first N fail, to interrupt a push; ``hold_commits_after`` holds
+the commit after the first N unread (``held`` is set) until ``release``, then
+refuses it: the client can be killed in the middle of its push. ``requests``
+logs what came, ``committed_paths`` the files of each commit that landed.
 """
 
 from __future__ import annotations
@@ -69,6 +72,8 @@ class HubServer:
         self.requests: list[tuple[str, str]] = []
         self.committed_paths: list[list[str]] = []  # paths of each accepted commit
         self.fail_commits_after: int | None = None
+        self.hold_commits_after: int | None = None
+        self.held, self.release = threading.Event(), threading.Event()
         self.tokens_seen: set[str] = set()
         self.lock = threading.Lock()
         self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
@@ -226,6 +231,11 @@ class HubServer:
         return [self._info(repo, c.relative_to(repo.files).as_posix()) for c in sorted(children)]
 
     def _commit(self, h: Any, repo: Repo, revision: str) -> None:
+        if self.hold_commits_after is not None and len(self.committed_paths) >= self.hold_commits_after:
+            self.held.set()
+            self.release.wait(120)
+            h.close_connection = True
+            return h._error(503, "commit held by the test server, then refused")
         lines = [json.loads(line) for line in h._body().splitlines() if line.strip()]
         with self.lock:
             if self.fail_commits_after is not None and len(self.committed_paths) >= self.fail_commits_after:

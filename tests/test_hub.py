@@ -117,6 +117,39 @@ def test_an_interrupted_push_resumes_without_reuploading(tmp_path: Path, hub: Hu
     _secret_free(first.stdout + first.stderr, second.stdout + second.stderr)
 
 
+def test_a_killed_push_resumes_sending_each_file_once(tmp_path: Path, hub: HubServer) -> None:
+    """Thousands of shards in sub-folders, the push killed (SIGKILL) between its commits, then run again: no file is
+    sent twice, the repo ends with every published file, and it loads from the Hub."""
+    out = tmp_path / "thousands"
+    build(_many_files(tmp_path / "src", 2000), out, "--shard-rows", "1", "--files-per-folder", "500")
+    card = (out / "README.md").read_bytes()
+    env = _env(hub, tmp_path / "home")
+    hub.hold_commits_after = 5
+    first = subprocess.Popen(CLI + ["push", str(out), "org/thousands"], env=env, stdout=subprocess.DEVNULL,
+                             stderr=subprocess.DEVNULL)
+    try:
+        assert hub.held.wait(300), "the push never reached its sixth commit"
+    finally:
+        first.kill()
+        first.wait()
+        hub.release.set()
+    assert len(hub.committed_paths) == 5 and (out / "README.md").read_bytes() == card  # killed: card untouched
+    hub.hold_commits_after = None
+    second = _run(CLI + ["push", str(out), "org/thousands"], env)
+    sent = [p for paths in hub.committed_paths for p in paths]
+    assert len(sent) == len(set(sent)), "a file was sent twice"
+    assert sent[-2:] == ["README.md", "build.json"]  # the card and the listing last, once every shard is there
+    assert len(hub.committed_paths) > 15  # in commits of at most a hundred files
+    remote = hub.repo("datasets", "org/thousands").files
+    local_files = {p.relative_to(out).as_posix(): p.read_bytes() for p in out.rglob("*") if p.is_file()
+                   and not any(part.startswith(".") for part in p.relative_to(out).parts)}
+    remote_files = {p.relative_to(remote).as_posix(): p.read_bytes() for p in remote.rglob("*") if p.is_file()}
+    assert remote_files == local_files and len(remote_files) > 2000
+    assert f"uploaded {len(sent) - sum(map(len, hub.committed_paths[:5]))} of" in second.stdout
+    count = "from datasets import load_dataset; print(len(load_dataset('org/thousands', split='train')))"
+    assert _python(count, env).strip().splitlines()[-1] == "2000"
+
+
 def test_dry_run_and_gating(demo_out: Path, tmp_path: Path, hub: HubServer) -> None:
     demo_out = _copy(demo_out, tmp_path / "medtrinity-25m")
     env = _env(hub, tmp_path / "home")

@@ -21,29 +21,27 @@ SPLITS = {"train": 1200, "test": 300}
 
 
 @pytest.fixture(scope="module")
-def nested(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, set[str]]]:
-    """A build of 3,000 rows (two configs, two splits each) in shards of five rows, at most 12 files a folder;
-    and the image file names of each (config, split), to check the rows against."""
+def nested(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A build of 3,000 rows (two configs, two splits each) in shards of five rows, at most 12 files a folder."""
     root = tmp_path_factory.mktemp("hub-sized")
     rng = np.random.default_rng(7)
-    sources, names = [], {}
+    sources = []
     for modality in ("ct", "xray"):
         for split, n in SPLITS.items():
             folder = root / "src" / modality / split
             folder.mkdir(parents=True)
             for i in range(n):
                 Image.fromarray(rng.integers(0, 255, (8, 8), dtype=np.uint8)).save(folder / f"{i:04d}.png")
-            names[f"{modality}/{split}"] = {f"{i:04d}.png" for i in range(n)}
             sources.append({"name": f"{modality}_{split}", "format": "image", "images": f"{modality}/{split}/*.png",
                             "modality": modality, "split": split})
     out = root / "out"
     build(write_manifest(root / "src", *sources), out, "--shard-rows", "5", "--files-per-folder", str(PER_FOLDER),
           "--format", "both")
-    return out, names
+    return out
 
 
-def test_no_folder_holds_more_than_the_limit(nested: tuple[Path, dict[str, set[str]]]) -> None:
-    out, _ = nested
+def test_no_folder_holds_more_than_the_limit(nested: Path) -> None:
+    out = nested
     crowded = {root: len(dirs) + len(files) for root, dirs, files in os.walk(out) if len(dirs) + len(files) > PER_FOLDER
                and ".private" not in root}
     assert not crowded
@@ -54,10 +52,10 @@ def test_no_folder_holds_more_than_the_limit(nested: tuple[Path, dict[str, set[s
     assert len(list(out.rglob("*.tar"))) >= len(shards)  # WebDataset's lanes may end a shard early
 
 
-def test_loads_and_verifies(nested: tuple[Path, dict[str, set[str]]]) -> None:
+def test_loads_and_verifies(nested: Path) -> None:
     from datasets import load_dataset
 
-    out, names = nested
+    out = nested
     assert run_cli("verify", out).exit_code == 0
     for modality in ("ct", "xray"):
         for split, n in SPLITS.items():
@@ -69,9 +67,9 @@ def test_loads_and_verifies(nested: tuple[Path, dict[str, set[str]]]) -> None:
     assert sum(1 for _ in streamed) == SPLITS["test"]
 
 
-def test_build_json_stays_small(nested: tuple[Path, dict[str, set[str]]]) -> None:
+def test_build_json_stays_small(nested: Path) -> None:
     """Aggregates and a line per shard, nothing per row: no row id is in it."""
-    out, _ = nested
+    out = nested
     text = (out / "build.json").read_text()
     ids = {i for p in out.rglob("*.parquet") for i in pq.read_table(p, columns=["id"]).column("id").to_pylist()}
     assert len(ids) == 2 * sum(SPLITS.values())
@@ -80,9 +78,9 @@ def test_build_json_stays_small(nested: tuple[Path, dict[str, set[str]]]) -> Non
     assert doc["rows"]["total"] == len(ids) and doc["options"]["limits.files_per_folder"] == PER_FOLDER
 
 
-def test_sizes_json_is_where_open_clip_reads_it(nested: tuple[Path, dict[str, set[str]]]) -> None:
+def test_sizes_json_is_where_open_clip_reads_it(nested: Path) -> None:
     """open_clip reads ``sizes.json`` beside the first shard it is given and looks every shard up by file name."""
-    out, _ = nested
+    out = nested
     for config in ("ct", "xray"):
         tars = sorted(p for p in (out / "webdataset" / config).rglob("*.tar"))
         for first in (tars[0], tars[-1]):

@@ -182,9 +182,13 @@ def push_cmd(out: Path, repo_id: str, private: bool, revision: str | None, creat
     except HubError as exc:
         raise click.ClickException(str(exc)) from None
     size = plan["bytes"] / 2**20
-    verb = "would upload" if dry_run else "uploaded"
-    click.echo(f"{verb} {plan['files']} files ({size:.1f} MiB) to {repo_id} in about {plan['commits']} commit(s); "
-               f"configs: {', '.join(plan['configs'])}")
+    if dry_run:
+        click.echo(f"would upload {plan['files']} files ({size:.1f} MiB) to {repo_id} in {plan['commits']} "
+                   f"commit(s); configs: {', '.join(plan['configs'])}")
+    else:
+        click.echo(f"uploaded {plan['sent']} of {plan['files']} files ({size:.1f} MiB; {plan['skipped']} were on "
+                   f"the Hub already) to {repo_id} in {plan['commits']} commit(s); configs: "
+                   f"{', '.join(plan['configs'])}")
     for checked in plan["leakage"]:
         click.echo(f"leakage against {checked['benchmark']} ({checked['images']} images): {checked['exact']} exact "
                    f"and {checked['near']} near copies in training rows")

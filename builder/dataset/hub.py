@@ -1,15 +1,14 @@
 """Publishing to the Hugging Face Hub: ``push`` and ``pull``.
 
 ``push`` verifies the folder first and refuses one that fails, then creates the
-dataset repo (``exist_ok``) and uploads with ``upload_folder``, which commits
-large folders in parts and, run again after an interruption, skips what already
-landed. The token is ``huggingface_hub``'s: ``HF_TOKEN`` or the login cache; it
+dataset repo (``exist_ok``) and uploads in commits of at most a hundred files,
+the card last; run again after an interruption, it sends only what had not
+landed (:mod:`builder.dataset.commits`). The token is ``huggingface_hub``'s: ``HF_TOKEN`` or the login cache; it
 is never printed, logged or written. ``HF_ENDPOINT`` is honoured.
 """
 
 from __future__ import annotations
 
-import math
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,14 +17,13 @@ from typing import Any
 import yaml
 
 from builder.dataset import leakage
+from builder.dataset.commits import Pushed, batches, commit_all
 from builder.dataset.shards import LayoutError, iter_rows
 from builder.dataset.verify import Problem, card_configs, verify
 from builder.formats import FORMATS
 from builder.layout import BUILD_JSON, NAME, listed_files, read_build_json
 from builder.privacy import redact
 from builder.yamlsafe import load_yaml
-
-FILES_PER_COMMIT = 250  # huggingface_hub's first commit size (it adapts later)
 
 
 class HubError(RuntimeError):
@@ -126,40 +124,36 @@ def push(out: Path, repo_id: str, options: PushOptions) -> dict[str, Any]:
                        "card then states")
     files = upload_plan(out)
     plan = {"repo_id": repo_id, "files": len(files), "bytes": sum(size for _, size in files),
-            "commits": max(1, math.ceil(len(files) / FILES_PER_COMMIT)),
-            "configs": [c["config_name"] for c in card_configs(out)], "paths": [p for p, _ in files]}
+            "commits": len(batches(files)), "configs": [c["config_name"] for c in card_configs(out)],
+            "paths": [p for p, _ in files]}
     plan["leakage"] = [{"benchmark": f.name, "images": f.images, "exact": len(f.exact), "near": len(f.near)}
                        for f in found]
     if options.dry_run:
         return plan
     card = out / "README.md"
-    original = card.read_text(encoding="utf-8")
-    card.write_text(with_leakage(retarget_card(original, repo_id, options.gate), found, options.allow_leakage),
-                    encoding="utf-8")
-    try:  # the folder and the repo end byte-identical; a failed push leaves the local card as it was
-        info = _upload(out, repo_id, options, [path for path, _ in files])
-    except BaseException as exc:
-        card.write_text(original, encoding="utf-8")
-        if isinstance(exc, Exception):
-            raise HubError(f"the push failed, the local card is unchanged: {redact(str(exc))}") from None
-        raise
-    plan.update(commit=getattr(info, "oid", None), url=getattr(info, "commit_url", None),
-                pr_url=getattr(info, "pr_url", None))
+    pushed_card = with_leakage(retarget_card(card.read_text(encoding="utf-8"), repo_id, options.gate), found,
+                               options.allow_leakage)
+    try:  # the card is sent as it is pushed; the local one becomes it only once the push is complete
+        done = _upload(out, repo_id, options, files, pushed_card.encode("utf-8"))
+    except Exception as exc:
+        raise HubError(f"the push failed, the local card is unchanged; run it again to send what had not landed: "
+                       f"{redact(str(exc))}") from None
+    card.write_text(pushed_card, encoding="utf-8")  # the folder and the repo end byte-identical
+    info = done.info
+    plan.update(commits=done.commits, sent=done.sent, skipped=done.skipped, commit=getattr(info, "oid", None),
+                url=getattr(info, "commit_url", None), pr_url=done.pr_url)
     return plan
 
 
-def _upload(out: Path, repo_id: str, options: PushOptions, paths: list[str]) -> Any:
+def _upload(out: Path, repo_id: str, options: PushOptions, files: list[tuple[str, int]], card: bytes) -> Pushed:
     from huggingface_hub import HfApi
 
     api = HfApi()
     api.create_repo(repo_id, repo_type="dataset", private=options.private or None, exist_ok=True)
     if options.gate is not None:
         api.update_repo_settings(repo_id, gated=options.gate.mode, repo_type="dataset")  # type: ignore[arg-type]
-    return api.upload_folder(
-        repo_id=repo_id, folder_path=out, repo_type="dataset", revision=options.revision,
-        create_pr=options.create_pr or None, commit_message=options.message or f"Upload {out.name}",
-        allow_patterns=paths,
-    )
+    return commit_all(api, repo_id, out, files, {"README.md": card}, options.message or f"Upload {out.name}",
+                      revision=options.revision, create_pr=options.create_pr)
 
 
 def pull(repo_id: str, out: Path, config: str | None = None, revision: str | None = None) -> list[Problem]:
