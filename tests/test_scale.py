@@ -129,6 +129,34 @@ def test_ray_engine_gives_the_same_rows(sources: Path, reference: tuple[Path, di
     assert json.loads((out / "build.json").read_text())["options"]["engine"] == "ray"
 
 
+def test_a_two_node_ray_cluster_builds_the_rows_of_a_local_build(sources: Path, reference: tuple[Path, dict],
+                                                                tmp_path: Path) -> None:
+    """``ray start --head`` and a second ``ray start --address`` on this machine; the build joins with
+    ``--ray-address``, its units land on both nodes, its driver writes every shard: byte for byte a local build's."""
+    pytest.importorskip("ray", reason="--engine ray needs the ray extra")
+    from ray_cluster import RESOURCE, LocalCluster
+
+    try:
+        cluster = LocalCluster(tmp_path / "ray-logs").__enter__()
+    except RuntimeError as exc:
+        pytest.skip(f"Ray cannot start a cluster here: {str(exc)[:500]}")
+    try:
+        out = tmp_path / "cluster"
+        done = subprocess.run(_build_cmd(sources, out)[:-5] + ["--engine", "ray", "--ray-address", cluster.address,
+                                                               "--ray-resource", RESOURCE, "--shard-units", "16",
+                                                               "--quiet"],
+                              env=cluster.env, capture_output=True, text=True, timeout=600)
+    finally:
+        cluster.__exit__()
+    assert done.returncode == 0, done.stderr[-3000:]
+    summary = json.loads((out / "build.json").read_text())
+    per_node = summary["engine"]["units_per_node"]
+    assert len(per_node) == 2 and min(per_node) > 0 and sum(per_node) >= N_IMAGES  # both nodes ran units
+    assert _rows(out) == reference[1]
+    first = json.loads((reference[0] / "build.json").read_text())
+    assert [(s["path"], s["sha256"]) for s in summary["shards"]] == [(s["path"], s["sha256"]) for s in first["shards"]]
+
+
 def test_ray_serves_a_model_describer_from_actors(sources: Path, tmp_path: Path) -> None:
     pytest.importorskip("ray", reason="--engine ray needs the ray extra")
     from llm_server import ChatServer

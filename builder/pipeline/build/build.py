@@ -237,6 +237,7 @@ def _run(manifest: Manifest, options: BuildOptions, progress: ProgressHook | Non
         raise BuildError(f"{exc}; run the build again to resume") from None
     finally:
         stage.close()
+        text_info["engine"] = engine.info()  # after the run: what ran where
         engine.close()
     if stage.describer is not None:
         text_info["model_stage"] = stage.report()

@@ -2,7 +2,10 @@
 
 The same units run as Ray tasks on a cluster (``ray_address``) or a local Ray
 with ``workers`` CPUs; results come back in unit order, at most four per CPU in
-flight. ``describer_actors`` > 0 serves the model-backed describer from that many
+flight. A task reads its unit's inputs from a path every node sees (a shared
+filesystem, or an object store URL a source reads) and returns its rows: only
+the driver writes the dataset folder. ``info()`` says how many units each node
+ran. ``describer_actors`` > 0 serves the model-backed describer from that many
 actors, ``describer_gpus`` GPUs each; the text stage calls them from as many
 threads.
 """
@@ -10,7 +13,7 @@ threads.
 from __future__ import annotations
 
 import queue
-from collections import deque
+from collections import Counter, deque
 from dataclasses import dataclass
 from itertools import islice
 from typing import Any, Iterable, Iterator
@@ -33,6 +36,8 @@ class RayOptions:
     ray_address: str | None = option(None, help="Ray cluster to join (default: start a local Ray).")
     describer_actors: int = option(0, help="Serve the openai/transformers describer from this many actors.")
     describer_gpus: float = option(0.0, help="GPUs each describer actor asks Ray for.")
+    ray_resource: str | None = option(None, help="Run units only on the nodes that offer this custom resource (ray "
+                                                 "start --resources '{\"NAME\": N}': N units at once on a node).")
 
     def start(self, triplets: TripletOptions) -> RayEngine:
         return RayEngine(self, triplets)
@@ -41,7 +46,8 @@ class RayOptions:
 class RayPool:
     """Ray tasks on a cluster (``address``) or a local Ray; results fetched in order."""
 
-    def __init__(self, options: TripletOptions, workers: int, address: str | None = None) -> None:
+    def __init__(self, options: TripletOptions, workers: int, address: str | None = None,
+                 resource: str | None = None) -> None:
         try:
             import ray
         except ImportError:
@@ -53,15 +59,17 @@ class RayPool:
             # checkout's workers, running other code with other settings.
             ray.init(address=address or "local", include_dashboard=False, log_to_driver=False,
                      num_cpus=None if address else workers)
-        self.task = ray.remote(process_unit).options(max_retries=2)
+        self.task = ray.remote(_unit_on_node).options(max_retries=2, resources={resource: 1} if resource else None)
         self.options = ray.put(options)
         self.window = 4 * max(workers, int(ray.cluster_resources().get("CPU", workers)))
+        self.nodes: Counter[str] = Counter()  # units each node ran
 
     def map(self, units: Iterable[Unit]) -> Iterator[UnitResult]:
         todo = iter(units)
         pending = deque(self.task.remote(unit, self.options) for unit in islice(todo, self.window))
         while pending:
-            result = self.ray.get(pending.popleft())
+            node, result = self.ray.get(pending.popleft())
+            self.nodes[node] += 1
             for unit in islice(todo, 1):
                 pending.append(self.task.remote(unit, self.options))
             yield result
@@ -70,10 +78,17 @@ class RayPool:
         pass  # a Ray the build started ends with the process; a cluster stays up
 
 
+def _unit_on_node(unit: Unit, options: TripletOptions) -> tuple[str, UnitResult]:
+    """A Ray task: one unit's rows, and the node that made them."""
+    import ray
+
+    return ray.get_runtime_context().get_node_id(), process_unit(unit, options)
+
+
 class RayEngine:
     def __init__(self, options: RayOptions, triplets: TripletOptions) -> None:
         self.options = options
-        self.pool = RayPool(triplets, options.workers, options.ray_address)
+        self.pool = RayPool(triplets, options.workers, options.ray_address, options.ray_resource)
 
     def map(self, units: Iterable[Unit]) -> Iterator[UnitResult]:
         return self.pool.map(units)
@@ -87,7 +102,8 @@ class RayEngine:
         return self.options.describer_actors or text.concurrency
 
     def info(self) -> dict[str, Any]:
-        return {"engine": "ray", "workers": self.options.workers, "describer_actors": self.options.describer_actors}
+        return {"engine": "ray", "workers": self.options.workers, "describer_actors": self.options.describer_actors,
+                "units_per_node": sorted(self.pool.nodes.values(), reverse=True)}
 
     def close(self) -> None:
         self.pool.close()
