@@ -17,6 +17,7 @@ For 25M rows on a cluster (README, "Ray"):
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import statistics
@@ -56,6 +57,11 @@ def make_inputs(root: Path, rows: int, size: int) -> Path:
     return manifest
 
 
+def _rss(pid: int) -> int:
+    with open(f"/proc/{pid}/statm") as fh:
+        return int(fh.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+
 def _tree_rss(pid: int) -> int:
     """Resident bytes of ``pid`` and every process below it."""
     children: dict[int, list[int]] = {}
@@ -70,11 +76,8 @@ def _tree_rss(pid: int) -> int:
     total, todo = 0, [pid]
     while todo:
         current = todo.pop()
-        try:
-            with open(f"/proc/{current}/statm") as fh:
-                total += int(fh.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
-        except (OSError, ValueError):
-            pass
+        with contextlib.suppress(OSError, ValueError):  # a process that ended meanwhile
+            total += _rss(current)
         todo += children.get(current, [])
     return total
 
@@ -83,7 +86,7 @@ class Windows:
     """Rows/s and peak RSS per window of rows, from the build's progress hook and a sampling thread."""
 
     def __init__(self, window: int) -> None:
-        self.window, self.rows, self.peak = window, 0, 0
+        self.window, self.rows, self.peak, self.main = window, 0, 0, 0
         self.start = time.monotonic()
         self.done: list[dict[str, float]] = []
         self.stop = threading.Event()
@@ -93,6 +96,7 @@ class Windows:
     def _sample(self) -> None:
         while not self.stop.wait(0.2):
             self.peak = max(self.peak, _tree_rss(os.getpid()))
+            self.main = max(self.main, _rss(os.getpid()))
 
     def __call__(self, state: Any) -> None:
         if self.rows == 0 and state.rows:  # the first window starts at the first row: start-up is not a window's
@@ -102,8 +106,8 @@ class Windows:
             now = time.monotonic()
             self.done.append({"rows": state.rows, "seconds": round(now - self.start, 2),
                               "rows_per_s": round(self.window / (now - self.start), 1),
-                              "peak_rss_mib": round(self.peak / 2**20, 1)})
-            self.start, self.peak = now, 0
+                              "peak_rss_mib": round(self.peak / 2**20, 1), "main_mib": round(self.main / 2**20, 1)})
+            self.start, self.peak, self.main = now, 0, 0
 
 
 def run_build(manifest: Path, out: Path, workers: int, per_folder: int, window: int) -> tuple[dict, Windows]:
@@ -138,9 +142,9 @@ def layout(out: Path) -> dict[str, Any]:
 
 def report(args: argparse.Namespace, summary: dict, windows: Windows, shape: dict[str, Any]) -> None:
     done = windows.done
-    print("| rows | window s | rows/s | peak RSS MiB (build tree) |\n|---|---|---|---|")
+    print("| rows | window s | rows/s | peak RSS MiB (build tree) | of which the main process |\n|---|---|---|---|---|")
     for w in done:
-        print(f"| {w['rows']:,} | {w['seconds']} | {w['rows_per_s']} | {w['peak_rss_mib']} |")
+        print(f"| {w['rows']:,} | {w['seconds']} | {w['rows_per_s']} | {w['peak_rss_mib']} | {w['main_mib']} |")
     rate, rss = done[-1]["rows_per_s"] / done[0]["rows_per_s"], done[-1]["peak_rss_mib"] / done[0]["peak_rss_mib"]
     middle = statistics.median(w["rows_per_s"] for w in done)
     print(f"\nlast window / first: rows/s {rate:.2f} (target >= 0.9; / the median window: "
