@@ -86,3 +86,41 @@ def test_sizes_json_is_where_open_clip_reads_it(nested: Path) -> None:
         for first in (tars[0], tars[-1]):
             sizes = json.loads((first.parent / "sizes.json").read_text())
             assert sum(sizes[t.name] for t in tars) == sum(SPLITS.values())
+
+
+def _tar_keys(path: Path) -> list[str]:
+    import tarfile
+
+    with tarfile.open(path) as tar:
+        return [m.name.partition(".")[0] for m in tar.getmembers() if m.name.endswith(".json")]
+
+
+def test_small_shards_of_many_work_groups_are_merged_to_the_shard_size(tmp_path: Path) -> None:
+    """Work groups of 40 images each write their own small shards; publishing merges a stream's consecutive ones
+    up to --shard-rows: the rows, in order, of one big work group, in as few shards, each a valid file."""
+    import webdataset as wds
+
+    folder = tmp_path / "src" / "img"
+    folder.mkdir(parents=True)
+    rng = np.random.default_rng(3)
+    for i in range(400):
+        Image.fromarray(rng.integers(0, 255, (8, 8), dtype=np.uint8)).save(folder / f"{i:04d}.png")
+    manifest = write_manifest(tmp_path / "src", {"name": "s", "format": "image", "images": "img/*.png",
+                                                 "modality": "xray"})
+    small = build(manifest, tmp_path / "small", "--shard-units", "40", "--shard-rows", "150", "--format", "both")
+    whole = build(manifest, tmp_path / "whole", "--shard-units", "1000", "--shard-rows", "150", "--format", "both")
+    shards = [s for s in small["shards"] if s["format"] == "parquet"]
+    assert [s["rows"] for s in shards] == [120, 120, 120, 40]  # groups of 40 merged while they fit in 150
+    ids = [i for s in shards for i in pq.read_table(tmp_path / "small" / s["path"], columns=["id"])["id"].to_pylist()]
+    reference = [i for s in whole["shards"] if s["format"] == "parquet"
+                 for i in pq.read_table(tmp_path / "whole" / s["path"], columns=["id"])["id"].to_pylist()]
+    assert ids == reference and len(ids) == 400
+    assert max(pq.ParquetFile(tmp_path / "small" / shards[0]["path"]).metadata.row_group(g).num_rows
+               for g in range(3)) <= 100  # the viewer's row groups stay small
+    tars = [tmp_path / "small" / s["path"] for s in small["shards"] if s["format"] == "webdataset"]
+    assert len(tars) == 8  # one a lane: a DataLoader's workers each still get one
+    keys = [k for t in tars for k in _tar_keys(t)]
+    assert sorted(keys) == sorted(reference)
+    read = [sample["__key__"] for sample in wds.WebDataset([str(t) for t in tars], shardshuffle=False)]
+    assert sorted(read) == sorted(reference)
+    assert run_cli("verify", tmp_path / "small").exit_code == 0

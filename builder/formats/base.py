@@ -87,6 +87,7 @@ class OutputFormat:
     options: type = NoOptions  # the format's own settings (none yet: ShardLimits are every format's)
     lanes: int = 1  # a split's rows of a work group go round-robin to this many shards (one per reader's worker)
     sidecars: Callable[[list[dict[str, Any]]], dict[str, str]] | None = None  # published shards -> {path: text}
+    merge: Callable[[list[Path], Path], None] | None = None  # shards, in order -> one shard with their rows
 
     def final_name(self, split: str, index: int, total: int) -> str:
         return self.final_pattern.format(split=split, index=index, total=total)

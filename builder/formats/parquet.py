@@ -110,6 +110,17 @@ class ParquetShardWriter(ShardStream):
         return self.shards
 
 
+def merge(sources: list[Path], target: Path) -> None:
+    """The rows of ``sources``, in order, into one shard at ``target``: their row groups copied as they are (each of
+    at most 100 rows), the columns' codecs kept."""
+    schema = pq.ParquetFile(sources[0]).schema_arrow
+    with pq.ParquetWriter(target, schema, compression=_codecs()) as writer:
+        for source in sources:
+            shard = pq.ParquetFile(source)
+            for index in range(shard.num_row_groups):
+                writer.write_table(shard.read_row_group(index))
+
+
 def check_rows(path: Path, decode: bool) -> RowCheck:
     """(id, problem) of each row of a Parquet shard."""
     columns = ["id", "pixels_withheld", *IMAGE_COLUMNS] if decode else ["id"]
@@ -132,4 +143,4 @@ def check_rows(path: Path, decode: bool) -> RowCheck:
 
 PARQUET = OutputFormat(name="parquet", folder="data", extension="parquet",
                        final_pattern="{split}-{index:05d}-of-{total:05d}.parquet", writer=ParquetShardWriter,
-                       features=ROW, rows=check_rows)
+                       features=ROW, rows=check_rows, merge=merge)

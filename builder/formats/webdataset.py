@@ -107,6 +107,27 @@ class TarShardWriter(ShardStream):
         return self.shards
 
 
+BLOCK, RECORD = 512, 10240  # a tar's block, and the record its end is padded to
+
+
+def merge(sources: list[Path], target: Path) -> None:
+    """The samples of ``sources``, in order, into one tar at ``target``: each archive's members copied byte for
+    byte up to its end-of-archive blocks, then one end for all."""
+    with open(target, "wb") as out:
+        for source in sources:
+            with tarfile.open(source) as tar:
+                end = max((m.offset_data + -(-m.size // BLOCK) * BLOCK for m in tar.getmembers()), default=0)
+            with open(source, "rb") as fh:
+                while end > 0:
+                    chunk = fh.read(min(end, 1 << 20))
+                    if not chunk:
+                        raise ValueError(f"{source.name} ends before its last member does")
+                    out.write(chunk)
+                    end -= len(chunk)
+        written = out.tell() + 2 * BLOCK
+        out.write(b"\0" * (2 * BLOCK + (-written) % RECORD))
+
+
 def check_rows(path: Path, decode: bool) -> RowCheck:
     """(key, problem) of each sample of a tar shard; members must stay inside the archive's folder."""
     with tarfile.open(path) as tar:
@@ -125,5 +146,5 @@ def check_rows(path: Path, decode: bool) -> RowCheck:
 
 
 WEBDATASET = OutputFormat(name="webdataset", folder="webdataset", extension="tar",
-                          final_pattern="{split}-{index:06d}.tar", writer=TarShardWriter,
+                          final_pattern="{split}-{index:06d}.tar", writer=TarShardWriter, merge=merge,
                           features=WEBDATASET_ROW, rows=check_rows, lanes=LANES, sidecars=sizes)

@@ -204,7 +204,7 @@ def _finished(options: BuildOptions) -> dict[str, Any] | None:
 def _run(manifest: Manifest, options: BuildOptions, progress: ProgressHook | None, key: IdKey,
          listed: tuple[list[Any], Ledger], started: float) -> dict[str, Any]:
     units, setup = listed
-    journal = Journal(options.out, options.limits.files_per_folder)
+    journal = Journal(options.out, options.limits)
     records = journal.start({**options.fingerprint(manifest), "id_key": key.fingerprint})
     try:
         engine = options.engine_options.start(options.triplets)

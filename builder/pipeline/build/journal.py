@@ -5,7 +5,8 @@ Units (input files, in manifest order) are cut into work groups of
 ``OUT/.build/shards/`` and, once all are complete, appends one line to
 ``OUT/.build/journal.jsonl`` with their row counts and checksums, its accounting
 and its reject lines (fsynced). A build run again skips the groups found there
-and redoes the others. At the end the shards are renamed, in group order, to
+and redoes the others. At the end the shards are renamed, in group order (the
+small ones of a stream merged up to the shard limits: :mod:`.parts`), to
 their public names (``data/<modality>/<split>-NNNNN-of-MMMMM.parquet``,
 ``webdataset/<modality>/<split>-NNNNNN.tar``): nothing under ``data/`` is ever a
 partial file, and a build killed at any moment ends, when run again, with the
@@ -21,9 +22,10 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-from builder.formats import FORMATS
-from builder.layout import FILES_PER_FOLDER, JOURNAL_DIR, PLAN, nesting
+from builder.formats import FORMATS, ShardLimits
+from builder.layout import JOURNAL_DIR, PLAN, nesting
 from builder.options import differences
+from builder.pipeline.build.parts import entry, parts, publish_part
 
 
 class JournalError(RuntimeError):
@@ -31,9 +33,9 @@ class JournalError(RuntimeError):
 
 
 class Journal:
-    def __init__(self, out: Path, per_folder: int = FILES_PER_FOLDER) -> None:
+    def __init__(self, out: Path, limits: ShardLimits | None = None) -> None:
         self.out = out
-        self.per_folder = per_folder  # the most files publishing puts in one folder
+        self.limits = limits or ShardLimits()  # the size of a published shard, the most files in one folder
         self.root = out / JOURNAL_DIR
         self.shards = self.root / "shards"
         self.provenance = self.root / "provenance"  # one file per group: row ids -> input file (local)
@@ -86,20 +88,23 @@ class Journal:
             fh.flush()
             os.fsync(fh.fileno())
 
-    def _targets(self, records: list[dict[str, Any]]) -> list[tuple[dict[str, Any], Path]]:
-        """Each staged shard, in group order, with its public path."""
+    def _targets(self, records: list[dict[str, Any]]) -> list[tuple[list[dict[str, Any]], Path]]:
+        """Each part of the staged shards (:mod:`.parts`), in group order, with its public path."""
         staged = [s for r in sorted(records, key=lambda r: r["group"]) for s in r.get("shards", [])]
         by_stream: dict[tuple[str, str, str], list[dict[str, Any]]] = {}
         for shard in staged:
             by_stream.setdefault((shard["format"], shard["modality"], shard["split"]), []).append(shard)
-        depth = {fmt: nesting({(m, s): len(v) for (f, m, s), v in by_stream.items() if f == fmt}, self.per_folder)
-                 for fmt in {f for f, _, _ in by_stream}}
+        grouped = {key: parts(shards, self.limits, FORMATS[key[0]].merge is not None)
+                   for key, shards in by_stream.items()}
+        per_folder = self.limits.files_per_folder
+        depth = {fmt: nesting({(m, s): len(v) for (f, m, s), v in grouped.items() if f == fmt}, per_folder)
+                 for fmt in {f for f, _, _ in grouped}}
         targets = []
-        for (fmt, modality, split), shards in sorted(by_stream.items()):
+        for (fmt, modality, split), found in sorted(grouped.items()):
             spec = FORMATS[fmt]
-            for index, shard in enumerate(shards):
-                final = spec.final_path(modality, split, index, len(shards), depth[fmt], self.per_folder)
-                targets.append((shard, self.out / final))
+            for index, members in enumerate(found):
+                final = spec.final_path(modality, split, index, len(found), depth[fmt], per_folder)
+                targets.append((members, self.out / final))
         return targets
 
     def plan(self, records: list[dict[str, Any]], others: list[str]) -> None:
@@ -109,22 +114,20 @@ class Journal:
         _write_whole(self.root / PLAN, json.dumps(sorted(files)))
 
     def entries(self, records: list[dict[str, Any]]) -> list[dict[str, Any]]:
-        """build.json's shard entries as :meth:`publish` will give them (their final paths), before it runs."""
-        return [{"path": final.relative_to(self.out).as_posix(), **{k: v for k, v in shard.items() if k != "staged"}}
-                for shard, final in self._targets(records)]
+        """build.json's shard entries as :meth:`publish` will give them (their final paths; a merged part's
+        checksum only once it is written), before it runs."""
+        return [entry(members, final.relative_to(self.out).as_posix()) for members, final in self._targets(records)]
 
     def publish(self, records: list[dict[str, Any]]) -> list[dict[str, Any]]:
-        """Rename every staged shard to its public name; idempotent. Return build.json's shard entries."""
+        """Put every part at its public name; idempotent. Return build.json's shard entries."""
         entries = []
-        for shard, final in self._targets(records):
-            source = self.root / shard["staged"]
-            if source.is_file():
-                final.parent.mkdir(parents=True, exist_ok=True)
-                os.replace(source, final)
-            elif not final.is_file():
-                raise JournalError(f"{shard['staged']} is neither staged nor published")
-            entry = {k: v for k, v in shard.items() if k != "staged"}
-            entries.append({"path": final.relative_to(self.out).as_posix(), **entry})
+        for members, final in self._targets(records):
+            spec = FORMATS[members[0]["format"]]
+            try:
+                sha256 = publish_part(self.root, members, final, spec.merge or _no_merge)
+            except FileNotFoundError as exc:
+                raise JournalError(f"{exc} is neither staged nor published") from None
+            entries.append(entry(members, final.relative_to(self.out).as_posix(), sha256))
         return entries
 
     def write_last(self, name: str, text: str) -> None:
@@ -139,6 +142,10 @@ class Journal:
         (self.root / "state.json").unlink(missing_ok=True)
         with contextlib.suppress(OSError):
             self.root.rmdir()
+
+
+def _no_merge(sources: list[Path], target: Path) -> None:
+    raise JournalError(f"{target.name}: its format cannot merge shards")
 
 
 def _write_whole(path: Path, text: str, staged: Path | None = None) -> None:
