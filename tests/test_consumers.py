@@ -28,7 +28,7 @@ def sharded(tmp_path_factory: pytest.TempPathFactory) -> Path:
         Image.fromarray(mask).save(root / "img" / f"{i:03d}_mask.png")
     out = root / "out"
     build(write_manifest(root, {"name": "s", "format": "image", "images": "img/???.png", "masks": "img/*_mask.png",
-                                "labels": {1: "lesion"}, "modality": "xray"}), out, "--shard-units", "8")
+                                "labels": {1: "lesion"}, "modality": "xray"}), out, "--shard-rows", "8")
     return out
 
 
