@@ -97,7 +97,8 @@ def _tar_keys(path: Path) -> list[str]:
 
 def test_small_shards_of_many_work_groups_are_merged_to_the_shard_size(tmp_path: Path) -> None:
     """Work groups of 40 images each write their own small shards; publishing merges a stream's consecutive ones
-    up to --shard-rows: the rows, in order, of one big work group, in as few shards, each a valid file."""
+    up to --shard-rows (those of at most a quarter of it): the rows, in order, of one big work group, in as few
+    shards, each a valid file."""
     import webdataset as wds
 
     folder = tmp_path / "src" / "img"
@@ -107,10 +108,10 @@ def test_small_shards_of_many_work_groups_are_merged_to_the_shard_size(tmp_path:
         Image.fromarray(rng.integers(0, 255, (8, 8), dtype=np.uint8)).save(folder / f"{i:04d}.png")
     manifest = write_manifest(tmp_path / "src", {"name": "s", "format": "image", "images": "img/*.png",
                                                  "modality": "xray"})
-    small = build(manifest, tmp_path / "small", "--shard-units", "40", "--shard-rows", "150", "--format", "both")
-    whole = build(manifest, tmp_path / "whole", "--shard-units", "1000", "--shard-rows", "150", "--format", "both")
+    small = build(manifest, tmp_path / "small", "--shard-units", "40", "--shard-rows", "160", "--format", "both")
+    whole = build(manifest, tmp_path / "whole", "--shard-units", "1000", "--shard-rows", "160", "--format", "both")
     shards = [s for s in small["shards"] if s["format"] == "parquet"]
-    assert [s["rows"] for s in shards] == [120, 120, 120, 40]  # groups of 40 merged while they fit in 150
+    assert [s["rows"] for s in shards] == [160, 160, 80]  # groups of 40 merged while they fit in 160
     ids = [i for s in shards for i in pq.read_table(tmp_path / "small" / s["path"], columns=["id"])["id"].to_pylist()]
     reference = [i for s in whole["shards"] if s["format"] == "parquet"
                  for i in pq.read_table(tmp_path / "whole" / s["path"], columns=["id"])["id"].to_pylist()]
@@ -124,3 +125,25 @@ def test_small_shards_of_many_work_groups_are_merged_to_the_shard_size(tmp_path:
     read = [sample["__key__"] for sample in wds.WebDataset([str(t) for t in tars], shardshuffle=False)]
     assert sorted(read) == sorted(reference)
     assert run_cli("verify", tmp_path / "small").exit_code == 0
+
+
+def test_only_small_shards_merge_and_order_is_kept() -> None:
+    """A shard over a quarter of the limits is published as it is (publishing never copies a large build again);
+    small ones merge with the small ones after them, a lane's with its own lane's."""
+    from builder.formats import ShardLimits
+    from builder.pipeline.build.parts import parts
+
+    limits = ShardLimits(max_rows=100, max_mb=1)
+
+    def shard(name: str, rows: int, size: int = 1000) -> dict:
+        return {"staged": f"shards/data/ct/{name}.parquet", "rows": rows, "bytes": size}
+
+    staged = [shard("train-g0-p000", 10), shard("train-g1-p000", 60), shard("train-g2-p000", 20),
+              shard("train-g3-p000", 25), shard("train-g4-p000", 25, 2**19), shard("train-g5-p000", 5)]
+    found = [[s["staged"].split("/")[-1].split(".")[0] for s in part] for part in parts(staged, limits)]
+    assert found == [["train-g0-p000"], ["train-g1-p000"], ["train-g2-p000", "train-g3-p000"], ["train-g4-p000"],
+                     ["train-g5-p000"]]
+    lanes = [shard(f"train-g{g}-l0{lane}-p000", 5) for g in range(3) for lane in range(2)]
+    merged = [[s["staged"].split("/")[-1].split(".")[0] for s in part] for part in parts(lanes, limits)]
+    assert merged == [["train-g0-l00-p000", "train-g1-l00-p000", "train-g2-l00-p000"],
+                      ["train-g0-l01-p000", "train-g1-l01-p000", "train-g2-l01-p000"]]

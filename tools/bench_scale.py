@@ -87,7 +87,7 @@ class Windows:
 
     def __init__(self, window: int) -> None:
         self.window, self.rows, self.peak, self.main = window, 0, 0, 0
-        self.start = time.monotonic()
+        self.began = self.start = self.first = self.last = time.monotonic()
         self.done: list[dict[str, float]] = []
         self.stop = threading.Event()
         self.sampler = threading.Thread(target=self._sample, daemon=True)
@@ -100,8 +100,8 @@ class Windows:
 
     def __call__(self, state: Any) -> None:
         if self.rows == 0 and state.rows:  # the first window starts at the first row: start-up is not a window's
-            self.start = time.monotonic()
-        self.rows = state.rows
+            self.start = self.first = time.monotonic()
+        self.rows, self.last = state.rows, time.monotonic()
         if state.rows >= (len(self.done) + 1) * self.window:
             now = time.monotonic()
             self.done.append({"rows": state.rows, "seconds": round(now - self.start, 2),
@@ -123,6 +123,7 @@ def run_build(manifest: Path, out: Path, workers: int, per_folder: int, window: 
         summary = build(load_manifest(manifest), options, progress=windows)
     finally:
         windows.stop.set()
+    windows.ended = time.monotonic()
     return summary, windows
 
 
@@ -150,7 +151,10 @@ def report(args: argparse.Namespace, summary: dict, windows: Windows, shape: dic
     print(f"\nlast window / first: rows/s {rate:.2f} (target >= 0.9; / the median window: "
           f"{done[-1]['rows_per_s'] / middle:.2f}), peak RSS {rss:.2f} (target within 1.1)")
     print(f"build: {summary['rows']['total']:,} rows in {summary['seconds']:.0f} s ({summary['rows_per_second']} "
-          f"rows/s overall, {middle} rows/s median window) on {args.workers} workers, {os.cpu_count()} cores")
+          f"rows/s overall, {middle:.0f} rows/s median window) on {args.workers} workers, {os.cpu_count()} cores")
+    before, after = windows.first - windows.began, windows.ended - windows.last
+    print(f"before the first row (listing the inputs, starting the workers): {before:.0f} s; after the last "
+          f"(publishing, merging small shards, the card and charts): {after:.0f} s")
     print(f"layout: {json.dumps(shape)}")
     per_node = middle * (os.cpu_count() or 1) / args.workers
     for nodes in args.nodes:

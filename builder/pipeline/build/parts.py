@@ -24,6 +24,9 @@ from builder.layout import sha256_file
 
 __all__ = ["entry", "parts", "publish_part"]
 
+#: Only a shard of at most a quarter of the limits is merged: larger ones are published as they are (renamed), so
+#: publishing copies only the small shards' bytes, never a whole large build again.
+SMALL = 4
 _LANE = re.compile(r"-l(\d+)-p\d+\.[^/]+$")
 
 
@@ -33,20 +36,22 @@ def _lane(staged: str) -> str:
 
 
 def parts(shards: list[dict[str, Any]], limits: ShardLimits, mergeable: bool = True) -> list[list[dict[str, Any]]]:
-    """The staged shards of one stream (in group order) as parts: consecutive shards of a lane while their rows and
-    bytes stay within ``limits``; in the order of each part's first shard. A shard without its size (a journal
-    of an older version), or of a format that cannot merge, stays alone."""
+    """The staged shards of one stream (in group order) as parts: consecutive small shards of a lane while their
+    rows and bytes stay within ``limits``; in the order of each part's first shard. A shard over a quarter of the
+    limits, one without its size (a journal of an older version), or of a format that cannot merge, stays alone."""
     found: list[list[dict[str, Any]]] = []
     open_parts: dict[str, list[dict[str, Any]]] = {}
     for shard in shards:
         lane, size = _lane(shard["staged"]), shard.get("bytes", limits.max_bytes)
         current = open_parts.get(lane)
-        if mergeable and current and (sum(s["rows"] for s in current) + shard["rows"] <= limits.max_rows
+        small = shard["rows"] * SMALL <= limits.max_rows and size * SMALL <= limits.max_bytes
+        if mergeable and small and current and (sum(s["rows"] for s in current) + shard["rows"] <= limits.max_rows
                         and sum(s.get("bytes", limits.max_bytes) for s in current) + size <= limits.max_bytes):
             current.append(shard)
             continue
-        open_parts[lane] = [shard]
-        found.append(open_parts[lane])
+        part = [shard]
+        found.append(part)
+        open_parts[lane] = part if small else []
     return found
 
 
