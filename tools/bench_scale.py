@@ -87,7 +87,7 @@ class Windows:
 
     def __init__(self, window: int) -> None:
         self.window, self.rows, self.peak, self.main = window, 0, 0, 0
-        self.began = self.start = self.first = self.last = time.monotonic()
+        self.began = self.start = self.first = self.last = self.ended = time.monotonic()
         self.done: list[dict[str, float]] = []
         self.stop = threading.Event()
         self.sampler = threading.Thread(target=self._sample, daemon=True)
