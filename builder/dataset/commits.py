@@ -73,9 +73,11 @@ def _landed(entry: Any, local: Path, sha256: str | None, content: bytes | None) 
 def _missing(api: Any, repo_id: str, revision: str | None, out: Path, paths: list[str],
              shas: dict[str, str], contents: dict[str, bytes]) -> list[str]:
     """The paths of a batch whose content the Hub does not hold yet."""
+    from huggingface_hub.errors import RevisionNotFoundError
+
     try:
         remote = {e.path: e for e in api.get_paths_info(repo_id, paths, revision=revision, repo_type="dataset")}
-    except Exception:  # a branch or pull request that does not exist yet holds nothing
+    except RevisionNotFoundError:  # a branch that does not exist yet holds nothing
         return paths
     return [p for p in paths if p not in remote or not _landed(remote[p], out / p, shas.get(p), contents.get(p))]
 

@@ -3,8 +3,9 @@
 ``push`` verifies the folder first and refuses one that fails, then creates the
 dataset repo (``exist_ok``) and uploads in commits of at most a hundred files,
 the card last; run again after an interruption, it sends only what had not
-landed (:mod:`builder.dataset.commits`). The token is ``huggingface_hub``'s: ``HF_TOKEN`` or the login cache; it
-is never printed, logged or written. ``HF_ENDPOINT`` is honoured.
+landed (:mod:`builder.dataset.commits`). The token is ``huggingface_hub``'s:
+``HF_TOKEN`` or the login cache; it is never printed, logged or written.
+``HF_ENDPOINT`` is honoured.
 """
 
 from __future__ import annotations
