@@ -147,3 +147,14 @@ def test_only_small_shards_merge_and_order_is_kept() -> None:
     merged = [[s["staged"].split("/")[-1].split(".")[0] for s in part] for part in parts(lanes, limits)]
     assert merged == [["train-g0-l00-p000", "train-g1-l00-p000", "train-g2-l00-p000"],
                       ["train-g0-l01-p000", "train-g1-l01-p000", "train-g2-l01-p000"]]
+
+
+def test_push_refuses_a_folder_the_hub_would_refuse() -> None:
+    """A build made with a larger --files-per-folder than the Hub's limit is named before anything is sent."""
+    from builder.dataset.hub import crowded_folders
+
+    paths = [f"data/ct/train-{i:05d}-of-00030.parquet" for i in range(30)] + ["README.md", "build.json"]
+    assert crowded_folders(paths, limit=20) == {"data/ct": 30}
+    assert crowded_folders(paths, limit=30) == {}
+    nested = [f"data/ct/train/{i // 9:02d}/train-{i:05d}-of-00030.parquet" for i in range(30)]
+    assert crowded_folders(nested, limit=10) == {}

@@ -22,7 +22,7 @@ from builder.dataset.commits import Pushed, batches, commit_all
 from builder.dataset.shards import LayoutError, iter_rows
 from builder.dataset.verify import Problem, card_configs, verify
 from builder.formats import FORMATS
-from builder.layout import BUILD_JSON, NAME, listed_files, read_build_json
+from builder.layout import BUILD_JSON, FILES_PER_FOLDER, NAME, listed_files, read_build_json
 from builder.privacy import redact
 from builder.yamlsafe import load_yaml
 
@@ -86,6 +86,16 @@ def with_leakage(card: str, found: list[leakage.Leakage], allowed: bool) -> str:
     return f"{before.rstrip()}\n\n{section}\n{marker}{after}" if marker else f"{card.rstrip()}\n\n{section}\n"
 
 
+def crowded_folders(paths: list[str], limit: int = FILES_PER_FOLDER) -> dict[str, int]:
+    """Folders of a repository that would hold more than ``limit`` entries (files and folders), and how many."""
+    entries: dict[str, set[str]] = {}
+    for path in paths:
+        parts = path.split("/")
+        for depth in range(len(parts)):
+            entries.setdefault("/".join(parts[:depth]) or ".", set()).add(parts[depth])
+    return {folder: len(held) for folder, held in sorted(entries.items()) if len(held) > limit}
+
+
 def upload_plan(out: Path) -> list[tuple[str, int]]:
     """(path in repo, bytes) of every file a push uploads: what build.json lists as published, nothing else."""
     doc = read_build_json(out) or {}
@@ -124,6 +134,12 @@ def push(out: Path, repo_id: str, options: PushOptions) -> dict[str, Any]:
                        "(medtri-build audit --against names them all), or push with --allow-leakage, which the "
                        "card then states")
     files = upload_plan(out)
+    crowded = crowded_folders([path for path, _ in files])
+    if crowded:
+        listed = ", ".join(f"{folder} ({n})" for folder, n in list(crowded.items())[:5])
+        raise HubError(f"the Hub takes at most {FILES_PER_FOLDER:,} entries in a folder, and these hold more: "
+                       f"{listed}; nothing was pushed. Build again with --files-per-folder {FILES_PER_FOLDER} "
+                       "(the default), which puts the shards into sub-folders")
     plan = {"repo_id": repo_id, "files": len(files), "bytes": sum(size for _, size in files),
             "commits": len(batches(files)), "configs": [c["config_name"] for c in card_configs(out)],
             "paths": [p for p, _ in files]}
