@@ -25,7 +25,7 @@ import os
 import re
 from collections import Counter
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Iterable, Mapping
 
 __all__ = [
     "BUILD_JSON",
@@ -157,9 +157,9 @@ def shard_folders(split: str, index: int, depth: int, per_folder: int = FILES_PE
     return [split, *reversed(digits)]
 
 
-def depth_of(path: str) -> int:
-    """The nesting of a published shard's path (``data/ct/train-...``: 0; ``data/ct/train/0001/train-...``: 1)."""
-    return max(0, len(path.split("/")) - 4)
+def depth_of(paths: Iterable[str]) -> int:
+    """How deep published shards are nested (``data/ct/train-...``: 0; ``data/ct/train/0001/train-...``: 1)."""
+    return max((max(0, len(path.split("/")) - 4) for path in paths), default=0)
 
 
 def folder_glob(config: str, split: str, depth: int) -> str:

@@ -92,8 +92,8 @@ def configs(layout: str, splits: dict[str, list[str]], depth: int = 0) -> list[d
 
 
 def _configs(inputs: CardInputs) -> list[dict[str, Any]]:
-    depth = max((depth_of(s["path"]) for s in inputs.shards if s["format"] == inputs.layout), default=0)
-    return configs(inputs.layout, inputs.splits, depth)
+    return configs(inputs.layout, inputs.splits,
+                   depth_of(s["path"] for s in inputs.shards if s["format"] == inputs.layout))
 
 
 def _license(sources: Sequence[dict[str, Any]]) -> str:

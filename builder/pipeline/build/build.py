@@ -215,7 +215,6 @@ def _run(manifest: Manifest, options: BuildOptions, progress: ProgressHook | Non
     except BuildError:
         engine.close()
         raise
-    text_info["engine"] = engine.info()
     if not any(r["group"] == -1 for r in records):
         record = _record(-1, setup, [], journal.root, {})
         journal.commit(record)

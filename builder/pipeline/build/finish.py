@@ -124,8 +124,8 @@ def _croissant(options: BuildOptions, summary: dict[str, Any], shards: list[dict
     document = croissant(options.out.resolve().name, options.repo or options.out.resolve().name,
                          versions()["medtrinity-25m"], summary["sources"], summary["deidentification"],
                          summary["describer"]["name"], summary["rows"]["total"],
-                         FORMATS["parquet"].data_files("*", "*", max(depth_of(s["path"]) for s in shards
-                                                                     if s["format"] == "parquet")))
+                         FORMATS["parquet"].data_files("*", "*", depth_of(s["path"] for s in shards
+                                                                          if s["format"] == "parquet")))
     (options.out / CROISSANT).write_text(json.dumps(document, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
     return [CROISSANT]
 

@@ -124,10 +124,10 @@ class Journal:
         for members, final in self._targets(records):
             spec = FORMATS[members[0]["format"]]
             try:
-                sha256 = publish_part(self.root, members, final, spec.merge or _no_merge)
+                publish_part(self.root, members, final, spec.merge or _no_merge)
             except FileNotFoundError as exc:
                 raise JournalError(f"{exc} is neither staged nor published") from None
-            entries.append(entry(members, final.relative_to(self.out).as_posix(), sha256))
+            entries.append(entry(members, final.relative_to(self.out).as_posix(), final))
         return entries
 
     def write_last(self, name: str, text: str) -> None:

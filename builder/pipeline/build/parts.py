@@ -55,24 +55,24 @@ def parts(shards: list[dict[str, Any]], limits: ShardLimits, mergeable: bool = T
     return found
 
 
-def entry(members: list[dict[str, Any]], final: str, sha256: str | None = None) -> dict[str, Any]:
-    """build.json's entry of a part published at ``final`` (``sha256``: of the published file)."""
+def entry(members: list[dict[str, Any]], final: str, published: Path | None = None) -> dict[str, Any]:
+    """build.json's entry of a part published at ``final``; a merged part's checksum and size are read from its
+    ``published`` file (before publishing: its size is its shards')."""
     first = members[0]
     found = {"path": final, "format": first["format"], "modality": first["modality"], "split": first["split"],
              "rows": sum(m["rows"] for m in members)}
-    if "bytes" in first:
-        found["bytes"] = sum(m.get("bytes", 0) for m in members)
     if len(members) == 1:
-        found["sha256"] = first["sha256"]
-    elif sha256 is not None:
-        found["sha256"] = sha256
+        found.update({k: first[k] for k in ("bytes", "sha256") if k in first})
+    elif published is not None:
+        found.update(bytes=published.stat().st_size, sha256=sha256_file(published))
+    elif "bytes" in first:
+        found["bytes"] = sum(m.get("bytes", 0) for m in members)
     return found
 
 
 def publish_part(root: Path, members: list[dict[str, Any]], final: Path,
-                 merge: Callable[[list[Path], Path], None]) -> str | None:
-    """Put one part at ``final``; idempotent. Return the published file's sha256 (None: a renamed staged shard,
-    whose checksum the journal holds); raise ``FileNotFoundError`` when neither the part nor its shards are
+                 merge: Callable[[list[Path], Path], None]) -> None:
+    """Put one part at ``final``; idempotent. Raise ``FileNotFoundError`` when neither the part nor its shards are
     there."""
     sources = [root / m["staged"] for m in members]
     present = [path for path in sources if path.is_file()]
@@ -82,7 +82,7 @@ def publish_part(root: Path, members: list[dict[str, Any]], final: Path,
             os.replace(present[0], final)
         elif not final.is_file():
             raise FileNotFoundError(members[0]["staged"])
-        return None
+        return
     if len(present) == len(sources):
         final.parent.mkdir(parents=True, exist_ok=True)
         merge(sources, temp_path(final))
@@ -91,4 +91,3 @@ def publish_part(root: Path, members: list[dict[str, Any]], final: Path,
         raise FileNotFoundError(", ".join(m["staged"] for m in members))
     for path in present:  # the part is published: its staged shards are no longer needed
         path.unlink()
-    return sha256_file(final)
