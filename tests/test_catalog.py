@@ -6,6 +6,7 @@ import json
 import shutil
 import threading
 from pathlib import Path
+from typing import Any
 
 import pytest
 from conftest import run_cli
@@ -95,3 +96,34 @@ def test_browse_filter_open_toggle_overlay_and_read_attributes(server: str, tmp_
         assert shot.stat().st_size > 10_000
         browser.close()
     print(f"screenshot of the sample view: {shot}")
+
+
+def test_a_slow_first_search_does_not_overwrite_the_users_search(server: str) -> None:
+    """The page's own first search answers after the user's: the user's results stay on the page."""
+    playwright = pytest.importorskip("playwright.sync_api", reason="pip install playwright")
+    held: list[Any] = []
+
+    def hold_the_first(route: Any) -> None:  # playwright Route
+        if held:
+            route.continue_()
+        else:
+            held.append(route)
+
+    with playwright.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=_chromium(), args=["--headless", "--no-sandbox", "--disable-gpu"])
+        page = browser.new_page()
+        page.route("**/api/search?*", hold_the_first)
+        page.goto(server)
+        page.wait_for_selector("#modality option[value=ct]", state="attached")
+        page.select_option("#modality", "ct")
+        page.click("#search")
+        page.wait_for_function("document.querySelector('#count').textContent.startsWith('11 ')")
+        assert len(held) == 1
+        with page.expect_response(lambda r: "/api/search?" in r.url and "modality=ct" not in r.url) as late:
+            held[0].continue_()
+        assert late.value.ok
+        page.wait_for_load_state("networkidle")
+        page.evaluate("() => new Promise((done) => setTimeout(done, 200))")
+        assert page.locator("#count").inner_text().startswith("11 ")
+        assert page.locator(".result").count() == 11
+        browser.close()
