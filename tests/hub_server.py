@@ -3,11 +3,18 @@
 It answers what the real ``huggingface_hub`` and ``datasets`` clients call:
 
 - write: ``POST /api/repos/create``, ``POST /api/{type}s/{repo}/preupload/{rev}`` (every file
-  ``regular``, with the ``oid`` of the file already there so the client skips it),
+  ``regular``, with the git ``oid`` of the content already there so the client skips it; the
+  Hub takes large and binary files through Xet storage, a separate CAS service that this fixture
+  does not run),
   ``POST /api/{type}s/{repo}/commit/{rev}`` (NDJSON), ``POST /api/validate-yaml``,
   ``PUT /api/{type}s/{repo}/settings``;
 - read: ``GET /api/{type}s/{repo}[/revision/{rev}]``, ``GET .../tree/{rev}[/{path}]``,
   ``POST .../paths-info/{rev}``, ``GET|HEAD /{type}s/{repo}/resolve/{rev}/{path}`` (with ranges).
+
+A stored file is described as the Hub describes it: a file the Hub's default ``.gitattributes``
+tracks with LFS (:data:`LFS_SUFFIXES`, or over 10 MB) has the git ``oid`` of its LFS pointer and
+an ``lfs`` entry with the content's sha256, which is also its ``ETag``; a small text file has the
+git ``oid`` of its content.
 
 It is a test fixture, not a product feature. ``fail_commits_after`` makes every
 commit after the first N fail, to interrupt a push; ``hold_commits_after`` holds
@@ -33,8 +40,23 @@ from urllib.parse import parse_qs, unquote, urlparse
 TYPES = {"datasets": "dataset", "models": "model", "spaces": "space"}
 
 
+# what a new dataset repo's .gitattributes sends to LFS (the binary formats a build writes), and any file over 10 MB
+LFS_SUFFIXES = (".parquet", ".tar", ".arrow", ".npy", ".npz", ".png", ".jpg", ".jpeg", ".webp", ".gz", ".zst",
+                ".zip", ".bin", ".pt", ".safetensors")
+LFS_MIN_BYTES = 10 * 2**20
+
+
 def git_oid(data: bytes) -> str:
     return hashlib.sha1(b"blob %d\0" % len(data) + data).hexdigest()
+
+
+def lfs_tracked(path: str, size: int) -> bool:
+    return path.endswith(LFS_SUFFIXES) or size > LFS_MIN_BYTES
+
+
+def lfs_pointer(data: bytes) -> bytes:
+    return (f"version https://git-lfs.github.com/spec/v1\noid sha256:{hashlib.sha256(data).hexdigest()}\n"
+            f"size {len(data)}\n").encode()
 
 
 class Repo:
@@ -60,9 +82,13 @@ class Repo:
         return sorted(p for p in self.files.rglob("*") if p.is_file())
 
     def entry(self, path: Path) -> dict[str, Any]:
-        data = path.read_bytes()
-        return {"type": "file", "path": path.relative_to(self.files).as_posix(), "oid": git_oid(data),
-                "size": len(data)}
+        """A file as the tree and paths-info APIs list it: an LFS file by its pointer and its sha256."""
+        data, name = path.read_bytes(), path.relative_to(self.files).as_posix()
+        if not lfs_tracked(name, len(data)):
+            return {"type": "file", "path": name, "oid": git_oid(data), "size": len(data)}
+        pointer = lfs_pointer(data)
+        return {"type": "file", "path": name, "oid": git_oid(pointer), "size": len(data),
+                "lfs": {"oid": hashlib.sha256(data).hexdigest(), "size": len(data), "pointerSize": len(pointer)}}
 
 
 class HubServer:
@@ -181,7 +207,7 @@ class HubServer:
     def _api(self, h: Any, repo: Repo, rest: str, query: dict[str, str]) -> None:
         if rest.startswith("preupload/"):
             files = json.loads(h._body())["files"]
-            existing = {e["path"]: e["oid"] for e in map(repo.entry, repo.listing())}
+            existing = {p.relative_to(repo.files).as_posix(): git_oid(p.read_bytes()) for p in repo.listing()}
             return h._json({"files": [{"path": f["path"], "uploadMode": "regular", "shouldIgnore": False,
                                        "oid": existing.get(f["path"])} for f in files]})
         if rest.startswith("commit/"):
@@ -263,6 +289,9 @@ class HubServer:
             return h._json({"error": "Entry not found"}, 404, {"X-Error-Code": "EntryNotFound"})
         data = (repo.files / path).read_bytes()
         headers = {"ETag": f'"{git_oid(data)}"', "X-Repo-Commit": repo.sha, "Accept-Ranges": "bytes"}
+        if lfs_tracked(path, len(data)):  # the Hub answers an LFS file with its sha256
+            sha = hashlib.sha256(data).hexdigest()
+            headers.update({"ETag": f'"{sha}"', "X-Linked-Etag": f'"{sha}"', "X-Linked-Size": str(len(data))})
         ranged = re.match(r"bytes=(\d*)-(\d*)", h.headers.get("Range") or "")
         if ranged and h.command == "GET":
             start = int(ranged.group(1) or 0)

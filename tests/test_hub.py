@@ -115,6 +115,15 @@ def test_an_interrupted_push_resumes_without_reuploading(tmp_path: Path, hub: Hu
     remote_files = {p.relative_to(remote).as_posix(): p.read_bytes() for p in remote.rglob("*") if p.is_file()}
     assert remote_files == local_files  # every published file, and nothing local (.private, the lock)
     _secret_free(first.stdout + first.stderr, second.stdout + second.stderr)
+    # a shard (LFS: compared by sha256) and build.json (a git blob) that differ on the Hub are sent again, alone
+    shard = sorted(remote.rglob("*.parquet"))[7]
+    for changed in (shard, remote / "build.json"):
+        changed.write_bytes(changed.read_bytes()[:-1] + b"x")
+    before = len(hub.committed_paths)
+    _run(CLI + ["push", str(out), "org/many"], env)
+    again = sorted(p for paths in hub.committed_paths[before:] for p in paths)
+    assert again == sorted([shard.relative_to(remote).as_posix(), "build.json"])
+    assert {p.relative_to(remote).as_posix(): p.read_bytes() for p in remote.rglob("*") if p.is_file()} == local_files
 
 
 def test_a_killed_push_resumes_sending_each_file_once(tmp_path: Path, hub: HubServer) -> None:
