@@ -218,6 +218,42 @@ def test_webdataset_shards_load_in_datasets_builder_and_a_two_worker_loader(demo
     assert sorted(seen) == sorted(parquet_ids["ct"])
 
 
+def test_a_tar_shard_holds_the_bytes_webdataset_writes_and_no_build_process_imports_torch(demo_out: Path,
+                                                                                         tmp_path: Path) -> None:
+    """The shards are written with tarfile, not webdataset (whose import brings torch into the process that writes
+    every shard): each tar is byte for byte what webdataset's TarWriter writes of the same samples."""
+    import io
+    import subprocess
+    import sys
+    import tarfile
+
+    import webdataset as wds
+
+    for shard in sorted((demo_out / "webdataset").rglob("*.tar"))[:4]:
+        samples: dict[str, dict[str, bytes]] = {}
+        with tarfile.open(shard) as tar:
+            for member in tar.getmembers():
+                key, _, field = member.name.partition(".")
+                handle = tar.extractfile(member)
+                samples.setdefault(key, {"__key__": key})[field] = handle.read() if handle else b""
+        buffer = io.BytesIO()
+        writer = wds.TarWriter(buffer, mtime=0, encoder=False)
+        for sample in samples.values():
+            writer.write(sample)
+        writer.close()
+        assert buffer.getvalue() == shard.read_bytes(), shard.name
+    (tmp_path / "img").mkdir()
+    for i in range(6):
+        Image.fromarray(np.full((16, 16), 40 * i, np.uint8)).save(tmp_path / "img" / f"{i}.png")
+    manifest = write_manifest(tmp_path, {"name": "few", "format": "image", "images": "img/*.png", "modality": "xray"})
+    done = subprocess.run([sys.executable, "-X", "importtime", "-m", "builder", "build", str(manifest), "--out",
+                           str(tmp_path / "out"), "--format", "both", "--workers", "1", "--quiet"],
+                          capture_output=True, text=True, check=True)
+    imported = {line.rsplit("|", 1)[-1].strip() for line in done.stderr.splitlines() if line.startswith("import time")}
+    assert "webdataset" not in imported and "torch" not in imported
+    assert len(list((tmp_path / "out" / "webdataset").rglob("*.tar"))) >= 1
+
+
 def test_a_16_bit_source_is_stored_as_an_8_bit_display_image_unless_asked(tmp_path: Path) -> None:
     """A 16-bit raster (values up to 4000) as trainers read it: PIL's convert("RGB") and CLIP's processor keep its
     contrast; bit_depth: stored keeps the 16 bits."""
