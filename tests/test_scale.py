@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -136,18 +137,15 @@ def test_a_two_node_ray_cluster_builds_the_rows_of_a_local_build(sources: Path, 
     pytest.importorskip("ray", reason="--engine ray needs the ray extra")
     from ray_cluster import RESOURCE, LocalCluster
 
-    try:
-        cluster = LocalCluster(tmp_path / "ray-logs").__enter__()
-    except RuntimeError as exc:
-        pytest.skip(f"Ray cannot start a cluster here: {str(exc)[:500]}")
-    try:
-        out = tmp_path / "cluster"
-        done = subprocess.run(_build_cmd(sources, out)[:-5] + ["--engine", "ray", "--ray-address", cluster.address,
-                                                               "--ray-resource", RESOURCE, "--shard-units", "16",
-                                                               "--quiet"],
-                              env=cluster.env, capture_output=True, text=True, timeout=600)
-    finally:
-        cluster.__exit__()
+    out = tmp_path / "cluster"
+    with contextlib.ExitStack() as stack:
+        try:  # a cluster that cannot start has ended its own processes
+            cluster = stack.enter_context(LocalCluster(tmp_path / "ray-logs"))
+        except RuntimeError as exc:
+            pytest.skip(f"Ray cannot start a cluster here: {str(exc)[:500]}")
+        ray = ["--engine", "ray", "--ray-address", cluster.address, "--ray-resource", RESOURCE]
+        done = subprocess.run(_build_cmd(sources, out) + ray, env=cluster.env, capture_output=True, text=True,
+                              timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]
     summary = json.loads((out / "build.json").read_text())
     per_node = summary["engine"]["units_per_node"]
